@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what a clean machine lacks, idempotently: PostgreSQL and Java (Debian packages),
+# the Kafka and s3proxy jars (Maven Central), and the Python environment (.venv, PyPI).
+# Env: VS_LIBS_DIR (jar directory, default .stack/libs), VS_VENV (default .venv), PYTHON.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+libs="${VS_LIBS_DIR:-$repo/.stack/libs}"
+venv="${VS_VENV:-$repo/.venv}"
+python="${PYTHON:-python3}"
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+
+need_apt=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v psql >/dev/null || need_apt+=(postgresql-client)
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "[install] apt: ${need_apt[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+fetch_jars() {  # name, marker jar glob
+  local name="$1" marker="$2"
+  if ! ls "$libs/$name"/$marker >/dev/null 2>&1; then
+    echo "[install] Maven Central: $name jars -> $libs/$name"
+    rm -rf "$libs/$name.tmp"
+    mvn -q -B -f "$repo/infra/$name/pom.xml" dependency:copy-dependencies \
+      -DoutputDirectory="$libs/$name.tmp" -DincludeScope=runtime
+    rm -rf "$libs/$name"; mv "$libs/$name.tmp" "$libs/$name"
+  fi
+}
+fetch_jars kafka 'kafka_2.13-*.jar'
+fetch_jars s3proxy 's3proxy-*.jar'
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "[install] Python venv -> $venv"
+  "$python" -m venv "$venv"
+fi
+stamp="$venv/.vs-installed"
+if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
+  echo "[install] pip install -e .[test] (torch is a large download the first time)"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -e "$repo[test]"
+  touch "$stamp"
+fi
+echo "[install] done"

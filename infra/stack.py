@@ -1,0 +1,134 @@
+"""Bring the local stack (Kafka, PostgreSQL, S3) up or down.
+
+    python -m infra.stack up      # idempotent; waits for every service; prints its settings
+    python -m infra.stack down    # stops only the processes this stack started (by PID)
+    python -m infra.stack env     # prints the settings as `export` lines
+    python -m infra.stack status
+
+State lives in one directory (default `.stack/` in the repo, env VS_STACK_DIR). Ports are
+chosen on the first `up` (env VS_KAFKA_PORT, VS_PG_PORT, VS_S3_PORT, or `--free-ports`)
+and remembered in the state directory, as are the generated S3 credentials.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from infra import services
+from infra.services import StackConfig
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_STATE = REPO / ".stack"
+SERVICES = ("postgres", "kafka", "s3")
+
+
+def default_libs_dir() -> Path:
+    return Path(os.environ.get("VS_LIBS_DIR", DEFAULT_STATE / "libs"))
+
+
+def load_or_create(state_dir: Path, libs_dir: Path | None = None, free_ports: bool = False) -> StackConfig:
+    """The stack's config: read from state_dir/config.json, or chosen now and saved there."""
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    saved = state_dir / "config.json"
+    if saved.exists():
+        data = json.loads(saved.read_text())
+        data["state_dir"], data["libs_dir"] = Path(data["state_dir"]), Path(data["libs_dir"])
+        return StackConfig(**data)
+
+    def port(env: str, default: int) -> int:
+        return services.free_port() if free_ports else int(os.environ.get(env, default))
+
+    cfg = StackConfig(
+        state_dir=state_dir,
+        libs_dir=(libs_dir or default_libs_dir()).resolve(),
+        kafka_port=port("VS_KAFKA_PORT", 59092),
+        kafka_controller_port=port("VS_KAFKA_CONTROLLER_PORT", 59093),
+        pg_port=port("VS_PG_PORT", 55432),
+        s3_port=port("VS_S3_PORT", 59000),
+        # generated per stack, never written in code; kept in the state dir (mode 0600)
+        s3_access_key="vs-" + secrets.token_hex(6),
+        s3_secret_key=secrets.token_urlsafe(24),
+    )
+    data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    saved.write_text(json.dumps(data, indent=2))
+    saved.chmod(0o600)
+    return cfg
+
+
+def up(cfg: StackConfig, only: tuple[str, ...] = SERVICES) -> None:
+    if "postgres" in only:
+        services.start_postgres(cfg)
+    if "kafka" in only:
+        services.start_kafka(cfg)
+    if "s3" in only:
+        services.start_s3(cfg)
+    write_env_file(cfg)
+
+
+def down(cfg: StackConfig, only: tuple[str, ...] = SERVICES) -> list[str]:
+    stopped = []
+    if "s3" in only and services.stop_s3(cfg):
+        stopped.append("s3")
+    if "kafka" in only and services.stop_kafka(cfg):
+        stopped.append("kafka")
+    if "postgres" in only and services.stop_postgres(cfg):
+        stopped.append("postgres")
+    return stopped
+
+
+def status(cfg: StackConfig) -> dict[str, bool]:
+    return {"postgres": services.pg_running(cfg), "kafka": services.kafka_running(cfg),
+            "s3": services.s3_running(cfg)}
+
+
+def env_lines(cfg: StackConfig) -> str:
+    return "".join(f"export {k}={v}\n" for k, v in cfg.env().items())
+
+
+def write_env_file(cfg: StackConfig) -> Path:
+    path = cfg.state_dir / "stack.env"
+    path.write_text(env_lines(cfg))
+    path.chmod(0o600)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["up", "down", "env", "status"])
+    ap.add_argument("--state-dir", type=Path, default=Path(os.environ.get("VS_STACK_DIR", DEFAULT_STATE)))
+    ap.add_argument("--only", action="append", choices=SERVICES, help="act on this service only (repeatable)")
+    ap.add_argument("--free-ports", action="store_true", help="on first start, pick free ports")
+    args = ap.parse_args(argv)
+    only = tuple(args.only or SERVICES)
+    if args.command == "down" and not (args.state_dir / "config.json").exists():
+        print("nothing to stop: no stack in", args.state_dir)
+        return 0
+    cfg = load_or_create(args.state_dir, free_ports=args.free_ports)
+    try:
+        if args.command == "up":
+            up(cfg, only)
+            print(f"stack up in {cfg.state_dir}; settings (also in {cfg.state_dir / 'stack.env'}):",
+                  file=sys.stderr)
+            print(env_lines(cfg), end="")
+        elif args.command == "down":
+            print("stopped:", ", ".join(down(cfg, only)) or "nothing was running")
+        elif args.command == "env":
+            print(env_lines(cfg), end="")
+        else:
+            for name, running in status(cfg).items():
+                print(f"{name:9s} {'running' if running else 'stopped'}")
+    except services.StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
