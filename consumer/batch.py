@@ -1,0 +1,202 @@
+"""One batch of Kafka messages -> rows in PostgreSQL, independent of Faust.
+
+Stages: parse keys -> download from S3 concurrently -> decode+preprocess in a thread pool
+-> one model call for the whole batch in the inference thread -> one transaction.
+The event loop only awaits; every blocking step runs in an executor.
+
+Failures are split in two kinds:
+- per image (missing object, corrupt bytes, too large, bad message): an error row for that
+  key; the rest of the batch goes on;
+- transient (S3 or PostgreSQL unreachable): the whole batch is retried with capped
+  exponential backoff until it succeeds, so nothing is acknowledged before it is written.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence, Union
+
+import botocore.exceptions
+import psycopg2
+import torch
+
+from consumer.images import ImageError, load_tensor
+from consumer.model import Classifier
+from db.queries import Prediction, PredictionError, write_batch
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+# S3 answers that mean "this key will never work", as opposed to an outage or a config error
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+_BAD_KEY_CODES = {"KeyTooLongError", "InvalidArgument", "InvalidURI", "400"}
+
+
+class TransientError(RuntimeError):
+    """A service is unreachable; the batch is retried as a whole."""
+
+
+@dataclass(frozen=True)
+class Message:
+    value: Optional[bytes]
+    partition: int = -1
+    offset: int = -1
+    timestamp: Optional[float] = None  # Kafka message timestamp, seconds since the epoch
+
+
+@dataclass
+class BatchReport:
+    size: int
+    classified: int
+    failed: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def parse_key(msg: Message) -> Union[str, ImageError]:
+    """The image key carried by a message, or the reason it carries none."""
+    if not msg.value:
+        return ImageError("bad_message", f"empty message at partition {msg.partition} offset {msg.offset}")
+    try:
+        key = msg.value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return ImageError("bad_message", f"message is not UTF-8 ({exc})")
+    if "\x00" in key:  # PostgreSQL text cannot hold NUL
+        return ImageError("bad_message", "message contains a NUL byte")
+    return key
+
+
+def error_key(msg: Message) -> str:
+    """A readable, unique key for a message that carries no usable image key."""
+    if msg.value:
+        text = msg.value.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+        return text[:1000]
+    return f"<empty message p{msg.partition}@{msg.offset}>"
+
+
+class BatchProcessor:
+    def __init__(self, settings: Settings, classifier: Classifier, s3, connect: Callable):
+        self.settings = settings
+        self.classifier = classifier
+        self.s3 = s3
+        self.connect = connect
+        self._conn = None
+        self._io = ThreadPoolExecutor(settings.s3_max_concurrency, thread_name_prefix="s3")
+        self._decode = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+        self._infer = ThreadPoolExecutor(1, thread_name_prefix="infer")
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="db")
+
+    # ------------------------------------------------------------ blocking steps
+
+    def _fetch(self, key: str) -> Union[bytes, ImageError]:
+        try:
+            return self.s3.get_object(Bucket=self.settings.s3_bucket, Key=key)["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING_CODES:
+                return ImageError("missing", f"s3://{self.settings.s3_bucket}/{key} does not exist")
+            if code in _BAD_KEY_CODES:
+                return ImageError("bad_key", f"S3 rejected the key: {code}")
+            raise TransientError(f"S3 error {code} for {key!r}: {exc}") from exc
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise TransientError(f"S3 unreachable: {exc}") from exc
+
+    def _load(self, data: Union[bytes, ImageError]) -> Union[torch.Tensor, ImageError]:
+        if isinstance(data, ImageError):
+            return data
+        try:
+            return load_tensor(data, self.settings.max_image_pixels)
+        except ImageError as exc:
+            return exc
+
+    def _write(self, predictions: list[Prediction], errors: list[PredictionError]) -> None:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = self.connect()
+            write_batch(self._conn, predictions, errors)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            raise TransientError(f"PostgreSQL unavailable: {str(exc).strip()}") from exc
+
+    # ------------------------------------------------------------ the batch
+
+    async def process(self, messages: Sequence[Message]) -> BatchReport:
+        loop = asyncio.get_running_loop()
+        model, host = self.classifier.name, self.settings.hostname
+        t0 = time.perf_counter()
+        parsed = [parse_key(m) for m in messages]
+        errors = [PredictionError(error_key(m), model, p.error_type, p.detail, host)
+                  for m, p in zip(messages, parsed) if isinstance(p, ImageError)]
+        work = [(m, p) for m, p in zip(messages, parsed) if isinstance(p, str)]
+
+        blobs = await asyncio.gather(*(loop.run_in_executor(self._io, self._fetch, k) for _, k in work))
+        t1 = time.perf_counter()
+        tensors = await asyncio.gather(*(loop.run_in_executor(self._decode, self._load, b) for b in blobs))
+        t2 = time.perf_counter()
+
+        good = [(m, k, t) for (m, k), t in zip(work, tensors) if isinstance(t, torch.Tensor)]
+        errors += [PredictionError(k, model, t.error_type, t.detail, host)
+                   for (_, k), t in zip(work, tensors) if isinstance(t, ImageError)]
+        topks = (await loop.run_in_executor(self._infer, self.classifier.predict,
+                                            torch.stack([t for _, _, t in good]))) if good else []
+        t3 = time.perf_counter()
+
+        now = time.time()
+        predictions = [
+            Prediction(image_key=k, model=model, category=top[0].category, confidence=top[0].confidence,
+                       class_index=top[0].class_index, top_k=[x.as_dict() for x in top], hostname=host,
+                       latency_ms=(now - m.timestamp) * 1000 if m.timestamp else None)
+            for (m, k, _), top in zip(good, topks)]
+        await loop.run_in_executor(self._db, self._write, predictions, errors)
+        t4 = time.perf_counter()
+        return BatchReport(len(messages), len(predictions), len(errors),
+                           {"download": t1 - t0, "decode": t2 - t1, "infer": t3 - t2, "write": t4 - t3})
+
+    async def process_until_done(self, messages: Sequence[Message], max_unexpected: int = 5) -> BatchReport:
+        """process() until it succeeds: transient failures retry forever with capped backoff;
+        an unexpected exception (a bug) is retried a few times, then the batch's keys are
+        recorded as `internal` errors so the partition is never blocked for good."""
+        attempt = unexpected = 0
+        while True:
+            try:
+                return await self.process(messages)
+            except TransientError as exc:
+                problem = str(exc)
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any bug in a batch
+                unexpected += 1
+                log.exception("batch of %d failed unexpectedly (%d/%d)", len(messages), unexpected,
+                              max_unexpected)
+                if unexpected >= max_unexpected:
+                    return await self._give_up(messages, exc)
+                problem = repr(exc)
+            delay = min(self.settings.retry_backoff_max_s, 0.5 * 2 ** attempt)
+            attempt += 1
+            log.warning("batch of %d not written (attempt %d): %s; retrying in %.1fs",
+                        len(messages), attempt, problem, delay)
+            await asyncio.sleep(delay)
+
+    async def _give_up(self, messages: Sequence[Message], exc: Exception) -> BatchReport:
+        model, host = self.classifier.name, self.settings.hostname
+        errors = [PredictionError(p if isinstance(p, str) else error_key(m), model, "internal",
+                                  f"{type(exc).__name__}: {exc}", host)
+                  for m, p in ((m, parse_key(m)) for m in messages)]
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            try:
+                await loop.run_in_executor(self._db, self._write, [], errors)
+                return BatchReport(len(messages), 0, len(errors))
+            except TransientError as err:
+                attempt += 1
+                await asyncio.sleep(min(self.settings.retry_backoff_max_s, 0.5 * 2 ** attempt))
+                log.warning("recording failed batch: %s", err)
+
+    def close(self) -> None:
+        for pool in (self._io, self._decode, self._infer, self._db):
+            pool.shutdown(wait=False, cancel_futures=True)
+        if self._conn is not None:
+            self._conn.close()

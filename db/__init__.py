@@ -1,0 +1,1 @@
+"""db/: the PostgreSQL stage — schema migrations and every SQL statement the pipeline runs."""

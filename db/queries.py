@@ -1,0 +1,128 @@
+"""Every SQL statement the pipeline runs: parameterised, bulk where it writes many rows."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable, Iterator, Optional
+
+import psycopg2.extensions
+from psycopg2.extras import execute_values
+
+
+@dataclass(frozen=True)
+class Prediction:
+    image_key: str
+    model: str
+    category: str
+    confidence: float
+    class_index: int
+    top_k: list[dict]
+    hostname: str
+    latency_ms: Optional[float] = None
+    time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+@dataclass(frozen=True)
+class PredictionError:
+    image_key: str
+    model: str
+    error_type: str
+    detail: str
+    hostname: str
+    time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+def register_images(conn: psycopg2.extensions.connection, images: Iterable[tuple[str, Optional[int]]],
+                    page_size: int = 1000) -> int:
+    """Insert (image_key, size_bytes) into image_info, keeping existing rows; returns rows added."""
+    rows = list(images)
+    if not rows:
+        return 0
+    with conn, conn.cursor() as cur:
+        added = execute_values(
+            cur, "INSERT INTO image_info (image_key, size_bytes) VALUES %s "
+                 "ON CONFLICT (image_key) DO NOTHING RETURNING 1",
+            rows, page_size=page_size, fetch=True)
+    return len(added)
+
+
+def iter_image_keys(conn: psycopg2.extensions.connection, *, missing_for_model: Optional[str] = None,
+                    limit: Optional[int] = None, itersize: int = 5000) -> Iterator[str]:
+    """Stream image keys in key order through a server-side cursor: memory stays flat for
+    millions of keys. With missing_for_model, only keys with neither a result nor an error
+    row for that model (what a rerun still has to send)."""
+    sql = "SELECT i.image_key FROM image_info i"
+    params: list = []
+    if missing_for_model is not None:
+        sql += (" WHERE NOT EXISTS (SELECT 1 FROM prediction_results r"
+                "   WHERE r.image_key = i.image_key AND r.model = %s)"
+                " AND NOT EXISTS (SELECT 1 FROM prediction_errors e"
+                "   WHERE e.image_key = i.image_key AND e.model = %s)")
+        params += [missing_for_model, missing_for_model]
+    sql += " ORDER BY i.image_key"
+    if limit is not None:
+        sql += " LIMIT %s"
+        params.append(limit)
+    with conn:  # named cursors live inside a transaction
+        with conn.cursor(name="image_keys") as cur:
+            cur.itersize = itersize
+            cur.execute(sql, params)
+            for (key,) in cur:
+                yield key
+
+
+def count_images(conn: psycopg2.extensions.connection) -> int:
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM image_info")
+        return cur.fetchone()[0]
+
+
+_UPSERT_PREDICTIONS = """
+INSERT INTO prediction_results
+    (image_key, model, category, confidence, class_index, top_k, hostname, time, latency_ms)
+VALUES %s
+ON CONFLICT (image_key, model) DO UPDATE SET
+    category = EXCLUDED.category, confidence = EXCLUDED.confidence,
+    class_index = EXCLUDED.class_index, top_k = EXCLUDED.top_k, hostname = EXCLUDED.hostname,
+    time = EXCLUDED.time, latency_ms = EXCLUDED.latency_ms
+"""
+
+# A key that was classified after an earlier failure loses its error row.
+_CLEAR_ERRORS = """
+DELETE FROM prediction_errors e USING (VALUES %s) AS v(image_key, model)
+WHERE e.image_key = v.image_key AND e.model = v.model
+"""
+
+# An error never replaces a result: a key ends in exactly one of the two tables.
+_UPSERT_ERRORS = """
+INSERT INTO prediction_errors (image_key, model, error_type, detail, hostname, time)
+SELECT v.image_key, v.model, v.error_type, v.detail, v.hostname, v.time::timestamptz
+FROM (VALUES %s) AS v(image_key, model, error_type, detail, hostname, time)
+WHERE NOT EXISTS (SELECT 1 FROM prediction_results r
+                  WHERE r.image_key = v.image_key AND r.model = v.model)
+ON CONFLICT (image_key, model) DO UPDATE SET
+    error_type = EXCLUDED.error_type, detail = EXCLUDED.detail, hostname = EXCLUDED.hostname,
+    time = EXCLUDED.time, attempts = prediction_errors.attempts + 1
+"""
+
+
+def _last_per_key(rows: Iterable) -> list:
+    """One row per (image_key, model): ON CONFLICT may not touch a row twice in one statement."""
+    return list({(r.image_key, r.model): r for r in rows}.values())
+
+
+def write_batch(conn: psycopg2.extensions.connection, predictions: Iterable[Prediction],
+                errors: Iterable[PredictionError] = ()) -> None:
+    """Write a batch's results and errors in one transaction (all or nothing)."""
+    preds, errs = _last_per_key(predictions), _last_per_key(errors)
+    with conn, conn.cursor() as cur:
+        if preds:
+            execute_values(cur, _UPSERT_PREDICTIONS, [
+                (p.image_key, p.model, p.category, p.confidence, p.class_index, json.dumps(p.top_k),
+                 p.hostname, p.time, p.latency_ms) for p in preds], page_size=1000)
+            execute_values(cur, _CLEAR_ERRORS, [(p.image_key, p.model) for p in preds], page_size=1000)
+        if errs:
+            execute_values(cur, _UPSERT_ERRORS, [
+                (e.image_key, e.model, e.error_type, e.detail, e.hostname, e.time) for e in errs],
+                page_size=1000)

@@ -1,0 +1,1 @@
+"""producer/: streams image keys (from PostgreSQL or stdin) into the Kafka topic."""

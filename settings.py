@@ -1,0 +1,99 @@
+"""Every setting of the pipeline in one typed object, read from environment variables
+(and from a `.env` file in the working directory; see `.env.example`).
+
+Credentials never live here: S3 keys come from boto3's standard chain (AWS_ACCESS_KEY_ID,
+~/.aws, instance roles), the database password from DATABASE_URL or PGPASSWORD.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_DIR = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- PostgreSQL
+    database_url: str = "postgresql://postgres@127.0.0.1:55432/visionscaling"
+
+    # --- Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:59092"
+    kafka_topic: str = "image-keys"
+    kafka_partitions: int = Field(3, ge=1)
+    kafka_replication_factor: int = Field(1, ge=1)
+    kafka_security_protocol: str = "PLAINTEXT"  # SSL / SASL_SSL pass straight to the clients
+    kafka_sasl_mechanism: Optional[str] = None
+    kafka_sasl_username: Optional[str] = None
+    kafka_sasl_password: Optional[str] = None
+
+    # --- S3
+    s3_endpoint_url: Optional[str] = None  # None = real AWS S3
+    s3_bucket: str = "images"
+    s3_region: str = "us-east-1"
+    s3_max_concurrency: int = Field(16, ge=1)
+
+    # --- Faust worker
+    faust_app_id: str = "visionscaling"
+    batch_size: int = Field(32, ge=1)
+    batch_window_s: float = Field(0.5, gt=0)
+    worker_web_port: Optional[int] = None  # None = a free port, so workers on one host never collide
+    broker_session_timeout_s: float = 10.0
+    broker_heartbeat_interval_s: float = 2.0
+    broker_commit_interval_s: float = 1.0
+    hostname: str = Field(default_factory=socket.gethostname)
+    retry_backoff_max_s: float = Field(30.0, gt=0)
+
+    # --- model
+    model_name: Literal["squeezenet1_1", "squeezenet1_0"] = "squeezenet1_1"
+    model_weights: Optional[Path] = None  # None = shared_dir's weights, else torchvision's download
+    shared_dir: Path = REPO_DIR.parent / "shared"
+    top_k: int = Field(5, ge=1, le=1000)
+    torch_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    decode_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    max_image_pixels: int = Field(60_000_000, ge=1)
+
+    # --- producer
+    producer_progress: bool = True
+
+    @field_validator("shared_dir", "model_weights", mode="after")
+    @classmethod
+    def _expand(cls, v: Optional[Path]) -> Optional[Path]:
+        return v.expanduser() if v is not None else None
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """librdkafka (confluent-kafka) connection options, security included."""
+        cfg = {"bootstrap.servers": self.kafka_bootstrap_servers,
+               "security.protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            cfg |= {"sasl.mechanism": self.kafka_sasl_mechanism,
+                    "sasl.username": self.kafka_sasl_username or "",
+                    "sasl.password": self.kafka_sasl_password or ""}
+        return cfg
+
+    def s3_client(self):
+        """A boto3 S3 client (thread-safe) with credentials from boto3's standard chain."""
+        import boto3
+        from botocore.config import Config
+
+        # "when_required": S3-compatible servers (s3proxy, older MinIO/Ceph) reject the
+        # streaming checksums that recent boto3 sends by default.
+        config = Config(retries={"max_attempts": 3, "mode": "standard"},
+                        max_pool_connections=max(10, self.s3_max_concurrency),
+                        request_checksum_calculation="when_required",
+                        response_checksum_validation="when_required",
+                        connect_timeout=5, read_timeout=30)
+        return boto3.client("s3", endpoint_url=self.s3_endpoint_url, region_name=self.s3_region,
+                            config=config)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
