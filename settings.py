@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
@@ -48,6 +49,7 @@ class Settings(BaseSettings):
     broker_session_timeout_s: float = 10.0
     broker_heartbeat_interval_s: float = 2.0
     broker_commit_interval_s: float = 1.0
+    faust_datadir: Path = Path(tempfile.gettempdir()) / "visionscaling-faust"  # Faust's scratch dir
     hostname: str = Field(default_factory=socket.gethostname)
     retry_backoff_max_s: float = Field(30.0, gt=0)
 

@@ -46,6 +46,7 @@ app = faust.App(
     topic_partitions=settings.kafka_partitions,
     topic_replication_factor=settings.kafka_replication_factor,
     consumer_auto_offset_reset="earliest",
+    datadir=str(settings.faust_datadir),
     broker_session_timeout=settings.broker_session_timeout_s,
     broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
     broker_commit_interval=settings.broker_commit_interval_s,

@@ -1,0 +1,73 @@
+"""python -m producer — stream image keys into Kafka.
+
+Keys come from PostgreSQL's image_info (a server-side cursor, so millions of keys never
+sit in memory), or from standard input, one key per line (--stdin).
+Exit status: 0 when every key was delivered, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import Iterator, Optional
+
+from tqdm import tqdm
+
+from producer.publish import KeyPublisher
+from producer.topic import ensure_topic
+from settings import get_settings
+
+
+def stdin_keys(stream=sys.stdin) -> Iterator[str]:
+    for line in stream:
+        key = line.rstrip("\r\n")
+        if key:
+            yield key
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m producer", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only-missing", action="store_true",
+                    help="only keys with no result and no error row for the current MODEL_NAME")
+    ap.add_argument("--limit", type=int, help="send at most N keys")
+    ap.add_argument("--rate", type=float, help="send at most R keys per second (simulates a live stream)")
+    ap.add_argument("--stdin", action="store_true", help="read keys from standard input, one per line")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+
+    partitions = ensure_topic(settings)
+    total: Optional[int] = None
+    conn = None
+    if args.stdin:
+        keys: Iterator[str] = stdin_keys()
+    else:
+        from db.connection import connect
+        from db.queries import count_images, iter_image_keys
+
+        conn = connect(settings)
+        if not args.only_missing:
+            total = count_images(conn)
+            total = min(total, args.limit) if args.limit is not None else total
+        keys = iter_image_keys(conn, missing_for_model=settings.model_name if args.only_missing else None,
+                               limit=args.limit)
+    if args.stdin and args.limit is not None:
+        keys = (k for i, k in zip(range(args.limit), keys))
+
+    publisher = KeyPublisher(settings)
+    started = time.monotonic()
+    with tqdm(total=total, unit="key", desc=f"-> {settings.kafka_topic} ({partitions} partitions)",
+              disable=not sys.stderr.isatty()) as bar:
+        report = publisher.send_all(keys, rate=args.rate, progress=bar)
+    if conn is not None:
+        conn.close()
+    print(report.summary(time.monotonic() - started))
+    for err in report.first_errors:
+        print("  delivery failed:", err, file=sys.stderr)
+    return 0 if report.failed == 0 and report.undelivered == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
