@@ -62,9 +62,6 @@ class Settings(BaseSettings):
     decode_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_image_pixels: int = Field(60_000_000, ge=1)
 
-    # --- producer
-    producer_progress: bool = True
-
     @field_validator("shared_dir", "model_weights", mode="after")
     @classmethod
     def _expand(cls, v: Optional[Path]) -> Optional[Path]:

@@ -1,0 +1,71 @@
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from consumer.images import ImageError, decode, load_tensor
+from tests.consumer import images_zoo as zoo
+
+LIMIT = 60_000_000
+
+
+@pytest.mark.parametrize("make", [zoo.grayscale_jpeg, zoo.cmyk_jpeg, zoo.transparent_png,
+                                  zoo.palette_gif_animated, zoo.one_pixel_png, lambda: zoo.png_16bit(40000)],
+                         ids=["grayscale", "cmyk", "alpha", "gif", "1x1", "16bit"])
+def test_every_colour_mode_becomes_a_normalised_rgb_tensor(make):
+    t = load_tensor(make(), LIMIT)
+    assert t.shape == (3, 224, 224) and t.dtype == torch.float32
+    assert torch.isfinite(t).all()
+
+
+def test_transparent_pixels_are_composited_on_white():
+    img = decode(zoo.transparent_png(color=(255, 0, 0)), LIMIT)
+    assert img.mode == "RGB" and img.getpixel((10, 10)) == (255, 255, 255)
+
+
+def test_16bit_images_are_scaled_not_clipped():
+    assert decode(zoo.png_16bit(65535), LIMIT).getpixel((0, 0)) == (255, 255, 255)
+    assert decode(zoo.png_16bit(32896), LIMIT).getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_grayscale_gives_equal_channels():
+    img = decode(zoo.grayscale_jpeg(), LIMIT)
+    r, g, b = img.split()
+    assert r.tobytes() == g.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("data, error_type", [
+    (b"", "empty"),
+    (b"this is a text file, not a jpeg", "not_an_image"),
+    (zoo.truncated_jpeg(), "corrupt"),
+    (b"\xff\xd8\xff\xe0" + b"\x00" * 100, "not_an_image"),
+], ids=["empty", "text", "truncated", "garbage-jpeg-header"])
+def test_bad_bytes_give_a_typed_error(data, error_type):
+    with pytest.raises(ImageError) as info:
+        load_tensor(data, LIMIT)
+    assert info.value.error_type == error_type
+
+
+def test_decompression_bomb_is_refused_from_its_header():
+    # 30000 x 30000 = 900 MP claimed, ~100 bytes of data: refused as too large, not
+    # attempted (an attempt would fail as corrupt, or allocate 2.7 GB)
+    with pytest.raises(ImageError) as info:
+        load_tensor(zoo.png_header_claiming(30000, 30000), LIMIT)
+    assert info.value.error_type == "too_large"
+    assert "30000x30000" in info.value.detail
+
+
+def test_pixel_limit_comes_from_the_caller():
+    data = zoo.encode(zoo.photo_like((200, 100)), "PNG")
+    with pytest.raises(ImageError):
+        load_tensor(data, 19_999)
+    assert load_tensor(data, 20_000).shape == (3, 224, 224)
+
+
+def test_preprocessing_matches_torchvision_reference(dev_images):
+    reference = T.Compose([T.Resize(256, interpolation=T.InterpolationMode.BILINEAR, antialias=True),
+                           T.CenterCrop(224), T.ToTensor(),
+                           T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+    for path in sorted(dev_images.glob("*.JPEG"))[:20]:
+        expected = reference(Image.open(path).convert("RGB"))
+        assert torch.allclose(load_tensor(path.read_bytes(), LIMIT), expected, atol=1e-6), path.name

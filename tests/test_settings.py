@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from settings import Settings
+
+
+def test_defaults_point_at_the_local_stack_and_shared_dir(monkeypatch):
+    for var in ("DATABASE_URL", "KAFKA_TOPIC", "BATCH_SIZE", "MODEL_NAME", "SHARED_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    s = Settings(_env_file=None)
+    assert s.kafka_topic == "image-keys"
+    assert s.kafka_partitions == 3
+    assert s.model_name == "squeezenet1_1"
+    assert s.shared_dir == Path(__file__).resolve().parent.parent.parent / "shared"
+    assert s.database_url.startswith("postgresql://")
+
+
+def test_environment_overrides(monkeypatch):
+    monkeypatch.setenv("BATCH_SIZE", "7")
+    monkeypatch.setenv("KAFKA_TOPIC", "other")
+    monkeypatch.setenv("MODEL_WEIGHTS", "~/w.pth")
+    s = Settings(_env_file=None)
+    assert s.batch_size == 7 and s.kafka_topic == "other"
+    assert s.model_weights == Path.home() / "w.pth"
+
+
+def test_invalid_values_are_rejected(monkeypatch):
+    monkeypatch.setenv("BATCH_SIZE", "0")
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)
+    monkeypatch.setenv("BATCH_SIZE", "8")
+    monkeypatch.setenv("MODEL_NAME", "resnet50")
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)
+
+
+def test_dotenv_file_is_read(tmp_path, monkeypatch):
+    monkeypatch.delenv("KAFKA_TOPIC", raising=False)
+    env = tmp_path / ".env"
+    env.write_text("KAFKA_TOPIC=from-dotenv\n")
+    assert Settings(_env_file=env).kafka_topic == "from-dotenv"
+
+
+def test_kafka_client_config_carries_sasl(monkeypatch):
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "u")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "p")
+    cfg = Settings(_env_file=None).kafka_client_config()
+    assert cfg["security.protocol"] == "SASL_SSL"
+    assert cfg["sasl.mechanism"] == "SCRAM-SHA-512" and cfg["sasl.username"] == "u"
+
+
+def test_env_example_documents_every_setting():
+    text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    missing = [name.upper() for name in Settings.model_fields if name.upper() not in text]
+    assert missing == []
