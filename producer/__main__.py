@@ -19,8 +19,8 @@ from producer.topic import ensure_topic
 from settings import get_settings
 
 
-def stdin_keys(stream=sys.stdin) -> Iterator[str]:
-    for line in stream:
+def stdin_keys(stream=None) -> Iterator[str]:
+    for line in stream or sys.stdin:
         key = line.rstrip("\r\n")
         if key:
             yield key

@@ -70,9 +70,9 @@ class KeyPublisher:
         for key in keys:
             if interval:
                 next_at += interval
-                delay = next_at - time.monotonic()
-                if delay > 0:
-                    self._producer.poll(delay)  # serve delivery reports while pacing
+                # serve delivery reports while pacing (poll returns early after each one)
+                while (delay := next_at - time.monotonic()) > 0:
+                    self._producer.poll(delay)
             self.send(key)
             if progress is not None:
                 progress.update(1)

@@ -1,0 +1,100 @@
+"""db/ on the real PostgreSQL of the test stack."""
+import pytest
+
+from db.migrate import migrate
+from db.queries import (Prediction, PredictionError, count_images, iter_image_keys, register_images,
+                        write_batch)
+
+pytestmark = pytest.mark.integration
+
+NASTY_KEYS = ["it's.jpg", 'say "cheese".png', "a;b;c.jpg", "'; DROP TABLE image_info; --.jpg",
+              "<script>alert(1)</script>.jpg", "emoji-🐈‍⬛.webp", "k" * 1000 + ".jpg", "back\\slash.jpg"]
+
+
+def pred(key, category="tabby", conf=0.5, model="squeezenet1_1", host="h1"):
+    return Prediction(key, model, category, conf, 281, [{"class_index": 281, "category": category,
+                                                         "confidence": conf}], host, 12.5)
+
+
+def rows(conn, sql, params=()):
+    with conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def test_migrate_is_idempotent(db_conn):
+    assert migrate(db_conn) == []
+    tables = {r[0] for r in rows(db_conn, "SELECT tablename FROM pg_tables WHERE schemaname='public'")}
+    assert {"image_info", "prediction_results", "prediction_errors", "schema_migrations"} <= tables
+
+
+def test_prediction_results_has_the_agreed_columns(db_conn):
+    cols = {r[0] for r in rows(db_conn, "SELECT column_name FROM information_schema.columns "
+                                        "WHERE table_name = 'prediction_results'")}
+    assert {"image_key", "category", "confidence", "hostname", "time", "class_index", "top_k", "model",
+            "latency_ms"} <= cols
+
+
+def test_register_images_keeps_existing_rows(db_conn):
+    assert register_images(db_conn, [("a.jpg", 10), ("b.jpg", 20)]) == 2
+    assert register_images(db_conn, [("a.jpg", 999), ("c.jpg", 30)]) == 1
+    assert rows(db_conn, "SELECT image_key, size_bytes FROM image_info ORDER BY 1") == [
+        ("a.jpg", 10), ("b.jpg", 20), ("c.jpg", 30)]
+    assert count_images(db_conn) == 3
+
+
+def test_nasty_keys_are_stored_verbatim(db_conn):
+    assert register_images(db_conn, [(k, 1) for k in NASTY_KEYS]) == len(NASTY_KEYS)
+    write_batch(db_conn, [pred(k) for k in NASTY_KEYS])
+    assert sorted(iter_image_keys(db_conn)) == sorted(NASTY_KEYS)
+    assert {r[0] for r in rows(db_conn, "SELECT image_key FROM prediction_results")} == set(NASTY_KEYS)
+
+
+def test_iter_image_keys_streams_in_order_with_limit(db_conn):
+    keys = [f"img/{i:05d}.jpg" for i in range(12_000)]
+    register_images(db_conn, [(k, None) for k in keys])
+    assert list(iter_image_keys(db_conn, itersize=1000)) == keys
+    assert list(iter_image_keys(db_conn, limit=3)) == keys[:3]
+
+
+def test_missing_for_model_skips_keys_with_a_result_or_an_error(db_conn):
+    register_images(db_conn, [(k, None) for k in ("a", "b", "c", "d")])
+    write_batch(db_conn, [pred("a"), pred("c", model="squeezenet1_0")],
+                [PredictionError("b", "squeezenet1_1", "corrupt", "bad", "h1")])
+    assert list(iter_image_keys(db_conn, missing_for_model="squeezenet1_1")) == ["c", "d"]
+    assert list(iter_image_keys(db_conn, missing_for_model="squeezenet1_0")) == ["a", "b", "d"]
+
+
+def test_a_redelivered_batch_updates_rows_instead_of_duplicating(db_conn):
+    write_batch(db_conn, [pred("x", conf=0.2), pred("y")])
+    write_batch(db_conn, [pred("x", category="lynx", conf=0.9, host="h2")])
+    assert rows(db_conn, "SELECT image_key, category, confidence, hostname FROM prediction_results "
+                         "ORDER BY 1") == [("x", "lynx", pytest.approx(0.9), "h2"),
+                                           ("y", "tabby", pytest.approx(0.5), "h1")]
+
+
+def test_a_key_twice_in_one_batch_gives_one_row(db_conn):
+    write_batch(db_conn, [pred("x", conf=0.1), pred("x", conf=0.3)],
+                [PredictionError("e", "squeezenet1_1", "corrupt", "1", "h"),
+                 PredictionError("e", "squeezenet1_1", "corrupt", "2", "h")])
+    assert rows(db_conn, "SELECT count(*) FROM prediction_results") == [(1,)]
+    assert rows(db_conn, "SELECT detail, attempts FROM prediction_errors") == [("2", 1)]
+
+
+def test_a_key_ends_in_exactly_one_of_results_and_errors(db_conn):
+    err = PredictionError("k", "squeezenet1_1", "s3", "timeout", "h1")
+    write_batch(db_conn, [], [err])
+    write_batch(db_conn, [], [err])
+    assert rows(db_conn, "SELECT attempts FROM prediction_errors") == [(2,)]
+    write_batch(db_conn, [pred("k")])  # classified on a later try: the error row goes
+    assert rows(db_conn, "SELECT count(*) FROM prediction_errors") == [(0,)]
+    write_batch(db_conn, [], [err])  # a late failure never shadows a result
+    assert rows(db_conn, "SELECT count(*) FROM prediction_errors") == [(0,)]
+    assert rows(db_conn, "SELECT count(*) FROM prediction_results") == [(1,)]
+
+
+def test_a_failing_batch_writes_nothing(db_conn):
+    bad = Prediction("z", "squeezenet1_1", "x", 1.5, 0, [], "h")  # violates the confidence check
+    with pytest.raises(Exception):
+        write_batch(db_conn, [pred("ok"), bad])
+    assert rows(db_conn, "SELECT count(*) FROM prediction_results") == [(0,)]

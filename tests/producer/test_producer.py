@@ -1,0 +1,87 @@
+"""The producer against the real Kafka and PostgreSQL of the test stack."""
+import io
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+import producer.__main__ as producer_cli
+from db.queries import PredictionError, Prediction, register_images, write_batch
+from producer.topic import ensure_topic
+
+pytestmark = pytest.mark.integration
+
+
+def consume_all(settings, expected: int, timeout: float = 30.0) -> list[tuple[int, bytes, bytes]]:
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"t-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([settings.kafka_topic])
+    out = []
+    import time
+    deadline = time.monotonic() + timeout
+    while len(out) < expected and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error():
+            out.append((msg.partition(), msg.key(), msg.value()))
+    # and nothing more arrives
+    extra = consumer.poll(1.0)
+    if extra is not None and not extra.error():
+        out.append((extra.partition(), extra.key(), extra.value()))
+    consumer.close()
+    return out
+
+
+def test_topic_is_created_with_the_configured_partitions(settings):
+    assert ensure_topic(settings) == 3
+    assert ensure_topic(settings) == 3  # second call: exists, unchanged
+    md = AdminClient(settings.kafka_client_config()).list_topics(topic=settings.kafka_topic, timeout=10)
+    assert len(md.topics[settings.kafka_topic].partitions) == 3
+
+
+def test_every_registered_key_is_sent_once_keyed_by_itself(settings, db_conn, capsys):
+    keys = [f"photos/{i:04d}.jpg" for i in range(300)]
+    register_images(db_conn, [(k, 1) for k in keys])
+    assert producer_cli.main([]) == 0
+    assert "sent 300 of 300 keys" in capsys.readouterr().out
+    got = consume_all(settings, 300)
+    assert sorted(v.decode() for _, _, v in got) == keys
+    assert all(k == v for _, k, v in got)
+    assert len({p for p, _, _ in got}) == 3  # spread over the partitions
+    by_key = {}
+    for p, k, _ in got:
+        by_key.setdefault(k, set()).add(p)
+    assert all(len(ps) == 1 for ps in by_key.values())
+
+
+def test_only_missing_and_limit(settings, db_conn, capsys):
+    register_images(db_conn, [(k, 1) for k in ("a", "b", "c", "d", "e")])
+    write_batch(db_conn, [Prediction("a", settings.model_name, "x", 0.5, 1, [], "h")],
+                [PredictionError("b", settings.model_name, "corrupt", "bad", "h")])
+    assert producer_cli.main(["--only-missing", "--limit", "2"]) == 0
+    assert "sent 2 of 2 keys" in capsys.readouterr().out
+    assert sorted(v for _, _, v in consume_all(settings, 2)) == [b"c", b"d"]
+
+
+def test_keys_from_stdin(settings, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("one.jpg\r\ntwo words.png\n\nthree.jpg"))
+    assert producer_cli.main(["--stdin"]) == 0
+    assert "sent 3 of 3 keys" in capsys.readouterr().out
+    assert sorted(v for _, _, v in consume_all(settings, 3)) == [b"one.jpg", b"three.jpg", b"two words.png"]
+
+
+def test_rate_limits_the_stream(settings, monkeypatch, capsys):
+    import time
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(f"k{i}\n" for i in range(20))))
+    started = time.monotonic()
+    assert producer_cli.main(["--stdin", "--rate", "40"]) == 0
+    assert time.monotonic() - started >= 0.45  # 20 keys at 40/s cannot take less than ~0.5 s
+
+
+def test_undeliverable_keys_make_a_non_zero_exit(settings, monkeypatch, capsys):
+    ensure_topic(settings)
+    from producer.publish import KeyPublisher
+    publisher = KeyPublisher(settings, **{"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 1500})
+    report = publisher.send_all(["lost-1", "lost-2"])
+    assert report.delivered == 0 and report.failed == 2
+    assert "failed 2" in report.summary(1.0)
