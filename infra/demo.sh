@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One command from a fresh machine to classified images: install, start the local stack,
+# create the schema, upload a folder of images (default ../shared/images/dev), start two
+# Faust workers, stream the keys, wait until every key has a row, print a summary.
+# The stack stays up afterwards (stop it with `.venv/bin/python -m infra.stack down`).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+images="${1:-$repo/../shared/images/dev}"
+workers="${WORKERS:-2}"
+cd "$repo"
+infra/install.sh
+py="$repo/.venv/bin/python"
+[ -d "$images" ] || { echo "no image folder at $images (pass one: infra/demo.sh DIR)" >&2; exit 1; }
+
+"$py" -m infra.stack up > /dev/null
+set -a; . "${VS_STACK_DIR:-$repo/.stack}/stack.env"; set +a
+"$py" -m db migrate
+"$py" upload.py "$images"
+total=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM image_info")
+
+logs="${VS_STACK_DIR:-$repo/.stack}/logs"; mkdir -p "$logs"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+threads=$(( $(nproc) / workers )); [ "$threads" -ge 1 ] || threads=1
+for i in $(seq 1 "$workers"); do
+  TORCH_THREADS=$threads DECODE_WORKERS=$threads HOSTNAME="$(hostname)-w$i" \
+    "$repo/.venv/bin/faust" -A consumer.app worker -l info > "$logs/worker-$i.log" 2>&1 &
+  pids+=($!)
+  echo "worker $i started (log: $logs/worker-$i.log)"
+done
+
+"$py" -m producer --only-missing
+echo "waiting for $total images to be classified..."
+deadline=$(( $(date +%s) + ${DEMO_TIMEOUT_S:-900} ))
+while :; do
+  done_n=$(psql "$DATABASE_URL" -tAc "SELECT (SELECT count(*) FROM prediction_results) + (SELECT count(*) FROM prediction_errors)")
+  printf '\r  %s / %s' "$done_n" "$total"
+  [ "$done_n" -ge "$total" ] && break
+  [ "$(date +%s)" -lt "$deadline" ] || { echo; echo "timed out; see $logs" >&2; exit 1; }
+  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { echo; echo "a worker died; see $logs" >&2; exit 1; }; done
+  sleep 2
+done
+echo
+psql "$DATABASE_URL" -c "SELECT hostname, count(*) AS images, round(avg(confidence)::numeric, 3) AS avg_conf FROM prediction_results GROUP BY 1 ORDER BY 1"
+psql "$DATABASE_URL" -c "SELECT image_key, category, round(confidence::numeric, 3) AS confidence, hostname, time FROM prediction_results ORDER BY time DESC LIMIT 10"
+psql "$DATABASE_URL" -c "SELECT error_type, count(*) FROM prediction_errors GROUP BY 1"
+echo "done. Query more with: psql \"$DATABASE_URL\""

@@ -1,0 +1,75 @@
+"""BatchProcessor on the real S3 and PostgreSQL of the test stack (no Kafka needed)."""
+import asyncio
+
+import pytest
+
+from consumer.batch import BatchProcessor, Message, TransientError
+from consumer.model import load_classifier
+from db.connection import connect
+from tests.consumer import images_zoo as zoo
+from upload import ensure_bucket
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def classifier(weights_path):
+    from settings import Settings
+    return load_classifier(Settings(_env_file=None, model_weights=weights_path, torch_threads=2))
+
+
+@pytest.fixture
+def bucket(settings):
+    s3 = settings.s3_client()
+    ensure_bucket(s3, settings.s3_bucket)
+    return s3
+
+
+def results(conn):
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT image_key, category, hostname, jsonb_array_length(top_k) FROM prediction_results")
+        ok = {r[0]: r[1:] for r in cur.fetchall()}
+        cur.execute("SELECT image_key, error_type FROM prediction_errors")
+        return ok, dict(cur.fetchall())
+
+
+def test_a_mixed_batch_gives_one_row_per_message(settings, db_conn, bucket, classifier, dev_images):
+    photos = sorted(dev_images.glob("*.JPEG"))[:3]
+    for p in photos:
+        bucket.put_object(Bucket=settings.s3_bucket, Key=p.name, Body=p.read_bytes())
+    bucket.put_object(Bucket=settings.s3_bucket, Key="corrupt.jpg", Body=zoo.truncated_jpeg())
+    bucket.put_object(Bucket=settings.s3_bucket, Key="cmyk.jpg", Body=zoo.cmyk_jpeg())
+    keys = [p.name for p in photos] + ["corrupt.jpg", "cmyk.jpg", "never-uploaded.jpg"]
+    messages = [Message(k.encode(), 0, i, 1.7e9) for i, k in enumerate(keys)]
+    messages += [Message(b"", 1, 7), Message(b"\xff\xfebad", 1, 8)]
+
+    proc = BatchProcessor(settings, classifier, bucket, lambda: connect(settings))
+    report = asyncio.run(proc.process(messages))
+    assert (report.size, report.classified, report.failed) == (8, 4, 4)
+    ok, errors = results(db_conn)
+    assert set(ok) == {p.name for p in photos} | {"cmyk.jpg"}
+    assert all(host == settings.hostname and k == 5 for _, host, k in ok.values())
+    assert errors == {"corrupt.jpg": "corrupt", "never-uploaded.jpg": "missing",
+                      "<empty message p1@7>": "bad_message", "\\xff\\xfebad": "bad_message"}
+
+    asyncio.run(proc.process(messages))  # redelivery: same rows, no duplicates
+    assert results(db_conn) == (ok, errors)
+    proc.close()
+
+
+def test_an_unreachable_database_is_transient_not_a_crash(settings, bucket, classifier, dev_images):
+    photo = sorted(dev_images.glob("*.JPEG"))[0]
+    bucket.put_object(Bucket=settings.s3_bucket, Key=photo.name, Body=photo.read_bytes())
+    dead = settings.model_copy(update={"database_url": "postgresql://postgres@127.0.0.1:1/none"})
+    proc = BatchProcessor(dead, classifier, bucket, lambda: connect(dead))
+    with pytest.raises(TransientError, match="PostgreSQL unavailable"):
+        asyncio.run(proc.process([Message(photo.name.encode())]))
+    proc.close()
+
+
+def test_an_unreachable_s3_is_transient(settings, classifier):
+    dead = settings.model_copy(update={"s3_endpoint_url": "http://127.0.0.1:1"})
+    proc = BatchProcessor(dead, classifier, dead.s3_client(), lambda: connect(settings))
+    with pytest.raises(TransientError, match="S3"):
+        asyncio.run(proc.process([Message(b"a.jpg")]))
+    proc.close()
