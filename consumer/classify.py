@@ -1,0 +1,88 @@
+"""python -m consumer.classify [--top-k K] [--weights PATH] [--batch-size N] PATH...
+
+Classify image files or folders (recursive) with the pipeline's own model and
+preprocessing, without any service. One JSON object per line and image:
+  {"path": ..., "model": ..., "topk": [{"class_index": i, "category": ..., "confidence": p}, ...]}
+or, for a file that cannot be classified, {"path": ..., "error": "..."}; the run goes on.
+Exit status 1 if any image failed, 0 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import torch
+from tqdm import tqdm
+
+from consumer.images import ImageError, load_tensor
+from consumer.model import Classifier, WeightsError, load_classifier
+from settings import Settings
+from upload import find_images
+
+
+def expand(paths: list[Path]) -> Iterator[Path]:
+    """Files as given; folders as every image file below them."""
+    for path in paths:
+        if path.is_dir():
+            yield from find_images(path)
+        else:
+            yield path
+
+
+def _load(path: Path, max_pixels: int) -> Union[torch.Tensor, str]:
+    try:
+        return load_tensor(path.read_bytes(), max_pixels)
+    except ImageError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+
+
+def classify_paths(classifier: Classifier, paths: list[Path], settings: Settings,
+                   batch_size: int) -> Iterator[dict]:
+    """One result dict per path, in order; decoding runs in a thread pool, the model per batch."""
+    with ThreadPoolExecutor(settings.decode_workers) as pool:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            loaded = list(pool.map(lambda p: _load(p, settings.max_image_pixels), chunk))
+            good = [t for t in loaded if isinstance(t, torch.Tensor)]
+            topks = iter(classifier.predict(torch.stack(good)) if good else [])
+            for path, item in zip(chunk, loaded):
+                if isinstance(item, torch.Tensor):
+                    yield {"path": str(path), "model": classifier.name,
+                           "topk": [t.as_dict() for t in next(topks)]}
+                else:
+                    yield {"path": str(path), "error": item}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m consumer.classify", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ap.add_argument("--top-k", type=int, help="classes per image (default TOP_K)")
+    ap.add_argument("--weights", type=Path, help="state_dict file (default MODEL_WEIGHTS)")
+    ap.add_argument("--batch-size", type=int, help="images per model call (default BATCH_SIZE)")
+    args = ap.parse_args(argv)
+    overrides = {k: v for k, v in {"top_k": args.top_k, "model_weights": args.weights}.items() if v is not None}
+    settings = Settings(**overrides)
+    try:
+        classifier = load_classifier(settings)
+    except WeightsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    paths = list(expand(args.paths))
+    failed = 0
+    with tqdm(total=len(paths), unit="img", disable=not sys.stderr.isatty()) as bar:
+        for result in classify_paths(classifier, paths, settings, args.batch_size or settings.batch_size):
+            failed += "error" in result
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+            bar.update(1)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
