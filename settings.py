@@ -57,12 +57,14 @@ class Settings(BaseSettings):
     model_name: Literal["squeezenet1_1", "squeezenet1_0"] = "squeezenet1_1"
     model_weights: Optional[Path] = None  # None = shared_dir's weights, else torchvision's download
     shared_dir: Path = REPO_DIR.parent / "shared"
+    model_engine: Literal["onnxruntime", "channels_last", "torchscript", "torch"] = "onnxruntime"
+    model_cache_dir: Path = Path.home() / ".cache" / "visionscaling"  # the exported ONNX graph
     top_k: int = Field(5, ge=1, le=1000)
     torch_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     decode_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_image_pixels: int = Field(60_000_000, ge=1)
 
-    @field_validator("shared_dir", "model_weights", mode="after")
+    @field_validator("shared_dir", "model_weights", "model_cache_dir", mode="after")
     @classmethod
     def _expand(cls, v: Optional[Path]) -> Optional[Path]:
         return v.expanduser() if v is not None else None

@@ -1,4 +1,4 @@
-"""python -m consumer.classify [--top-k K] [--weights PATH] [--batch-size N] PATH...
+"""python -m consumer.classify [--top-k K] [--weights PATH] [--engine E] [--batch-size N] PATH...
 
 Classify image files or folders (recursive) with the pipeline's own model and
 preprocessing, without any service. One JSON object per line and image:
@@ -18,6 +18,7 @@ from typing import Iterator, Optional, Union
 import torch
 from tqdm import tqdm
 
+from consumer.engines import ENGINES
 from consumer.images import ImageError, load_tensor
 from consumer.model import Classifier, WeightsError, load_classifier
 from settings import Settings
@@ -65,9 +66,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     ap.add_argument("--top-k", type=int, help="classes per image (default TOP_K)")
     ap.add_argument("--weights", type=Path, help="state_dict file (default MODEL_WEIGHTS)")
+    ap.add_argument("--engine", choices=ENGINES, help="inference engine (default MODEL_ENGINE)")
     ap.add_argument("--batch-size", type=int, help="images per model call (default BATCH_SIZE)")
     args = ap.parse_args(argv)
-    overrides = {k: v for k, v in {"top_k": args.top_k, "model_weights": args.weights}.items() if v is not None}
+    overrides = {k: v for k, v in {"top_k": args.top_k, "model_weights": args.weights,
+                                          "model_engine": args.engine}.items() if v is not None}
     settings = Settings(**overrides)
     try:
         classifier = load_classifier(settings)

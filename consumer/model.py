@@ -1,6 +1,7 @@
 """SqueezeNet with real ImageNet weights, batched top-k on CPU."""
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Optional
 import torch
 import torchvision
 
+from consumer.engines import Engine, build_engine, onnx_cache_path
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,16 +49,17 @@ def resolve_weights_path(settings: Settings) -> Optional[Path]:
 class Classifier:
     """One model per process; predict() is called from a single inference thread."""
 
-    def __init__(self, model: torch.nn.Module, name: str, categories: list[str], top_k: int):
-        self.model = model.eval().to(memory_format=torch.channels_last)
+    def __init__(self, engine: Engine, name: str, categories: list[str], top_k: int, engine_name: str = ""):
+        self.engine = engine
         self.name = name
+        self.engine_name = engine_name
         self.categories = categories
         self.top_k = min(top_k, len(categories))
 
     def predict(self, batch: torch.Tensor) -> list[list[TopK]]:
         """batch [N, 3, 224, 224] -> per image, the top-k classes by softmax probability."""
         with torch.inference_mode():
-            logits = self.model(batch.contiguous(memory_format=torch.channels_last))
+            logits = self.engine(batch)
             probs = torch.softmax(logits.float(), dim=1)
             conf, idx = probs.topk(self.top_k, dim=1)
         return [[TopK(int(i), self.categories[int(i)], float(c)) for c, i in zip(crow, irow)]
@@ -75,7 +78,7 @@ def load_classifier(settings: Settings) -> Classifier:
             model.load_state_dict(state, strict=True)
         except Exception as exc:
             raise WeightsError(f"cannot load {settings.model_name} weights from {path}: {exc}") from exc
-        source = str(path)
+        source, weights_id = str(path), hashlib.sha256(path.read_bytes()).hexdigest()
     else:
         try:
             model = builder(weights=enum)  # torchvision downloads and checks the official file
@@ -84,6 +87,10 @@ def load_classifier(settings: Settings) -> Classifier:
                 f"no weights for {settings.model_name}: MODEL_WEIGHTS is unset, "
                 f"{settings.shared_dir / 'models'} has none, and torchvision's download failed ({exc}). "
                 "Set MODEL_WEIGHTS to a state_dict file; refusing to run with random weights.") from exc
-        source = enum.url
-    log.info("model %s loaded from %s (%d threads)", settings.model_name, source, settings.torch_threads)
-    return Classifier(model, settings.model_name, list(enum.meta["categories"]), settings.top_k)
+        source = weights_id = enum.url
+    engine = build_engine(settings.model_engine, model.eval(), threads=settings.torch_threads,
+                          onnx_path=onnx_cache_path(settings.model_cache_dir, settings.model_name, weights_id))
+    log.info("model %s loaded from %s, engine %s, %d threads", settings.model_name, source,
+             settings.model_engine, settings.torch_threads)
+    return Classifier(engine, settings.model_name, list(enum.meta["categories"]), settings.top_k,
+                      settings.model_engine)

@@ -1,0 +1,92 @@
+"""Ways to run the same SqueezeNet on the CPU. Each engine maps an NCHW float32 batch to logits.
+
+Measured on a 2-core machine (README, benchmarks/inference.py): ONNX Runtime is fastest,
+then channels_last torch; TorchScript freezing gains little over plain torch.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+Engine = Callable[[torch.Tensor], torch.Tensor]
+ENGINES = ("onnxruntime", "channels_last", "torchscript", "torch")
+ONNX_OPSET = 17
+
+
+def _plain(model: torch.nn.Module) -> Engine:
+    return model
+
+
+def _channels_last(model: torch.nn.Module) -> Engine:
+    model = model.to(memory_format=torch.channels_last)
+    return lambda batch: model(batch.contiguous(memory_format=torch.channels_last))
+
+
+def _torchscript(model: torch.nn.Module) -> Engine:
+    with torch.inference_mode(False), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript's own deprecation notice
+        traced = torch.jit.trace(model, torch.zeros(1, 3, 224, 224))
+        return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+
+
+def onnx_cache_path(cache_dir: Path, model_name: str, weights_id: str) -> Path:
+    """The exported graph depends on the weights, the model and the exporter: all in the name."""
+    digest = hashlib.sha256(f"{model_name}|{weights_id}|{torch.__version__}|{ONNX_OPSET}".encode()).hexdigest()
+    return cache_dir / f"{model_name}-{digest[:16]}.onnx"
+
+
+def export_onnx(model: torch.nn.Module, path: Path) -> None:
+    """Export once; written to a temporary name and renamed, so concurrent workers never
+    read a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
+            torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), tmp, dynamo=False,
+                              input_names=["input"], output_names=["logits"], opset_version=ONNX_OPSET,
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _onnxruntime(model: torch.nn.Module, threads: int, onnx_path: Path) -> Engine:
+    import onnxruntime as ort
+
+    if not onnx_path.is_file():
+        log.info("exporting the model to ONNX: %s", onnx_path)
+        export_onnx(model, onnx_path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"input": batch.contiguous().numpy()})[0])
+    return run
+
+
+def build_engine(name: str, model: torch.nn.Module, *, threads: int, onnx_path: Path) -> Engine:
+    model = model.eval()
+    if name == "torch":
+        return _plain(model)
+    if name == "channels_last":
+        return _channels_last(model)
+    if name == "torchscript":
+        return _torchscript(model)
+    if name == "onnxruntime":
+        return _onnxruntime(model, threads, onnx_path)
+    raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
