@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     decode_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_image_pixels: int = Field(60_000_000, ge=1)
+    fast_decode: bool = True  # JPEG DCT-domain downscaling before the reference resize
 
     @field_validator("shared_dir", "model_weights", "model_cache_dir", mode="after")
     @classmethod

@@ -107,7 +107,7 @@ class BatchProcessor:
         if isinstance(data, ImageError):
             return data
         try:
-            return load_tensor(data, self.settings.max_image_pixels)
+            return load_tensor(data, self.settings.max_image_pixels, self.settings.fast_decode)
         except ImageError as exc:
             return exc
 

@@ -34,9 +34,9 @@ def expand(paths: list[Path]) -> Iterator[Path]:
             yield path
 
 
-def _load(path: Path, max_pixels: int) -> Union[torch.Tensor, str]:
+def _load(path: Path, settings: Settings) -> Union[torch.Tensor, str]:
     try:
-        return load_tensor(path.read_bytes(), max_pixels)
+        return load_tensor(path.read_bytes(), settings.max_image_pixels, settings.fast_decode)
     except ImageError as exc:
         return str(exc)
     except OSError as exc:
@@ -49,7 +49,7 @@ def classify_paths(classifier: Classifier, paths: list[Path], settings: Settings
     with ThreadPoolExecutor(settings.decode_workers) as pool:
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
-            loaded = list(pool.map(lambda p: _load(p, settings.max_image_pixels), chunk))
+            loaded = list(pool.map(lambda p: _load(p, settings), chunk))
             good = [t for t in loaded if isinstance(t, torch.Tensor)]
             topks = iter(classifier.predict(torch.stack(good)) if good else [])
             for path, item in zip(chunk, loaded):

@@ -43,9 +43,17 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode(data: bytes, max_pixels: int) -> Image.Image:
+RESIZE_TO = 256  # the reference transform's shorter side
+
+
+def decode(data: bytes, max_pixels: int, fast: bool = False) -> Image.Image:
     """Decode to RGB, refusing an image whose header claims more than max_pixels
-    before any pixel is decoded (decompression bombs)."""
+    before any pixel is decoded (decompression bombs).
+
+    fast: let the JPEG decoder scale by 1/2, 1/4 or 1/8 in the DCT while both sides stay
+    >= 512 px, twice what the reference resize goes down to (the margin keeps the resize's
+    antialiasing close to the reference). 2-3x less work for large photos; top-1 agrees
+    with the reference path on 100% of the dev photos (tests/consumer/test_images.py)."""
     if not data:
         raise ImageError("empty", "the object has 0 bytes")
     try:
@@ -53,6 +61,8 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
         width, height = img.size
         if width * height > max_pixels:
             raise ImageError("too_large", f"{width}x{height} pixels exceeds MAX_IMAGE_PIXELS={max_pixels}")
+        if fast and img.format == "JPEG":
+            img.draft(img.mode, (2 * RESIZE_TO, 2 * RESIZE_TO))
         img.load()
     except ImageError:
         raise
@@ -68,5 +78,5 @@ def preprocess(img: Image.Image) -> torch.Tensor:
     return REFERENCE_TRANSFORM(img)
 
 
-def load_tensor(data: bytes, max_pixels: int) -> torch.Tensor:
-    return preprocess(decode(data, max_pixels))
+def load_tensor(data: bytes, max_pixels: int, fast: bool = False) -> torch.Tensor:
+    return preprocess(decode(data, max_pixels, fast))

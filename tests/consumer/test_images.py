@@ -69,3 +69,24 @@ def test_preprocessing_matches_torchvision_reference(dev_images):
     for path in sorted(dev_images.glob("*.JPEG"))[:20]:
         expected = reference(Image.open(path).convert("RGB"))
         assert torch.allclose(load_tensor(path.read_bytes(), LIMIT), expected, atol=1e-6), path.name
+
+
+def test_fast_decode_agrees_with_the_reference_on_dev_photos(dev_images, weights_path):
+    from consumer.model import load_classifier
+    from settings import Settings
+
+    classifier = load_classifier(Settings(_env_file=None, model_weights=weights_path, torch_threads=2))
+    paths = sorted(dev_images.glob("*.JPEG"))
+    agree = 0
+    for i in range(0, len(paths), 50):
+        data = [p.read_bytes() for p in paths[i:i + 50]]
+        ref = classifier.predict(torch.stack([load_tensor(d, LIMIT, fast=False) for d in data]))
+        fast = classifier.predict(torch.stack([load_tensor(d, LIMIT, fast=True) for d in data]))
+        agree += sum(a[0].class_index == b[0].class_index for a, b in zip(ref, fast))
+    assert agree / len(paths) >= 0.995, f"fast decode agrees on {agree / len(paths):.3%}"
+
+
+def test_fast_decode_really_decodes_large_jpegs_smaller():
+    big = zoo.encode(zoo.photo_like((2048, 1536)), "JPEG")
+    assert decode(big, LIMIT, fast=True).size == (1024, 768)  # 1/2: the largest scale keeping both sides >= 512
+    assert decode(big, LIMIT, fast=False).size == (2048, 1536)
