@@ -1,0 +1,109 @@
+"""Single-machine inference figures, printed as JSON (no Kafka, S3 or database):
+
+- model_img_s: model-only images/s per engine and batch size;
+- decode_img_s: decode+preprocess images/s per path (reference, fast) and thread count;
+- limit_img_s: decode (fast path, all cores) + the default engine at BATCH_SIZE, all cores —
+  the ceiling the pipeline benchmark compares against.
+
+    python benchmarks/inference.py [--images DIR] [--seconds 3] [--out FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from consumer.engines import ENGINES  # noqa: E402
+from consumer.images import load_tensor  # noqa: E402
+from consumer.model import load_classifier  # noqa: E402
+from settings import Settings  # noqa: E402
+from upload import find_images  # noqa: E402
+
+MAX_PIXELS = 60_000_000
+
+
+def rate(fn, items: int, seconds: float) -> float:
+    """items/s of fn() (which handles `items` items per call), after one warm-up call."""
+    fn()
+    calls, started = 0, time.perf_counter()
+    while calls < 2 or time.perf_counter() - started < seconds:
+        fn()
+        calls += 1
+    return round(items * calls / (time.perf_counter() - started), 1)
+
+
+def model_rates(settings: Settings, seconds: float) -> dict:
+    out = {}
+    for engine in ENGINES:
+        clf = load_classifier(settings.model_copy(update={"model_engine": engine}))
+        out[engine] = {str(b): rate(lambda b=b: clf.predict(torch.randn(b, 3, 224, 224)), b, seconds)
+                       for b in (1, 8, 32, 64)}
+        print(f"model {engine}: {out[engine]}", file=sys.stderr)
+    return out
+
+
+def decode_rates(blobs: list[bytes], seconds: float) -> dict:
+    out = {}
+    for path, fast in (("reference", False), ("fast", True)):
+        out[path] = {}
+        for threads in sorted({1, os.cpu_count() or 1}):
+            with ThreadPoolExecutor(threads) as pool:
+                out[path][str(threads)] = rate(
+                    lambda: list(pool.map(lambda b: load_tensor(b, MAX_PIXELS, fast), blobs)), len(blobs), seconds)
+        print(f"decode {path}: {out[path]}", file=sys.stderr)
+    return out
+
+
+def limit_rate(settings: Settings, blobs: list[bytes], seconds: float) -> float:
+    clf = load_classifier(settings)
+    size = settings.batch_size
+
+    def everything():
+        with ThreadPoolExecutor(settings.decode_workers) as pool:
+            for i in range(0, len(blobs), size):
+                batch = list(pool.map(lambda b: load_tensor(b, MAX_PIXELS, settings.fast_decode), blobs[i:i + size]))
+                clf.predict(torch.stack(batch))
+    return rate(everything, len(blobs), seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=Path, help="folder of photos (default SHARED_DIR/images/dev)")
+    ap.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
+    ap.add_argument("--out", type=Path, help="also write the JSON here")
+    args = ap.parse_args(argv)
+    cores = os.cpu_count() or 1
+    settings = Settings(torch_threads=cores, decode_workers=cores)
+    folder = args.images or settings.shared_dir / "images" / "dev"
+    blobs = [p.read_bytes() for p in find_images(folder)]
+    if not blobs:
+        sys.exit(f"no images under {folder}")
+    import onnxruntime
+    result = {
+        "machine": {"cpu_count": cores, "processor": platform.processor() or platform.machine(),
+                    "torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
+        "images": {"folder": str(folder), "count": len(blobs)},
+        "model_img_s": model_rates(settings, args.seconds),
+        "decode_img_s": decode_rates(blobs, args.seconds),
+        "limit_img_s": limit_rate(settings, blobs, args.seconds),
+        "limit_settings": {"engine": settings.model_engine, "batch_size": settings.batch_size,
+                           "torch_threads": cores, "decode_workers": cores, "fast_decode": settings.fast_decode},
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
