@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     # --- Kafka
     kafka_bootstrap_servers: str = "127.0.0.1:59092"
     kafka_topic: str = "image-keys"
+    kafka_dead_letter_topic: str = "image-keys-dead-letter"  # empty: no dead-letter topic
     kafka_partitions: int = Field(3, ge=1)
     kafka_replication_factor: int = Field(1, ge=1)
     kafka_security_protocol: str = "PLAINTEXT"  # SSL / SASL_SSL pass straight to the clients

@@ -6,6 +6,7 @@ its rows are committed in PostgreSQL (take_events acks once the loop body return
 """
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import ssl
@@ -14,6 +15,7 @@ from typing import Optional
 import faust
 
 from consumer.batch import BatchProcessor, Message
+from db.queries import PredictionError
 from settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,18 @@ app = faust.App(
 image_keys = app.topic(settings.kafka_topic, key_type=bytes, value_type=bytes,
                        partitions=settings.kafka_partitions)
 
+dead_letters = (app.topic(settings.kafka_dead_letter_topic, key_type=bytes, value_type=bytes)
+                if settings.kafka_dead_letter_topic else None)
+
+
+async def publish_dead_letters(failures: list[tuple[Message, PredictionError]]) -> None:
+    """One message per image that could not be classified: key = image key, value = JSON reason."""
+    for msg, err in failures:
+        reason = {"image_key": err.image_key, "model": err.model, "error_type": err.error_type,
+                  "detail": err.detail, "hostname": err.hostname, "partition": msg.partition, "offset": msg.offset}
+        await dead_letters.send(key=err.image_key.encode("utf-8"), value=json.dumps(reason).encode())
+
+
 _processor: Optional[BatchProcessor] = None
 
 
@@ -67,7 +81,8 @@ def processor() -> BatchProcessor:
         from db.connection import connect
 
         _processor = BatchProcessor(settings, load_classifier(settings), settings.s3_client(),
-                                    lambda: connect(settings))
+                                    lambda: connect(settings),
+                                    publish_dead_letters if dead_letters is not None else None)
     return _processor
 
 
@@ -79,6 +94,8 @@ def _prepare_worker(app: faust.App, **kwargs) -> None:
 
     processor()
     ensure_topic(settings)
+    if settings.kafka_dead_letter_topic:
+        ensure_topic(settings, name=settings.kafka_dead_letter_topic)
 
 
 @app.agent(image_keys)

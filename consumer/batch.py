@@ -17,7 +17,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence, Union
+from typing import Awaitable, Callable, Optional, Sequence, Union
 
 import botocore.exceptions
 import psycopg2
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # S3 answers that mean "this key will never work", as opposed to an outage or a config error
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 _BAD_KEY_CODES = {"KeyTooLongError", "InvalidArgument", "InvalidURI", "400"}
+
+
+DeadLetterSink = Callable[[list[tuple["Message", PredictionError]]], Awaitable[None]]
 
 
 class TransientError(RuntimeError):
@@ -77,8 +80,10 @@ def error_key(msg: Message) -> str:
 
 
 class BatchProcessor:
-    def __init__(self, settings: Settings, classifier: Classifier, s3, connect: Callable):
+    def __init__(self, settings: Settings, classifier: Classifier, s3, connect: Callable,
+                 dead_letter: Optional[DeadLetterSink] = None):
         self.settings = settings
+        self.dead_letter = dead_letter
         self.classifier = classifier
         self.s3 = s3
         self.connect = connect
@@ -128,19 +133,26 @@ class BatchProcessor:
         loop = asyncio.get_running_loop()
         model, host = self.classifier.name, self.settings.hostname
         t0 = time.perf_counter()
-        parsed = [parse_key(m) for m in messages]
-        errors = [PredictionError(error_key(m), model, p.error_type, p.detail, host)
-                  for m, p in zip(messages, parsed) if isinstance(p, ImageError)]
-        work = [(m, p) for m, p in zip(messages, parsed) if isinstance(p, str)]
+        failures: list[tuple[Message, PredictionError]] = []
+        work: list[tuple[Message, str]] = []
+        for m in messages:
+            key = parse_key(m)
+            if isinstance(key, ImageError):
+                failures.append((m, PredictionError(error_key(m), model, key.error_type, key.detail, host)))
+            else:
+                work.append((m, key))
 
         blobs = await asyncio.gather(*(loop.run_in_executor(self._io, self._fetch, k) for _, k in work))
         t1 = time.perf_counter()
         tensors = await asyncio.gather(*(loop.run_in_executor(self._decode, self._load, b) for b in blobs))
         t2 = time.perf_counter()
 
-        good = [(m, k, t) for (m, k), t in zip(work, tensors) if isinstance(t, torch.Tensor)]
-        errors += [PredictionError(k, model, t.error_type, t.detail, host)
-                   for (_, k), t in zip(work, tensors) if isinstance(t, ImageError)]
+        good = []
+        for (m, k), t in zip(work, tensors):
+            if isinstance(t, ImageError):
+                failures.append((m, PredictionError(k, model, t.error_type, t.detail, host)))
+            else:
+                good.append((m, k, t))
         topks = (await loop.run_in_executor(self._infer, self.classifier.predict,
                                             torch.stack([t for _, _, t in good]))) if good else []
         t3 = time.perf_counter()
@@ -151,10 +163,21 @@ class BatchProcessor:
                        class_index=top[0].class_index, top_k=[x.as_dict() for x in top], hostname=host,
                        latency_ms=(now - m.timestamp) * 1000 if m.timestamp else None)
             for (m, k, _), top in zip(good, topks)]
-        await loop.run_in_executor(self._db, self._write, predictions, errors)
+        await loop.run_in_executor(self._db, self._write, predictions, [e for _, e in failures])
         t4 = time.perf_counter()
-        return BatchReport(len(messages), len(predictions), len(errors),
+        await self._send_dead_letters(failures)
+        return BatchReport(len(messages), len(predictions), len(failures),
                            {"download": t1 - t0, "decode": t2 - t1, "infer": t3 - t2, "write": t4 - t3})
+
+    async def _send_dead_letters(self, failures: list[tuple[Message, PredictionError]]) -> None:
+        """After the error rows are committed (they are the record), tell whoever listens on
+        the dead-letter topic; a failure to publish is logged, never fatal."""
+        if not failures or self.dead_letter is None:
+            return
+        try:
+            await self.dead_letter(failures)
+        except Exception:  # noqa: BLE001
+            log.exception("could not publish %d dead letters (they are in prediction_errors)", len(failures))
 
     async def process_until_done(self, messages: Sequence[Message], max_unexpected: int = 5) -> BatchReport:
         """process() until it succeeds: transient failures retry forever with capped backoff;

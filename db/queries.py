@@ -85,7 +85,8 @@ VALUES %s
 ON CONFLICT (image_key, model) DO UPDATE SET
     category = EXCLUDED.category, confidence = EXCLUDED.confidence,
     class_index = EXCLUDED.class_index, top_k = EXCLUDED.top_k, hostname = EXCLUDED.hostname,
-    time = EXCLUDED.time, latency_ms = EXCLUDED.latency_ms
+    time = EXCLUDED.time, latency_ms = EXCLUDED.latency_ms,
+    deliveries = prediction_results.deliveries + 1
 """
 
 # A key that was classified after an earlier failure loses its error row.

@@ -11,11 +11,11 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 
-def ensure_topic(settings: Settings, timeout: float = 30.0) -> int:
-    """Create KAFKA_TOPIC if missing; returns its partition count. An existing topic is
-    kept as it is (a warning if its partition count differs from KAFKA_PARTITIONS)."""
+def ensure_topic(settings: Settings, timeout: float = 30.0, name: str | None = None) -> int:
+    """Create KAFKA_TOPIC (or `name`) if missing; returns its partition count. An existing
+    topic is kept as it is (a warning if its partition count differs from KAFKA_PARTITIONS)."""
     admin = AdminClient(settings.kafka_client_config())
-    name = settings.kafka_topic
+    name = name or settings.kafka_topic
     existing = admin.list_topics(timeout=timeout).topics
     if name not in existing:
         future = admin.create_topics([NewTopic(name, num_partitions=settings.kafka_partitions,

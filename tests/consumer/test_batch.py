@@ -43,7 +43,12 @@ def test_a_mixed_batch_gives_one_row_per_message(settings, db_conn, bucket, clas
     messages = [Message(k.encode(), 0, i, 1.7e9) for i, k in enumerate(keys)]
     messages += [Message(b"", 1, 7), Message(b"\xff\xfebad", 1, 8)]
 
-    proc = BatchProcessor(settings, classifier, bucket, lambda: connect(settings))
+    dead = []
+
+    async def sink(failures):
+        dead.extend((m.offset, e.error_type) for m, e in failures)
+
+    proc = BatchProcessor(settings, classifier, bucket, lambda: connect(settings), dead_letter=sink)
     report = asyncio.run(proc.process(messages))
     assert (report.size, report.classified, report.failed) == (8, 4, 4)
     ok, errors = results(db_conn)
@@ -51,9 +56,13 @@ def test_a_mixed_batch_gives_one_row_per_message(settings, db_conn, bucket, clas
     assert all(host == settings.hostname and k == 5 for _, host, k in ok.values())
     assert errors == {"corrupt.jpg": "corrupt", "never-uploaded.jpg": "missing",
                       "<empty message p1@7>": "bad_message", "\\xff\\xfebad": "bad_message"}
+    assert sorted(dead) == [(3, "corrupt"), (5, "missing"), (7, "bad_message"), (8, "bad_message")]
 
     asyncio.run(proc.process(messages))  # redelivery: same rows, no duplicates
     assert results(db_conn) == (ok, errors)
+    with db_conn, db_conn.cursor() as cur:
+        cur.execute("SELECT min(deliveries), max(deliveries) FROM prediction_results")
+        assert cur.fetchone() == (2, 2)
     proc.close()
 
 

@@ -1,0 +1,51 @@
+"""The least-privilege worker role, on the real PostgreSQL."""
+import psycopg2
+import pytest
+
+from db.queries import Prediction, PredictionError, iter_image_keys, register_images, write_batch
+from db.roles import create_worker_login
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def worker_conn(db_conn, migrated):
+    create_worker_login(db_conn, "worker_test", "s3cret")
+    create_worker_login(db_conn, "worker_test", "s3cret-2")  # idempotent: updates the password
+    conn = psycopg2.connect(host="127.0.0.1", port=migrated.pg_port, dbname="visionscaling",
+                            user="worker_test", password="s3cret-2")
+    yield conn
+    conn.close()
+
+
+def test_a_worker_can_do_its_job(db_conn, worker_conn):
+    register_images(db_conn, [("a.jpg", 1), ("b.jpg", 1)])
+    assert list(iter_image_keys(worker_conn)) == ["a.jpg", "b.jpg"]
+    write_batch(worker_conn, [], [PredictionError("a.jpg", "m", "corrupt", "x", "h")])
+    write_batch(worker_conn, [Prediction("a.jpg", "m", "c", 0.5, 1, [], "h")])  # deletes the error row
+    write_batch(worker_conn, [Prediction("a.jpg", "m", "c", 0.6, 1, [], "h")])
+    with db_conn, db_conn.cursor() as cur:
+        cur.execute("SELECT deliveries FROM prediction_results")
+        assert cur.fetchall() == [(2,)]
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO image_info (image_key) VALUES ('x')",
+    "DELETE FROM image_info",
+    "DELETE FROM prediction_results",
+    "DROP TABLE prediction_errors",
+    "CREATE TABLE evil (x int)",
+])
+def test_a_worker_can_do_nothing_else(worker_conn, statement):
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        with worker_conn, worker_conn.cursor() as cur:
+            cur.execute(statement)
+
+
+def test_login_names_are_quoted_not_interpolated(db_conn):
+    create_worker_login(db_conn, 'x"; DROP TABLE image_info; --', "pw")
+    with db_conn, db_conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", ('x"; DROP TABLE image_info; --',))
+        assert cur.fetchone() == (1,)
+        cur.execute("SELECT to_regclass('image_info') IS NOT NULL")
+        assert cur.fetchone() == (True,)
