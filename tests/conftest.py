@@ -77,7 +77,8 @@ def settings(migrated, weights_path, monkeypatch) -> Settings:
     """Settings for one test: the test stack, the real weights, a topic and bucket of its own."""
     suffix = uuid.uuid4().hex[:8]
     env = {**migrated.env(), "KAFKA_TOPIC": f"image-keys-{suffix}", "S3_BUCKET": f"images-{suffix}",
-           "FAUST_APP_ID": f"vs-test-{suffix}", "MODEL_WEIGHTS": str(weights_path)}
+           "FAUST_APP_ID": f"vs-test-{suffix}", "MODEL_WEIGHTS": str(weights_path),
+           "KAFKA_DEAD_LETTER_TOPIC": f"dead-letters-{suffix}"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     get_settings.cache_clear()

@@ -1,0 +1,113 @@
+"""Real `faust worker` processes for end-to-end and fault-injection tests."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from db.connection import connect
+from settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ARTIFACTS = Path(os.environ.get("VS_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+def run(cmd: list[str], env: dict, **kw) -> subprocess.CompletedProcess:
+    res = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600, **kw)
+    assert res.returncode == 0, f"{cmd} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
+    return res
+
+
+def counts(settings: Settings) -> tuple[int, int]:
+    """(result rows, error rows) of the current model."""
+    conn = connect(settings)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT (SELECT count(*) FROM prediction_results), (SELECT count(*) FROM prediction_errors)")
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
+@dataclass
+class Fleet:
+    """Workers of one consumer group; each keeps its name (HOSTNAME) across restarts."""
+    settings: Settings
+    env: dict
+    tag: str
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+    starts: int = 0
+
+    def start(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        log = self.logs.setdefault(name, ARTIFACTS / f"{self.tag}-{name}.log")
+        env = {**self.env, "HOSTNAME": name, "TORCH_THREADS": "1", "DECODE_WORKERS": "1"}
+        out = open(log, "a")
+        out.write(f"\n===== start #{self.starts} of {name} at {time.strftime('%H:%M:%S')} =====\n")
+        out.flush()
+        self.procs[name] = subprocess.Popen(
+            [str(BIN / "faust"), "-A", "consumer.app", "worker", "-l", "info"], env=env, cwd=REPO,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.starts += 1
+
+    def kill9(self, name: str) -> None:
+        proc = self.procs[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def alive(self) -> dict[str, bool]:
+        return {name: p.poll() is None for name, p in self.procs.items()}
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+    def members(self) -> int:
+        """Members of the consumer group once it is stable (0 while rebalancing)."""
+        group = self.settings.faust_app_id
+        admin = AdminClient(self.settings.kafka_client_config())
+        try:
+            desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        except Exception:  # noqa: BLE001 - the group does not exist yet / broker restarting
+            return 0
+        return len(desc.members) if str(desc.state).endswith("STABLE") else 0
+
+    def wait_for(self, what: str, check, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(1)
+        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tails()}", pytrace=False)
+
+    def wait_rows(self, n: int, timeout: float) -> None:
+        self.wait_for(f"{n} rows", lambda: sum(counts(self.settings)) >= n, timeout)
+
+    def log_tails(self, lines: int = 40) -> str:
+        return "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
+                         for p in self.logs.values() if p.exists())
+
+
+def fleet_env(settings: Settings, stack_env: dict) -> dict:
+    """Worker/CLI environment for a test's own topic, bucket, group and weights; short
+    session timeouts so that a dead worker's partitions move on within seconds."""
+    return {**stack_env, "KAFKA_TOPIC": settings.kafka_topic, "S3_BUCKET": settings.s3_bucket,
+            "FAUST_APP_ID": settings.faust_app_id, "MODEL_WEIGHTS": str(settings.model_weights),
+            "KAFKA_DEAD_LETTER_TOPIC": settings.kafka_dead_letter_topic,
+            "BROKER_SESSION_TIMEOUT_S": "6", "BROKER_HEARTBEAT_INTERVAL_S": "1", "RETRY_BACKOFF_MAX_S": "4"}
