@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(3, ge=1)
     kafka_replication_factor: int = Field(1, ge=1)
     kafka_security_protocol: str = "PLAINTEXT"  # SSL / SASL_SSL pass straight to the clients
+    kafka_ssl_cafile: Optional[Path] = None  # CA bundle for SSL / SASL_SSL (default: system CAs)
     kafka_sasl_mechanism: Optional[str] = None
     kafka_sasl_username: Optional[str] = None
     kafka_sasl_password: Optional[str] = None
@@ -75,6 +76,8 @@ class Settings(BaseSettings):
         """librdkafka (confluent-kafka) connection options, security included."""
         cfg = {"bootstrap.servers": self.kafka_bootstrap_servers,
                "security.protocol": self.kafka_security_protocol}
+        if self.kafka_ssl_cafile:
+            cfg["ssl.ca.location"] = str(self.kafka_ssl_cafile)
         if self.kafka_sasl_mechanism:
             cfg |= {"sasl.mechanism": self.kafka_sasl_mechanism,
                     "sasl.username": self.kafka_sasl_username or "",

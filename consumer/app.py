@@ -30,7 +30,8 @@ def _free_port() -> int:
 
 def _credentials() -> Optional[faust.types.auth.CredentialsT]:
     proto = settings.kafka_security_protocol.upper()
-    context = ssl.create_default_context() if proto.endswith("SSL") else None
+    cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    context = ssl.create_default_context(cafile=cafile) if proto.endswith("SSL") else None
     if proto.startswith("SASL"):
         return faust.SASLCredentials(username=settings.kafka_sasl_username,
                                      password=settings.kafka_sasl_password,

@@ -51,6 +51,8 @@ def test_kafka_client_config_carries_sasl(monkeypatch):
     cfg = Settings(_env_file=None).kafka_client_config()
     assert cfg["security.protocol"] == "SASL_SSL"
     assert cfg["sasl.mechanism"] == "SCRAM-SHA-512" and cfg["sasl.username"] == "u"
+    monkeypatch.setenv("KAFKA_SSL_CAFILE", "/etc/ca.pem")
+    assert Settings(_env_file=None).kafka_client_config()["ssl.ca.location"] == "/etc/ca.pem"
 
 
 def test_env_example_documents_every_setting():

@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 import upload
+from db.connection import connect
 from infra import services
 from tests.e2e.fleet import ARTIFACTS, Fleet, counts, fleet_env, run
 
@@ -34,13 +35,18 @@ def corpus(settings, dev_images, copies: int) -> list[str]:
     return sorted(f"copy{i}/{p.name}" for i in range(copies) for p in dev_images.glob("*.JPEG"))
 
 
-def check_exactly_once(settings, db_conn, keys: list[str]) -> dict:
-    """Every key has exactly one result row (none missing, none extra) and no error row."""
-    with db_conn, db_conn.cursor() as cur:
-        cur.execute("SELECT image_key, deliveries FROM prediction_results")
-        rows = cur.fetchall()
-        cur.execute("SELECT image_key, error_type, detail FROM prediction_errors")
-        errors = cur.fetchall()
+def check_exactly_once(settings, keys: list[str]) -> dict:
+    """Every key has exactly one result row (none missing, none extra) and no error row.
+    (A connection of its own: one opened before a PostgreSQL restart is dead.)"""
+    conn = connect(settings)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT image_key, deliveries FROM prediction_results")
+            rows = cur.fetchall()
+            cur.execute("SELECT image_key, error_type, detail FROM prediction_errors")
+            errors = cur.fetchall()
+    finally:
+        conn.close()
     got = [r[0] for r in rows]
     missing = set(keys) - set(got)
     assert not errors, f"unexpected error rows: {errors[:5]}"
@@ -95,7 +101,7 @@ def test_workers_killed_with_sigkill_lose_nothing(settings, db_conn, dev_images,
     finally:
         fleet.stop()
     assert len(kills) >= kills_wanted, f"the stream ended after {len(kills)} kills (seed {seed})"
-    figures = check_exactly_once(s, db_conn, keys)
+    figures = check_exactly_once(s, keys)
     report("kill9", {**figures, "kills": len(kills), "seed": seed, "kill_log": kills,
                      "seconds": round(time.monotonic() - started, 1)})
 
@@ -118,7 +124,7 @@ def _outage(settings, db_conn, dev_images, stack_env, stack, name, stop, start, 
         assert all(fleet.alive().values()), "a worker died"
     finally:
         fleet.stop()
-    figures = check_exactly_once(s, db_conn, keys)
+    figures = check_exactly_once(s, keys)
     assert rows_at_restart < len(keys), "the outage came too late to test anything"
     report(name, {**figures, "outage_s": pause_s, "rows_when_service_returned": rows_at_restart})
 
