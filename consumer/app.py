@@ -14,7 +14,8 @@ from typing import Optional
 
 import faust
 
-from consumer.batch import BatchProcessor, Message
+from consumer import metrics
+from consumer.batch import BatchProcessor, BatchReport, Message
 from db.queries import PredictionError
 from settings import get_settings
 
@@ -94,9 +95,21 @@ def _prepare_worker(app: faust.App, **kwargs) -> None:
     from producer.topic import ensure_topic
 
     processor()
+    metrics.serve(settings.metrics_port)
     ensure_topic(settings)
     if settings.kafka_dead_letter_topic:
         ensure_topic(settings, name=settings.kafka_dead_letter_topic)
+
+
+def record(report: BatchReport) -> None:
+    metrics.IMAGES.inc(report.classified)
+    for error_type in report.error_types:
+        metrics.ERRORS.labels(error_type).inc()
+    metrics.BATCH_SIZE.observe(report.size)
+    for stage, seconds in report.seconds.items():
+        metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+    for latency in report.latencies_s:
+        metrics.END_TO_END_SECONDS.observe(latency)
 
 
 @app.agent(image_keys)
@@ -104,6 +117,11 @@ async def classify_images(stream: faust.StreamT) -> None:
     async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
         messages = [Message(e.message.value, e.message.partition, e.message.offset, e.message.timestamp)
                     for e in events]
-        report = await processor().process_until_done(messages)
+        metrics.IN_FLIGHT.inc(len(messages))
+        try:
+            report = await processor().process_until_done(messages)
+        finally:
+            metrics.IN_FLIGHT.dec(len(messages))
+        record(report)
         log.info("batch %d: %d classified, %d errors; %s", report.size, report.classified, report.failed,
                  " ".join(f"{k}={v * 1000:.0f}ms" for k, v in report.seconds.items()))

@@ -23,6 +23,7 @@ import botocore.exceptions
 import psycopg2
 import torch
 
+from consumer import metrics
 from consumer.images import ImageError, load_tensor
 from consumer.model import Classifier
 from db.queries import Prediction, PredictionError, write_batch
@@ -56,6 +57,8 @@ class BatchReport:
     classified: int
     failed: int
     seconds: dict[str, float] = field(default_factory=dict)
+    error_types: list[str] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)  # key sent -> row written, per image
 
 
 def parse_key(msg: Message) -> Union[str, ImageError]:
@@ -166,8 +169,11 @@ class BatchProcessor:
         await loop.run_in_executor(self._db, self._write, predictions, [e for _, e in failures])
         t4 = time.perf_counter()
         await self._send_dead_letters(failures)
+        written = time.time()
         return BatchReport(len(messages), len(predictions), len(failures),
-                           {"download": t1 - t0, "decode": t2 - t1, "infer": t3 - t2, "write": t4 - t3})
+                           {"download": t1 - t0, "decode": t2 - t1, "infer": t3 - t2, "write": t4 - t3},
+                           [e.error_type for _, e in failures],
+                           [written - m.timestamp for m, _, _ in good if m.timestamp])
 
     async def _send_dead_letters(self, failures: list[tuple[Message, PredictionError]]) -> None:
         """After the error rows are committed (they are the record), tell whoever listens on
@@ -189,7 +195,9 @@ class BatchProcessor:
                 return await self.process(messages)
             except TransientError as exc:
                 problem = str(exc)
+                metrics.RETRIES.labels("transient").inc()
             except Exception as exc:  # noqa: BLE001 - the worker must outlive any bug in a batch
+                metrics.RETRIES.labels("unexpected").inc()
                 unexpected += 1
                 log.exception("batch of %d failed unexpectedly (%d/%d)", len(messages), unexpected,
                               max_unexpected)
@@ -212,7 +220,7 @@ class BatchProcessor:
         while True:
             try:
                 await loop.run_in_executor(self._db, self._write, [], errors)
-                return BatchReport(len(messages), 0, len(errors))
+                return BatchReport(len(messages), 0, len(errors), error_types=["internal"] * len(errors))
             except TransientError as err:
                 attempt += 1
                 await asyncio.sleep(min(self.settings.retry_backoff_max_s, 0.5 * 2 ** attempt))

@@ -39,9 +39,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 stamp="$venv/.vs-installed"
 if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
-  echo "[install] pip install -e .[test] (torch is a large download the first time)"
+  echo "[install] pip install -e .[test,bench] (torch is a large download the first time)"
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -e "$repo[test]"
+  "$venv/bin/pip" install -q -e "$repo[test,bench]"
   touch "$stamp"
 fi
 echo "[install] done"

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, Producer
 from PIL import Image
 
 from tests.consumer import images_zoo as zoo
-from tests.e2e.fleet import Fleet, counts, fleet_env, run
+from infra.fleet import Fleet, counts, fleet_env, run
 from upload import ensure_bucket
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

@@ -18,7 +18,7 @@ import pytest
 import upload
 from db.connection import connect
 from infra import services
-from tests.e2e.fleet import ARTIFACTS, Fleet, counts, fleet_env, run
+from infra.fleet import ARTIFACTS, Fleet, counts, fleet_env, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -1,4 +1,5 @@
-"""Real `faust worker` processes for end-to-end and fault-injection tests."""
+"""Local `faust worker` processes, started, killed and watched: for the end-to-end and
+fault-injection tests and the pipeline benchmark."""
 from __future__ import annotations
 
 import os
@@ -6,23 +7,27 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from db.connection import connect
+from infra.services import free_port
 from settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ARTIFACTS = Path(os.environ.get("VS_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
 
 def run(cmd: list[str], env: dict, **kw) -> subprocess.CompletedProcess:
+    """Run a command of the project from the repo root; a non-zero exit raises with its output."""
     res = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600, **kw)
-    assert res.returncode == 0, f"{cmd} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
+    if res.returncode != 0:
+        raise RuntimeError(f"{cmd} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
     return res
 
 
@@ -45,24 +50,34 @@ class Fleet:
     tag: str
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     starts: int = 0
+    command: tuple[str, ...] = (str(BIN / "faust"), "-A", "consumer.app", "worker", "-l", "info")
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, threads: int = 1) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         log = self.logs.setdefault(name, ARTIFACTS / f"{self.tag}-{name}.log")
-        env = {**self.env, "HOSTNAME": name, "TORCH_THREADS": "1", "DECODE_WORKERS": "1"}
+        port = self.metrics_ports.setdefault(name, free_port())
+        env = {**self.env, "HOSTNAME": name, "TORCH_THREADS": str(threads), "DECODE_WORKERS": str(threads),
+               "METRICS_PORT": str(port)}
         out = open(log, "a")
         out.write(f"\n===== start #{self.starts} of {name} at {time.strftime('%H:%M:%S')} =====\n")
         out.flush()
-        self.procs[name] = subprocess.Popen(
-            [str(BIN / "faust"), "-A", "consumer.app", "worker", "-l", "info"], env=env, cwd=REPO,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = subprocess.Popen(list(self.command), env=env, cwd=REPO, stdout=out,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
         self.starts += 1
 
     def kill9(self, name: str) -> None:
         proc = self.procs[name]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+
+    def metric(self, name: str, metric: str, **labels: str) -> float:
+        """Sum of a metric's samples whose labels match, scraped from a worker's /metrics."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_ports[name]}/metrics", timeout=5).read()
+        return sum(sample.value for family in text_string_to_metric_families(text.decode())
+                   for sample in family.samples
+                   if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()))
 
     def alive(self) -> dict[str, bool]:
         return {name: p.poll() is None for name, p in self.procs.items()}
@@ -94,7 +109,7 @@ class Fleet:
             if check():
                 return
             time.sleep(1)
-        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tails()}", pytrace=False)
+        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tails()}")
 
     def wait_rows(self, n: int, timeout: float) -> None:
         self.wait_for(f"{n} rows", lambda: sum(counts(self.settings)) >= n, timeout)

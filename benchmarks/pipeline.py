@@ -1,0 +1,203 @@
+"""The pipeline's throughput and latency on a local stack of its own, against the machine's
+limit and the original project's way of consuming. Prints JSON and draws a PNG.
+
+    python benchmarks/pipeline.py [--images 2000] [--workers 2] [--out-dir benchmarks/results]
+
+1. limit: decode + model with all cores, images in memory (benchmarks/inference.py);
+2. pipeline: N images (the dev photos uploaded repeatedly under distinct keys) through
+   producer -> W faust workers -> PostgreSQL, measured from the first to the last row written;
+3. latency: keys sent at half the measured rate (--rate), key sent -> row written p50/p95;
+4. baseline: the seed-style consumer (benchmarks/seed_baseline.py), W processes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.inference import limit_rate  # noqa: E402
+from db.connection import connect  # noqa: E402
+from db.migrate import migrate  # noqa: E402
+from infra import services, stack  # noqa: E402
+from infra.fleet import Fleet, counts, fleet_env, run  # noqa: E402
+from settings import Settings  # noqa: E402
+from upload import find_images, upload_dir  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def row_times(settings: Settings) -> list[tuple[float, float]]:
+    """(epoch seconds written, latency seconds) of every result row, oldest first."""
+    conn = connect(settings)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT extract(epoch FROM time), latency_ms FROM prediction_results ORDER BY time")
+            return [(float(t), (lat or 0) / 1000) for t, lat in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def truncate(settings: Settings) -> None:
+    conn = connect(settings)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("TRUNCATE prediction_results, prediction_errors")
+    finally:
+        conn.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def throughput(times: list[float]) -> float:
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+
+
+def run_fleet(settings, env, tag, workers, threads, keys_to_send, producer_args=(), command=None):
+    """Start the workers, wait until the group is stable, send keys, wait for every row."""
+    fleet = Fleet(settings, env, tag, **({"command": command} if command else {}))
+    for i in range(workers):
+        fleet.start(f"{tag}-{i + 1}", threads=threads)
+    try:
+        if command is None:
+            fleet.wait_for("the consumer group", lambda: fleet.members() == workers, 300)
+        started = time.monotonic()
+        run([sys.executable, "-m", "producer", "--limit", str(keys_to_send), *producer_args], env)
+        sent_s = time.monotonic() - started
+        fleet.wait_rows(keys_to_send, 1800)
+        stages = {}
+        if command is None:
+            for name in fleet.procs:
+                for stage in ("download", "decode", "infer", "write"):
+                    stages[stage] = stages.get(stage, 0.0) + fleet.metric(name, "vs_stage_seconds_sum", stage=stage)
+        return sent_s, stages
+    finally:
+        fleet.stop()
+
+
+def draw(path: Path, pipeline: list[float], baseline: list[float], stages: dict, figures: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, times in (("pipeline", pipeline), ("seed-style baseline", baseline)):
+        if times:
+            t0 = times[0]
+            seconds = [int(t - t0) for t in times]
+            per_s = [seconds.count(s) for s in range(seconds[-1] + 1)]
+            ax1.plot(range(len(per_s)), per_s, label=f"{label} ({throughput(times):.1f} img/s)")
+    ax1.axhline(figures["limit_img_s"], linestyle="--", color="grey", label=f"limit {figures['limit_img_s']} img/s")
+    ax1.set_xlabel("seconds since first row")
+    ax1.set_ylabel("rows written per second")
+    ax1.legend()
+    ax1.set_title(f"{figures['workers']} workers, batch {figures['batch_size']}, {figures['engine']}, "
+                  f"{figures['cpu_count']} cores")
+    names = list(stages)
+    ax2.barh(names, [stages[n] for n in names])
+    ax2.set_xlabel("seconds")
+    ax2.set_title("time per stage")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=2000, help="images through the pipeline")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--latency-images", type=int, default=600)
+    ap.add_argument("--baseline-images", type=int, default=300)
+    ap.add_argument("--out-dir", type=Path, default=HERE / "results")
+    args = ap.parse_args(argv)
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // args.workers)
+    base = Settings()
+    dev = base.shared_dir / "images" / "dev"
+    if not dev.is_dir():
+        sys.exit(f"no photos at {dev}: set SHARED_DIR")
+    blobs = [p.read_bytes() for p in find_images(dev)]
+    print("measuring the single-machine limit...", file=sys.stderr)
+    limit = limit_rate(base.model_copy(update={"torch_threads": cores, "decode_workers": cores}), blobs, 10.0)
+
+    state = Path(tempfile.mkdtemp(prefix="vs-bench-"))
+    cfg = stack.load_or_create(state, free_ports=True)
+    stage_seconds: dict[str, float] = {}
+    try:
+        print("starting the local stack...", file=sys.stderr)
+        stack.up(cfg)
+        os.environ.update(cfg.env())
+        tag = uuid.uuid4().hex[:6]
+        settings = Settings(kafka_topic=f"bench-{tag}", faust_app_id=f"bench-{tag}", s3_bucket="bench",
+                            kafka_dead_letter_topic=f"bench-dead-{tag}")
+        conn = connect(settings)
+        migrate(conn)
+        conn.close()
+        env = fleet_env(settings, {**os.environ})
+        started = time.monotonic()
+        for i in range(math.ceil(args.images / len(blobs))):
+            upload_dir(settings, dev, settings.s3_bucket, prefix=f"copy{i}")
+        stage_seconds["upload"] = round(time.monotonic() - started, 1)
+
+        print(f"pipeline: {args.images} images, {args.workers} workers...", file=sys.stderr)
+        sent_s, stages = run_fleet(settings, env, "worker", args.workers, threads, args.images)
+        stage_seconds["produce"] = round(sent_s, 1)
+        stage_seconds |= {f"worker_{k}": round(v, 1) for k, v in stages.items()}
+        pipe = row_times(settings)
+        pipeline_img_s = throughput([t for t, _ in pipe])
+        stage_seconds["pipeline"] = round(pipe[-1][0] - pipe[0][0], 1)
+
+        rate = max(1.0, pipeline_img_s / 2)
+        print(f"latency at {rate:.1f} keys/s...", file=sys.stderr)
+        truncate(settings)
+        lat_settings = settings.model_copy(update={"kafka_topic": f"bench-lat-{tag}", "faust_app_id": f"bench-lat-{tag}"})
+        lat_env = {**env, "KAFKA_TOPIC": lat_settings.kafka_topic, "FAUST_APP_ID": lat_settings.faust_app_id}
+        run_fleet(lat_settings, lat_env, "latency", args.workers, threads, args.latency_images,
+                  ("--rate", f"{rate:.2f}"))
+        latencies = [lat for _, lat in row_times(settings)]
+
+        print(f"seed-style baseline: {args.baseline_images} images...", file=sys.stderr)
+        truncate(settings)
+        base_settings = settings.model_copy(update={"kafka_topic": f"bench-seed-{tag}", "faust_app_id": f"bench-seed-{tag}"})
+        base_env = {**env, "KAFKA_TOPIC": base_settings.kafka_topic, "FAUST_APP_ID": base_settings.faust_app_id}
+        run_fleet(base_settings, base_env, "seed", args.workers, threads, args.baseline_images,
+                  command=(sys.executable, str(HERE / "seed_baseline.py")))
+        baseline = [t for t, _ in row_times(settings)]
+        baseline_img_s = throughput(baseline)
+    finally:
+        stack.down(cfg)
+        pg_dir = services._pg_dir(cfg)
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(pg_dir, ignore_errors=True)
+
+    figures = {
+        "limit_img_s": round(limit, 1), "pipeline_img_s": round(pipeline_img_s, 1),
+        "baseline_img_s": round(baseline_img_s, 1),
+        "ratio_to_limit": round(pipeline_img_s / limit, 3) if limit else None,
+        "speedup_vs_baseline": round(pipeline_img_s / baseline_img_s, 2) if baseline_img_s else None,
+        "latency_rate_img_s": round(rate, 1),
+        "latency_p50_s": round(percentile(latencies, 0.5), 3), "latency_p95_s": round(percentile(latencies, 0.95), 3),
+        "stage_seconds": stage_seconds, "images": args.images, "workers": args.workers,
+        "torch_threads_per_worker": threads, "batch_size": settings.batch_size, "engine": settings.model_engine,
+        "cpu_count": cores,
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "pipeline.json").write_text(json.dumps(figures, indent=2) + "\n")
+    draw(args.out_dir / "pipeline.png", [t for t, _ in pipe], baseline,
+         {k: v for k, v in stages.items()}, figures)
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
