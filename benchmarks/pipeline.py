@@ -102,8 +102,9 @@ def draw(path: Path, pipeline: list[float], baseline: list[float], stages: dict,
     ax1.set_xlabel("seconds since first row")
     ax1.set_ylabel("rows written per second")
     ax1.legend()
-    ax1.set_title(f"{figures['workers']} workers, batch {figures['batch_size']}, {figures['engine']}, "
-                  f"{figures['cpu_count']} cores")
+    ax1.set_title(f"{figures['workers']} workers x {figures['torch_threads_per_worker']} threads, "
+                  f"{figures['partitions']} partitions, batch {figures['batch_size']}, {figures['engine']}, "
+                  f"{figures['cpu_count']} cores", fontsize=9)
     names = list(stages)
     ax2.barh(names, [stages[n] for n in names])
     ax2.set_xlabel("seconds")
@@ -116,13 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=2000, help="images through the pipeline")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--partitions", type=int, help="partitions of the benchmark's topics (default KAFKA_PARTITIONS)")
+    ap.add_argument("--threads", type=int, help="TORCH_THREADS and DECODE_WORKERS per worker (default cores / workers)")
     ap.add_argument("--latency-images", type=int, default=600)
     ap.add_argument("--baseline-images", type=int, default=300)
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
     cores = os.cpu_count() or 1
-    threads = max(1, cores // args.workers)
+    threads = args.threads or max(1, cores // args.workers)
     base = Settings()
+    partitions = args.partitions or base.kafka_partitions
     dev = base.shared_dir / "images" / "dev"
     if not dev.is_dir():
         sys.exit(f"no photos at {dev}: set SHARED_DIR")
@@ -139,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(cfg.env())
         tag = uuid.uuid4().hex[:6]
         settings = Settings(kafka_topic=f"bench-{tag}", faust_app_id=f"bench-{tag}", s3_bucket="bench",
-                            kafka_dead_letter_topic=f"bench-dead-{tag}")
+                            kafka_dead_letter_topic=f"bench-dead-{tag}", kafka_partitions=partitions)
         conn = connect(settings)
         migrate(conn)
         conn.close()
-        env = fleet_env(settings, {**os.environ})
+        env = {**fleet_env(settings, {**os.environ}), "KAFKA_PARTITIONS": str(partitions)}
         started = time.monotonic()
         for i in range(math.ceil(args.images / len(blobs))):
             upload_dir(settings, dev, settings.s3_bucket, prefix=f"copy{i}")
@@ -187,13 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_vs_baseline": round(pipeline_img_s / baseline_img_s, 2) if baseline_img_s else None,
         "latency_rate_img_s": round(rate, 1),
         "latency_p50_s": round(percentile(latencies, 0.5), 3), "latency_p95_s": round(percentile(latencies, 0.95), 3),
-        "stage_seconds": stage_seconds, "images": args.images, "workers": args.workers,
+        "stage_seconds": stage_seconds, "images": args.images, "workers": args.workers, "partitions": partitions,
         "torch_threads_per_worker": threads, "batch_size": settings.batch_size, "engine": settings.model_engine,
         "cpu_count": cores,
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "pipeline.json").write_text(json.dumps(figures, indent=2) + "\n")
-    draw(args.out_dir / "pipeline.png", [t for t, _ in pipe], baseline,
+    name = f"pipeline-w{args.workers}-p{partitions}-t{threads}"
+    (args.out_dir / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    draw(args.out_dir / f"{name}.png", [t for t, _ in pipe], baseline,
          {k: v for k, v in stages.items()}, figures)
     print(json.dumps(figures, indent=2))
     return 0

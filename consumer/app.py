@@ -15,7 +15,7 @@ from typing import Optional
 import faust
 
 from consumer import metrics
-from consumer.batch import BatchProcessor, BatchReport, Message
+from consumer.batch import BatchProcessor, Message
 from db.queries import PredictionError
 from settings import get_settings
 
@@ -101,17 +101,6 @@ def _prepare_worker(app: faust.App, **kwargs) -> None:
         ensure_topic(settings, name=settings.kafka_dead_letter_topic)
 
 
-def record(report: BatchReport) -> None:
-    metrics.IMAGES.inc(report.classified)
-    for error_type in report.error_types:
-        metrics.ERRORS.labels(error_type).inc()
-    metrics.BATCH_SIZE.observe(report.size)
-    for stage, seconds in report.seconds.items():
-        metrics.STAGE_SECONDS.labels(stage).observe(seconds)
-    for latency in report.latencies_s:
-        metrics.END_TO_END_SECONDS.observe(latency)
-
-
 @app.agent(image_keys)
 async def classify_images(stream: faust.StreamT) -> None:
     async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
@@ -122,6 +111,6 @@ async def classify_images(stream: faust.StreamT) -> None:
             report = await processor().process_until_done(messages)
         finally:
             metrics.IN_FLIGHT.dec(len(messages))
-        record(report)
+        metrics.record(report)
         log.info("batch %d: %d classified, %d errors; %s", report.size, report.classified, report.failed,
                  " ".join(f"{k}={v * 1000:.0f}ms" for k, v in report.seconds.items()))

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+if TYPE_CHECKING:
+    from consumer.batch import BatchReport
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +21,17 @@ END_TO_END_SECONDS = Histogram("vs_end_to_end_seconds", "Key sent to Kafka -> ro
                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
 IN_FLIGHT = Gauge("vs_images_in_flight", "Images taken from Kafka and not yet written")
 RETRIES = Counter("vs_batch_retries_total", "Batch attempts that failed and were retried", ["reason"])
+
+
+def record(report: "BatchReport") -> None:
+    IMAGES.inc(report.classified)
+    for error_type in report.error_types:
+        ERRORS.labels(error_type).inc()
+    BATCH_SIZE.observe(report.size)
+    for stage, seconds in report.seconds.items():
+        STAGE_SECONDS.labels(stage).observe(seconds)
+    for latency in report.latencies_s:
+        END_TO_END_SECONDS.observe(latency)
 
 
 _serving_on: Optional[int] = None

@@ -108,6 +108,9 @@ class Fleet:
         while time.monotonic() < deadline:
             if check():
                 return
+            dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+            if dead:
+                raise RuntimeError(f"worker(s) exited {dead} while waiting for {what}\n{self.log_tails()}")
             time.sleep(1)
         raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tails()}")
 
@@ -119,10 +122,12 @@ class Fleet:
                          for p in self.logs.values() if p.exists())
 
 
-def fleet_env(settings: Settings, stack_env: dict) -> dict:
-    """Worker/CLI environment for a test's own topic, bucket, group and weights; short
+def fleet_env(settings: Settings, base_env: dict) -> dict:
+    """Worker/CLI environment for a run's own topic, bucket, group and weights; short
     session timeouts so that a dead worker's partitions move on within seconds."""
-    return {**stack_env, "KAFKA_TOPIC": settings.kafka_topic, "S3_BUCKET": settings.s3_bucket,
-            "FAUST_APP_ID": settings.faust_app_id, "MODEL_WEIGHTS": str(settings.model_weights),
-            "KAFKA_DEAD_LETTER_TOPIC": settings.kafka_dead_letter_topic,
-            "BROKER_SESSION_TIMEOUT_S": "6", "BROKER_HEARTBEAT_INTERVAL_S": "1", "RETRY_BACKOFF_MAX_S": "4"}
+    env = {**base_env, "KAFKA_TOPIC": settings.kafka_topic, "S3_BUCKET": settings.s3_bucket,
+           "FAUST_APP_ID": settings.faust_app_id, "KAFKA_DEAD_LETTER_TOPIC": settings.kafka_dead_letter_topic,
+           "BROKER_SESSION_TIMEOUT_S": "6", "BROKER_HEARTBEAT_INTERVAL_S": "1", "RETRY_BACKOFF_MAX_S": "4"}
+    if settings.model_weights is not None:
+        env["MODEL_WEIGHTS"] = str(settings.model_weights)
+    return env
