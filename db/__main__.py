@@ -1,6 +1,8 @@
 """python -m db migrate                    create or update the schema in DATABASE_URL
 python -m db create-worker-login NAME   a login in the least-privilege vs_worker role;
-                                        its password is read from WORKER_DB_PASSWORD"""
+                                        its password is read from WORKER_DB_PASSWORD
+python -m db create-viewer-login NAME   a read-only login (vs_viewer role) for the web viewer;
+                                        its password is read from VIEWER_DB_PASSWORD"""
 from __future__ import annotations
 
 import argparse
@@ -9,27 +11,32 @@ import sys
 
 from db.connection import connect
 from db.migrate import migrate
-from db.roles import create_worker_login
+from db.roles import VIEWER_ROLE, WORKER_ROLE, create_login
 from settings import get_settings
+
+LOGINS = {"create-worker-login": (WORKER_ROLE, "WORKER_DB_PASSWORD"),
+          "create-viewer-login": (VIEWER_ROLE, "VIEWER_DB_PASSWORD")}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m db", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["migrate", "create-worker-login"])
-    ap.add_argument("name", nargs="?", help="login name for create-worker-login")
+    ap.add_argument("command", choices=["migrate", *LOGINS])
+    ap.add_argument("name", nargs="?", help="login name for create-*-login")
     args = ap.parse_args(argv)
+    if args.command in LOGINS:
+        role, password_var = LOGINS[args.command]
+        password = os.environ.get(password_var, "")
+        if not args.name or not password:
+            ap.error(f"{args.command} needs NAME and {password_var} in the environment")
     conn = connect(get_settings())
     try:
         if args.command == "migrate":
             applied = migrate(conn)
             print("applied: " + ", ".join(applied) if applied else "schema up to date")
         else:
-            password = os.environ.get("WORKER_DB_PASSWORD", "")
-            if not args.name or not password:
-                ap.error("create-worker-login needs NAME and WORKER_DB_PASSWORD in the environment")
-            create_worker_login(conn, args.name, password)
-            print(f"login {args.name} is a member of vs_worker")
+            create_login(conn, args.name, password, role)
+            print(f"login {args.name} is a member of {role}")
     finally:
         conn.close()
     return 0

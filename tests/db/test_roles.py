@@ -3,7 +3,7 @@ import psycopg2
 import pytest
 
 from db.queries import Prediction, PredictionError, iter_image_keys, register_images, write_batch
-from db.roles import create_worker_login
+from db.roles import create_viewer_login, create_worker_login
 
 pytestmark = pytest.mark.integration
 
@@ -49,3 +49,32 @@ def test_login_names_are_quoted_not_interpolated(db_conn):
         assert cur.fetchone() == (1,)
         cur.execute("SELECT to_regclass('image_info') IS NOT NULL")
         assert cur.fetchone() == (True,)
+
+
+@pytest.fixture
+def viewer_conn(db_conn, migrated):
+    create_viewer_login(db_conn, "viewer_test", "s3cret")
+    conn = psycopg2.connect(host="127.0.0.1", port=migrated.pg_port, dbname="visionscaling",
+                            user="viewer_test", password="s3cret")
+    yield conn
+    conn.close()
+
+
+def test_a_viewer_reads_everything(db_conn, viewer_conn):
+    register_images(db_conn, [("a.jpg", 1)])
+    write_batch(db_conn, [Prediction("a.jpg", "m", "c", 0.5, 1, [], "h")])
+    with viewer_conn, viewer_conn.cursor() as cur:
+        cur.execute("""SELECT (SELECT count(*) FROM image_info), (SELECT count(*) FROM prediction_results),
+                              (SELECT count(*) FROM prediction_errors)""")
+        assert cur.fetchone() == (1, 1, 0)
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO image_info (image_key) VALUES ('x')",
+    "UPDATE prediction_results SET category = 'x'",
+    "DELETE FROM prediction_errors",
+])
+def test_a_viewer_writes_nothing(viewer_conn, statement):
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        with viewer_conn, viewer_conn.cursor() as cur:
+            cur.execute(statement)
