@@ -1,4 +1,4 @@
-# The pipeline's own image: upload.py, the producer, `python -m db` and the Faust workers.
+# The pipeline's own image: upload.py, the producer, `python -m db`, the Faust workers and the viewer.
 FROM python:3.11.11-slim-bookworm
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
@@ -6,6 +6,7 @@ COPY pyproject.toml README.md settings.py upload.py ./
 COPY db db
 COPY producer producer
 COPY consumer consumer
+COPY viewer viewer
 RUN pip install .
 # model weights are mounted (MODEL_WEIGHTS) or downloaded by torchvision at first start
 USER nobody

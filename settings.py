@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(60_000_000, ge=1)
     fast_decode: bool = True  # JPEG DCT-domain downscaling before the reference resize
 
+    # --- web viewer (python -m viewer)
+    viewer_host: str = "127.0.0.1"
+    viewer_port: int = Field(8080, ge=0, le=65535)
+    viewer_database_url: Optional[str] = None  # None = DATABASE_URL; better: a vs_viewer login
+    viewer_refresh_s: float = Field(3.0, gt=0)  # how often open pages poll for new rows
+    viewer_thumbnail_cache: int = Field(1024, ge=0)  # thumbnails kept in memory
+
     @field_validator("shared_dir", "model_weights", "model_cache_dir", mode="after")
     @classmethod
     def _expand(cls, v: Optional[Path]) -> Optional[Path]:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a clean machine lacks, idempotently: PostgreSQL and Java (Debian packages),
 # the Kafka and s3proxy jars (Maven Central), and the Python environment (.venv, PyPI).
-# Env: VS_LIBS_DIR (jar directory, default .stack/libs), VS_VENV (default .venv), PYTHON.
+# Env: VS_LIBS_DIR (jar directory, default .stack/libs), VS_VENV (default .venv), PYTHON,
+# VS_WITH_BROWSER=1 (also Debian's chromium, for the viewer's browser test; infra/test.sh sets it).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 libs="${VS_LIBS_DIR:-$repo/.stack/libs}"
@@ -14,6 +15,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
+if [ "${VS_WITH_BROWSER:-0}" = 1 ]; then
+  command -v chromium >/dev/null || need_apt+=(chromium)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[install] apt: ${need_apt[*]}"
   $sudo apt-get update -qq

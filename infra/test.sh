@@ -4,7 +4,7 @@
 # Extra arguments go to pytest (e.g. `infra/test.sh -m "not e2e"`).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-"$repo/infra/install.sh"
+VS_WITH_BROWSER=1 "$repo/infra/install.sh"
 cd "$repo"
 export VS_TEST_ARTIFACTS="${VS_TEST_ARTIFACTS:-$repo/test-artifacts}"
 exec "${VS_VENV:-$repo/.venv}/bin/python" -m pytest "$@"

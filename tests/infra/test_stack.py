@@ -61,7 +61,7 @@ def test_kill_only_touches_processes_that_are_ours(tmp_path):
 def test_docker_compose_is_valid_and_pinned():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     svc = compose["services"]
-    assert {"kafka", "postgres", "s3", "producer", "worker-1", "worker-2"} <= set(svc)
+    assert {"kafka", "postgres", "s3", "producer", "worker-1", "worker-2", "viewer"} <= set(svc)
     for name, spec in svc.items():
         image = spec["image"]
         assert re.fullmatch(r"[\w./-]+:\d[\w.-]*", image), f"{name}: image {image!r} is not pinned to a version"

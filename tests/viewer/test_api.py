@@ -1,0 +1,147 @@
+"""The viewer's JSON API and pages on the real stack (PostgreSQL, s3proxy), over a few hundred
+real predictions written by the workers' own BatchProcessor with the real weights."""
+import asyncio
+import io
+import uuid
+
+import pytest
+from PIL import Image
+
+from consumer.batch import BatchProcessor, Message
+from consumer.model import load_classifier
+from db.connection import connect
+from db.queries import register_images
+from settings import Settings
+from tests.consumer import images_zoo as zoo
+from upload import ensure_bucket
+from viewer.app import create_app
+
+pytestmark = pytest.mark.integration
+
+SCRIPT_KEY = "evil/<script>alert(1)</script>.jpg"
+PHOTOS = 200
+
+
+@pytest.fixture(scope="module")
+def world(migrated, weights_path, dev_images):
+    """200 classified dev photos, a `<script>` key, a corrupt image: rows as the workers write them."""
+    env = migrated.env()
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        settings = Settings(_env_file=None, s3_bucket=f"viewer-{uuid.uuid4().hex[:8]}", model_weights=weights_path,
+                            kafka_topic=f"viewer-{uuid.uuid4().hex[:8]}", torch_threads=2)
+        s3 = settings.s3_client()
+        ensure_bucket(s3, settings.s3_bucket)
+        photos = sorted(dev_images.glob("*.JPEG"))[:PHOTOS]
+        objects = {p.name: p.read_bytes() for p in photos}
+        objects[SCRIPT_KEY] = photos[0].read_bytes()
+        objects["corrupt.jpg"] = zoo.truncated_jpeg()
+        for key, data in objects.items():
+            s3.put_object(Bucket=settings.s3_bucket, Key=key, Body=data)
+        conn = connect(settings)
+        with conn, conn.cursor() as cur:
+            cur.execute("TRUNCATE image_info, prediction_results, prediction_errors")
+        register_images(conn, [(k, len(v)) for k, v in objects.items()])
+        proc = BatchProcessor(settings, load_classifier(settings), s3, lambda: connect(settings))
+        keys = list(objects)
+        for i in range(0, len(keys), 32):
+            asyncio.run(proc.process([Message(k.encode(), 0, i + j) for j, k in enumerate(keys[i:i + 32])]))
+        proc.close()
+        app = create_app(settings)
+        yield settings, conn, app.test_client()
+        conn.close()
+
+
+def query(conn, sql, params=()):
+    with conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def test_the_newest_predictions_come_first_with_their_top_k(world):
+    settings, conn, client = world
+    data = client.get("/api/predictions?limit=10").get_json()
+    assert data["total"] == PHOTOS + 1  # the corrupt image has an error row, not a result
+    times = [i["time"] for i in data["items"]]
+    assert len(times) == 10 and times == sorted(times, reverse=True)
+    item = data["items"][0]
+    assert len(item["top_k"]) == 5 and item["category"] == item["top_k"][0]["category"]
+    assert item["hostname"] == settings.hostname and item["model"] == "squeezenet1_1"
+
+
+def test_pages_cover_every_row_once(world):
+    _, _, client = world
+    keys = []
+    for offset in range(0, 300, 64):
+        keys += [i["image_key"] for i in client.get(f"/api/predictions?limit=64&offset={offset}").get_json()["items"]]
+    assert len(keys) == len(set(keys)) == PHOTOS + 1
+
+
+def test_filters_narrow_the_rows_as_sql_would(world):
+    _, conn, client = world
+    top = client.get("/api/classes?limit=5").get_json()["items"]
+    assert top[0]["count"] == query(conn, "SELECT count(*) FROM prediction_results GROUP BY category "
+                                          "ORDER BY 1 DESC LIMIT 1")[0][0]
+    category = top[0]["category"]
+    data = client.get("/api/predictions", query_string={"category": category, "limit": 500}).get_json()
+    assert data["total"] == top[0]["count"] and {i["category"] for i in data["items"]} == {category}
+
+    data = client.get("/api/predictions?min_confidence=0.5&max_confidence=0.9&limit=500").get_json()
+    expected = query(conn, "SELECT count(*) FROM prediction_results WHERE confidence BETWEEN 0.5 AND 0.9")[0][0]
+    assert data["total"] == expected > 0
+    assert all(0.5 <= i["confidence"] <= 0.9 for i in data["items"])
+
+    assert client.get("/api/predictions?host=no-such-host").get_json()["total"] == 0
+    assert client.get("/api/hosts").get_json()["items"] == [world[0].hostname]
+
+
+def test_key_search_is_literal_and_case_insensitive(world):
+    _, _, client = world
+    hits = client.get("/api/predictions", query_string={"q": "<SCRIPT>"}).get_json()
+    assert [i["image_key"] for i in hits["items"]] == [SCRIPT_KEY]
+    assert client.get("/api/predictions", query_string={"q": "%"}).get_json()["total"] == 0
+    assert client.get("/api/predictions", query_string={"q": "_"}).get_json()["total"] > 0  # n01440764_tench…
+
+
+def test_one_prediction_or_its_error(world):
+    _, _, client = world
+    ok = client.get("/api/prediction", query_string={"key": SCRIPT_KEY}).get_json()
+    assert ok["result"]["image_key"] == SCRIPT_KEY and ok["error"] is None
+    bad = client.get("/api/prediction?key=corrupt.jpg").get_json()
+    assert bad["result"] is None and bad["error"]["error_type"] == "corrupt"
+    assert client.get("/api/prediction?key=never.jpg").status_code == 404
+
+
+def test_stats_count_hosts_errors_and_rates(world):
+    settings, _, client = world
+    stats = client.get("/api/stats?minutes=60&bin=60").get_json()
+    assert stats["results_total"] == PHOTOS + 1 and stats["errors_by_type"] == {"corrupt": 1}
+    assert stats["registered_keys"] == PHOTOS + 2 and stats["keys_without_row"] == 0
+    assert stats["hosts"] == [{"hostname": settings.hostname, "last_minute": PHOTOS + 1, "total": PHOTOS + 1}]
+    series = stats["rates"]["hosts"][settings.hostname]
+    assert round(sum(rate * 60 for _, rate in series)) == PHOTOS + 1
+    assert "does not exist" in stats["kafka"]["error"]  # nothing was produced to this test's topic
+    errors = client.get("/api/errors").get_json()["items"]
+    assert [(e["image_key"], e["error_type"]) for e in errors] == [("corrupt.jpg", "corrupt")]
+
+
+def test_the_image_page_escapes_the_key(world):
+    _, _, client = world
+    html = client.get("/image", query_string={"key": SCRIPT_KEY}).get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html
+    assert "<meter" in html
+    error_page = client.get("/image?key=corrupt.jpg").get_data(as_text=True)
+    assert "not classified" in error_page and "corrupt" in error_page
+    assert client.get("/image?key=never.jpg").status_code == 404
+
+
+def test_thumbnails_are_jpeg_from_s3_and_cached(world):
+    settings, _, client = world
+    resp = client.get("/thumb", query_string={"key": SCRIPT_KEY, "size": 160})
+    assert resp.status_code == 200 and resp.mimetype == "image/jpeg"
+    assert max(Image.open(io.BytesIO(resp.data)).size) == 160
+    settings.s3_client().delete_object(Bucket=settings.s3_bucket, Key=SCRIPT_KEY)
+    assert client.get("/thumb", query_string={"key": SCRIPT_KEY, "size": 160}).data == resp.data  # cached
+    assert client.get("/thumb", query_string={"key": SCRIPT_KEY, "size": 320}).status_code == 404  # not cached
+    assert client.get("/thumb?key=corrupt.jpg&size=160").status_code == 422

@@ -1,0 +1,205 @@
+"""The viewer's Flask app: server-rendered page shells, a JSON API behind them, and images
+re-encoded from S3. It only reads: its database sessions are read-only."""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Callable, Iterator, Optional
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.pool
+from flask import Flask, Response, abort, jsonify, render_template, request
+
+from settings import Settings
+from viewer import queries
+from viewer.thumbnails import ThumbnailError, Thumbnails
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _number(name: str, cast: Callable, default=None, lo=None, hi=None):
+    raw = request.args.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number, got {raw!r}") from None
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise BadRequest(f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def _filters(model: str) -> queries.Filters:
+    return queries.Filters(model=request.args.get("model") or model,
+                           category=request.args.get("category") or None,
+                           host=request.args.get("host") or None,
+                           min_confidence=_number("min_confidence", float, None, 0.0, 1.0),
+                           max_confidence=_number("max_confidence", float, None, 0.0, 1.0),
+                           search=request.args.get("q") or None)
+
+
+class Database:
+    """A small pool of read-only connections; a broken one is dropped, not reused."""
+
+    def __init__(self, dsn: str, size: int = 8):
+        self._dsn, self._size = dsn, size
+        self._pool: Optional[psycopg2.pool.ThreadedConnectionPool] = None
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg2.extensions.connection]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = psycopg2.pool.ThreadedConnectionPool(
+                    0, self._size, self._dsn, connect_timeout=5,
+                    options="-c default_transaction_read_only=on -c statement_timeout=10000")
+        conn = self._pool.getconn()
+        broken = False
+        try:
+            with conn:
+                yield conn
+        except psycopg2.OperationalError:
+            broken = True
+            raise
+        finally:
+            self._pool.putconn(conn, close=broken or conn.closed != 0)
+
+
+def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = None) -> Flask:
+    app = Flask(__name__)
+    db = Database(settings.viewer_database_url or settings.database_url)
+    thumbs = Thumbnails(settings.s3_client(), settings.s3_bucket, settings.max_image_pixels,
+                        settings.viewer_thumbnail_cache)
+    lag = _cached(kafka_status or _default_kafka_status(settings), seconds=5.0)
+    page = {"model": settings.model_name, "refresh_ms": int(settings.viewer_refresh_s * 1000)}
+
+    @app.errorhandler(BadRequest)
+    def bad_request(exc):
+        return jsonify(error=str(exc)), 400
+
+    @app.errorhandler(psycopg2.OperationalError)
+    def database_down(exc):
+        return jsonify(error=f"database unavailable: {str(exc).strip()}"), 503
+
+    @app.get("/")
+    def index():
+        return render_template("index.html", nav="predictions", **page)
+
+    @app.get("/fleet")
+    def fleet():
+        return render_template("fleet.html", nav="fleet", **page)
+
+    @app.get("/classes")
+    def classes():
+        return render_template("classes.html", nav="classes", **page)
+
+    def lookup() -> tuple[str, str, Optional[dict], Optional[dict]]:
+        """The requested key's result, else its error row (one of the two, or neither)."""
+        key, model = request.args.get("key", ""), request.args.get("model") or settings.model_name
+        with db.connection() as conn:
+            row = queries.get_prediction(conn, key, model)
+            return key, model, row, None if row else queries.get_error(conn, key, model)
+
+    @app.get("/image")
+    def image():
+        key, _, row, error = lookup()
+        if row is None and error is None:
+            abort(404)
+        return render_template("image.html", nav="", key=key, row=row, error=error, **page)
+
+    @app.get("/api/predictions")
+    def api_predictions():
+        filters = _filters(settings.model_name)
+        limit = _number("limit", int, 48, 1, 500)
+        offset = _number("offset", int, 0, 0)
+        with db.connection() as conn:
+            items, total = queries.list_predictions(conn, filters, limit, offset)
+        return jsonify(items=items, total=total, limit=limit, offset=offset)
+
+    @app.get("/api/prediction")
+    def api_prediction():
+        key, model, row, error = lookup()
+        if row is None and error is None:
+            return jsonify(error=f"no result or error for {key!r} and model {model}"), 404
+        return jsonify(result=row, error=error)
+
+    @app.get("/api/stats")
+    def api_stats():
+        model = request.args.get("model") or settings.model_name
+        minutes = _number("minutes", int, 10, 1, 24 * 60)
+        bin_seconds = _number("bin", int, 10, 1, 3600)
+        with db.connection() as conn:
+            stats = queries.totals(conn, model)
+            stats["rates"] = queries.host_rates(conn, model, minutes, bin_seconds)
+        stats["kafka"] = lag()
+        return jsonify(stats)
+
+    @app.get("/api/classes")
+    def api_classes():
+        model = request.args.get("model") or settings.model_name
+        with db.connection() as conn:
+            return jsonify(items=queries.class_histogram(conn, model, _number("limit", int, 50, 1, 1000)))
+
+    @app.get("/api/errors")
+    def api_errors():
+        model = request.args.get("model") or settings.model_name
+        with db.connection() as conn:
+            return jsonify(items=queries.recent_errors(conn, model, _number("limit", int, 50, 1, 1000)))
+
+    @app.get("/api/hosts")
+    def api_hosts():
+        with db.connection() as conn:
+            return jsonify(items=queries.hostnames(conn, request.args.get("model") or settings.model_name))
+
+    @app.get("/thumb")
+    def thumb():
+        try:
+            jpeg = thumbs.get(request.args.get("key", ""), _number("size", int, 160))
+        except ThumbnailError as exc:
+            return Response(str(exc), status=exc.status, mimetype="text/plain")
+        return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/healthz")
+    def healthz():
+        with db.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        return jsonify(ok=True)
+
+    @app.after_request
+    def security_headers(resp: Response) -> Response:
+        # Inline scripts are never needed: every script is a static file.
+        resp.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'")
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return resp
+
+    return app
+
+
+def _default_kafka_status(settings: Settings) -> Callable[[], dict]:
+    def status() -> dict:
+        from consumer.status import kafka_status
+        return kafka_status(settings, timeout=3.0)
+    return status
+
+
+def _cached(fn: Callable[[], dict], seconds: float) -> Callable[[], dict]:
+    """fn's answer, at most `seconds` old; a failure becomes {"error": ...}, not a 500."""
+    state = {"at": 0.0, "value": None}
+    lock = threading.Lock()
+
+    def get() -> dict:
+        with lock:
+            if state["value"] is None or time.monotonic() - state["at"] > seconds:
+                try:
+                    state["value"] = fn()
+                except Exception as exc:  # noqa: BLE001 - the page shows why lag is missing
+                    state["value"] = {"error": f"Kafka unavailable: {exc}"}
+                state["at"] = time.monotonic()
+            return state["value"]
+    return get

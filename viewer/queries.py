@@ -1,0 +1,132 @@
+"""The viewer's read-only SQL. Every value is a query parameter; filters are composed with
+psycopg2.sql, never by string formatting."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import psycopg2.extensions
+from psycopg2 import sql
+
+COLUMNS = "image_key, model, category, confidence, class_index, top_k, hostname, time, latency_ms"
+
+
+@dataclass(frozen=True)
+class Filters:
+    model: str
+    category: Optional[str] = None
+    host: Optional[str] = None
+    min_confidence: Optional[float] = None
+    max_confidence: Optional[float] = None
+    search: Optional[str] = None  # a substring of the key, case-insensitive
+
+    def where(self) -> tuple[sql.Composable, list[Any]]:
+        clauses, params = [sql.SQL("model = %s")], [self.model]
+        if self.category:
+            clauses.append(sql.SQL("category = %s"))
+            params.append(self.category)
+        if self.host:
+            clauses.append(sql.SQL("hostname = %s"))
+            params.append(self.host)
+        if self.min_confidence is not None:
+            clauses.append(sql.SQL("confidence >= %s"))
+            params.append(self.min_confidence)
+        if self.max_confidence is not None:
+            clauses.append(sql.SQL("confidence <= %s"))
+            params.append(self.max_confidence)
+        if self.search:
+            # strpos, not LIKE: a key search for "100%_off" means those characters.
+            clauses.append(sql.SQL("strpos(lower(image_key), lower(%s)) > 0"))
+            params.append(self.search)
+        return sql.SQL(" AND ").join(clauses), params
+
+
+def _row(cur, row) -> dict:
+    item = dict(zip([c.name for c in cur.description], row))
+    if item.get("time") is not None:
+        item["time"] = item["time"].isoformat()
+    return item
+
+
+def list_predictions(conn: psycopg2.extensions.connection, filters: Filters, limit: int,
+                     offset: int = 0) -> tuple[list[dict], int]:
+    """The newest predictions matching `filters` (a page of them) and how many match in all."""
+    where, params = filters.where()
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT " + COLUMNS + " FROM prediction_results WHERE {} "
+                            "ORDER BY time DESC, image_key LIMIT %s OFFSET %s").format(where),
+                    [*params, limit, offset])
+        items = [_row(cur, r) for r in cur.fetchall()]
+        cur.execute(sql.SQL("SELECT count(*) FROM prediction_results WHERE {}").format(where), params)
+        return items, cur.fetchone()[0]
+
+
+def get_prediction(conn: psycopg2.extensions.connection, key: str, model: str) -> Optional[dict]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT " + COLUMNS + " FROM prediction_results WHERE image_key = %s AND model = %s",
+                    (key, model))
+        row = cur.fetchone()
+        return _row(cur, row) if row else None
+
+
+def get_error(conn: psycopg2.extensions.connection, key: str, model: str) -> Optional[dict]:
+    with conn.cursor() as cur:
+        cur.execute("""SELECT image_key, model, error_type, detail, hostname, time, attempts
+                       FROM prediction_errors WHERE image_key = %s AND model = %s""", (key, model))
+        row = cur.fetchone()
+        return _row(cur, row) if row else None
+
+
+def recent_errors(conn: psycopg2.extensions.connection, model: str, limit: int) -> list[dict]:
+    with conn.cursor() as cur:
+        cur.execute("""SELECT image_key, error_type, detail, hostname, time, attempts FROM prediction_errors
+                       WHERE model = %s ORDER BY time DESC, image_key LIMIT %s""", (model, limit))
+        return [_row(cur, r) for r in cur.fetchall()]
+
+
+def class_histogram(conn: psycopg2.extensions.connection, model: str, limit: int) -> list[dict]:
+    with conn.cursor() as cur:
+        cur.execute("""SELECT category, count(*) AS count FROM prediction_results WHERE model = %s
+                       GROUP BY category ORDER BY count DESC, category LIMIT %s""", (model, limit))
+        return [_row(cur, r) for r in cur.fetchall()]
+
+
+def hostnames(conn: psycopg2.extensions.connection, model: str) -> list[str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT hostname FROM prediction_results WHERE model = %s ORDER BY 1", (model,))
+        return [r[0] for r in cur.fetchall()]
+
+
+def totals(conn: psycopg2.extensions.connection, model: str) -> dict:
+    """Rows per host (all time and last minute), errors by type, keys still without a row."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT hostname, count(*) FILTER (WHERE time > now() - interval '1 minute'), count(*)
+                       FROM prediction_results WHERE model = %s GROUP BY 1 ORDER BY 1""", (model,))
+        hosts = [{"hostname": h, "last_minute": m, "total": t} for h, m, t in cur.fetchall()]
+        cur.execute("SELECT error_type, count(*) FROM prediction_errors WHERE model = %s GROUP BY 1 ORDER BY 1",
+                    (model,))
+        errors = dict(cur.fetchall())
+        cur.execute("SELECT count(*) FROM image_info")
+        registered = cur.fetchone()[0]
+    done = sum(h["total"] for h in hosts) + sum(errors.values())
+    return {"model": model, "hosts": hosts, "results_total": sum(h["total"] for h in hosts),
+            "errors_by_type": errors, "errors_total": sum(errors.values()), "registered_keys": registered,
+            "keys_without_row": max(0, registered - done)}
+
+
+def host_rates(conn: psycopg2.extensions.connection, model: str, minutes: int, bin_seconds: int) -> dict:
+    """Images per second per host in `bin_seconds` bins over the last `minutes` minutes
+    (bins without rows are absent: a host that stopped shows a gap, not a made-up zero line)."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT hostname,
+                              to_timestamp(floor(extract(epoch FROM time) / %(bin)s) * %(bin)s) AS bin,
+                              count(*)
+                       FROM prediction_results
+                       WHERE model = %(model)s AND time > now() - make_interval(mins => %(minutes)s)
+                       GROUP BY 1, 2 ORDER BY 1, 2""", {"bin": bin_seconds, "model": model, "minutes": minutes})
+        series: dict[str, list] = {}
+        for host, t, n in cur.fetchall():
+            series.setdefault(host, []).append([t.isoformat(), round(n / bin_seconds, 2)])
+        cur.execute("SELECT now()")
+        now = cur.fetchone()[0]
+    return {"bin_seconds": bin_seconds, "minutes": minutes, "now": now.isoformat(), "hosts": series}

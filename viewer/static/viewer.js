@@ -1,0 +1,190 @@
+// The viewer's pages render from the JSON API and poll it for new rows. Every value from the
+// database goes into the page as text (textContent / attributes), never as HTML.
+"use strict";
+
+const body = document.body;
+const MODEL = body.dataset.model;
+const REFRESH_MS = Number(body.dataset.refreshMs) || 3000;
+const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v !== undefined && v !== null) node.setAttribute(k, v);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : String(child));
+  return node;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+const pct = (p) => (p * 100).toFixed(1) + "%";
+const shortTime = (iso) => new Date(iso).toLocaleTimeString();
+
+async function api(path, params = {}) {
+  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v != null));
+  const resp = await fetch(path + "?" + query);
+  const data = await resp.json().catch(() => ({error: resp.statusText}));
+  if (!resp.ok) throw new Error(data.error || resp.statusText);
+  return data;
+}
+
+function problem(message) {
+  const box = document.getElementById("problem");
+  box.hidden = !message;
+  box.textContent = message || "";
+}
+
+function live(fn) {
+  const run = async () => {
+    try {
+      await fn();
+      problem("");
+      document.getElementById("live").textContent = "live · updated " + new Date().toLocaleTimeString();
+    } catch (err) {
+      problem(String(err.message || err));
+    }
+  };
+  run();
+  setInterval(run, REFRESH_MS);
+}
+
+function card(item) {
+  const href = "/image?" + new URLSearchParams({key: item.image_key, model: item.model});
+  const thumb = (size) => "/thumb?" + new URLSearchParams({key: item.image_key, size});
+  const top = el("ol", {class: "topk"});
+  for (const p of item.top_k.slice(0, 3)) {
+    top.append(el("li", {}, el("span", {class: "label"}, p.category),
+                  el("meter", {min: 0, max: 1, value: p.confidence}), el("span", {class: "pct"}, pct(p.confidence))));
+  }
+  return el("article", {class: "card", "data-key": item.image_key, "data-category": item.category},
+    el("a", {href}, el("img", {src: thumb(160), srcset: thumb(320) + " 2x", alt: item.image_key, loading: "lazy",
+                               width: 160, height: 160})),
+    el("div", {class: "category"}, item.category),
+    top,
+    el("div", {class: "key"}, item.image_key),
+    el("div", {class: "muted"}, item.hostname + " · " + shortTime(item.time)));
+}
+
+function predictionsPage() {
+  const form = document.getElementById("filters");
+  const params = new URLSearchParams(location.search);
+  for (const [k, v] of params) if (form.elements[k]) form.elements[k].value = v;
+  const filters = Object.fromEntries(["q", "category", "host", "min_confidence", "max_confidence"]
+    .map((k) => [k, params.get(k) || ""]));
+  const limit = 48;
+  let offset = Math.max(0, Number(params.get("offset")) || 0);
+  let shown = "";
+
+  api("/api/hosts").then(({items}) => {
+    for (const h of items) form.elements.host.append(el("option", {value: h}, h));
+    form.elements.host.value = filters.host;
+  }).catch(() => {});
+  api("/api/classes", {limit: 1000}).then(({items}) => {
+    const list = document.getElementById("categories");
+    for (const c of items) list.append(el("option", {value: c.category}));
+  }).catch(() => {});
+
+  const go = (delta) => {
+    offset = Math.max(0, offset + delta);
+    params.set("offset", offset);
+    history.replaceState(null, "", "?" + params);
+    refresh();
+  };
+  document.getElementById("prev").onclick = () => go(-limit);
+  document.getElementById("next").onclick = () => go(limit);
+
+  async function refresh() {
+    const data = await api("/api/predictions", {...filters, limit, offset});
+    const signature = JSON.stringify(data.items.map((i) => [i.image_key, i.time]));
+    document.getElementById("total").textContent =
+      data.total + " matching" + (data.total ? `, ${offset + 1}–${offset + data.items.length} shown` : "");
+    document.getElementById("prev").disabled = offset === 0;
+    document.getElementById("next").disabled = offset + data.items.length >= data.total;
+    if (signature === shown) return;  // nothing new: keep the images that are already loaded
+    shown = signature;
+    document.getElementById("grid").replaceChildren(...data.items.map(card));
+  }
+  live(refresh);
+}
+
+function drawChart(rates) {
+  const chart = document.getElementById("chart");
+  const W = 800, H = 240, L = 40, B = 20;
+  const end = new Date(rates.now).getTime(), start = end - rates.minutes * 60000;
+  const hosts = Object.keys(rates.hosts);
+  const ymax = Math.max(1, ...hosts.flatMap((h) => rates.hosts[h].map(([, r]) => r)));
+  const x = (t) => L + (W - L - 5) * (t - start) / (end - start);
+  const y = (r) => H - B - (H - B - 5) * r / ymax;
+  const nodes = [svg("line", {x1: L, y1: H - B, x2: W, y2: H - B, stroke: "#999"}),
+                 svg("line", {x1: L, y1: 0, x2: L, y2: H - B, stroke: "#999"})];
+  for (const frac of [0.5, 1]) {
+    const label = svg("text", {x: L - 4, y: y(ymax * frac) + 4, "text-anchor": "end", "font-size": 11});
+    label.textContent = (ymax * frac).toFixed(1);
+    nodes.push(label);
+  }
+  for (const [t, text] of [[start, `-${rates.minutes} min`], [end, "now"]]) {
+    const label = svg("text", {x: x(t), y: H - 4, "text-anchor": t === end ? "end" : "start", "font-size": 11});
+    label.textContent = text;
+    nodes.push(label);
+  }
+  const legend = document.getElementById("legend");
+  legend.replaceChildren();
+  hosts.forEach((h, i) => {
+    const color = COLORS[i % COLORS.length];
+    const xy = rates.hosts[h].map(([t, r]) => [x(new Date(t).getTime()).toFixed(1), y(r).toFixed(1)]);
+    nodes.push(svg("polyline", {points: xy.map((p) => p.join(",")).join(" "), fill: "none", stroke: color,
+                                "stroke-width": 2, "data-host": h}));
+    // Dots too: a host with a single bin would otherwise draw nothing.
+    for (const [cx, cy] of xy) nodes.push(svg("circle", {cx, cy, r: 3, fill: color, "data-host": h}));
+    const swatch = el("span", {class: "swatch"});
+    swatch.style.background = color;
+    legend.append(el("li", {}, swatch, h));
+  });
+  if (!hosts.length) {
+    const empty = svg("text", {x: W / 2, y: H / 2, "text-anchor": "middle"});
+    empty.textContent = "no images classified in this window";
+    nodes.push(empty);
+  }
+  chart.replaceChildren(...nodes);
+}
+
+function rows(tbody, data, cells) {
+  tbody.replaceChildren(...data.map((d) => el("tr", {}, ...cells(d).map((c) => el("td", {}, c)))));
+}
+
+function fleetPage() {
+  live(async () => {
+    const [stats, errors] = await Promise.all([api("/api/stats", {minutes: 10, bin: 10}), api("/api/errors")]);
+    drawChart(stats.rates);
+    const totals = document.getElementById("totals");
+    totals.replaceChildren(...[["classified", stats.results_total], ["errors", stats.errors_total],
+      ["registered keys", stats.registered_keys], ["keys without a row", stats.keys_without_row],
+      ...Object.entries(stats.errors_by_type).map(([t, n]) => ["errors: " + t, n])]
+      .map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
+    rows(document.querySelector("#hosts tbody"), stats.hosts, (h) => [h.hostname, h.last_minute, h.total]);
+    const k = stats.kafka;
+    document.getElementById("group").textContent = k.error ? k.error
+      : `topic ${k.topic}, group ${k.group} ${k.group_state}, ${k.members.length} member(s), total lag ${k.total_lag}`;
+    rows(document.querySelector("#lag tbody"), k.partitions || [],
+         (p) => [p.partition, p.committed ?? "–", p.end, p.lag]);
+    rows(document.querySelector("#errors tbody"), errors.items,
+         (e) => [e.image_key, e.error_type, e.detail, e.hostname, shortTime(e.time)]);
+  });
+}
+
+function classesPage() {
+  live(async () => {
+    const {items} = await api("/api/classes", {limit: 100});
+    const max = Math.max(1, ...items.map((c) => c.count));
+    rows(document.querySelector("#classes tbody"), items, (c) => [
+      el("a", {href: "/?" + new URLSearchParams({category: c.category})}, c.category),
+      el("meter", {min: 0, max, value: c.count}), c.count]);
+  });
+}
+
+({predictions: predictionsPage, fleet: fleetPage, classes: classesPage})[body.dataset.page]?.();
