@@ -1,8 +1,11 @@
 """One batch of Kafka messages -> rows in PostgreSQL, independent of Faust.
 
 Stages: parse keys -> download from S3 concurrently -> decode+preprocess in a thread pool
--> one model call for the whole batch in the inference thread -> one transaction.
-The event loop only awaits; every blocking step runs in an executor.
+-> the model, in chunks of INFER_CHUNK_SIZE images in the one inference thread -> one
+transaction. The stages overlap inside a batch: each image is decoded as soon as it has
+arrived, and a chunk goes to the model as soon as it is decoded, so the model works while
+the rest of the batch downloads and decodes. The event loop only awaits; every blocking
+step runs in an executor.
 
 Failures are split in two kinds:
 - per image (missing object, corrupt bytes, too large, bad message): an error row for that
@@ -111,13 +114,14 @@ class BatchProcessor:
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise TransientError(f"S3 unreachable: {exc}") from exc
 
-    def _load(self, data: Union[bytes, ImageError]) -> Union[torch.Tensor, ImageError]:
+    def _load(self, data: Union[bytes, ImageError]) -> tuple[Union[torch.Tensor, ImageError], float]:
         if isinstance(data, ImageError):
-            return data
+            return data, 0.0
+        t = time.perf_counter()
         try:
-            return load_tensor(data, self.settings.max_image_pixels, self.settings.fast_decode)
+            return load_tensor(data, self.settings.max_image_pixels, self.settings.fast_decode), time.perf_counter() - t
         except ImageError as exc:
-            return exc
+            return exc, time.perf_counter() - t
 
     def _write(self, predictions: list[Prediction], errors: list[PredictionError]) -> None:
         try:
@@ -145,19 +149,8 @@ class BatchProcessor:
             else:
                 work.append((m, key))
 
-        blobs = await asyncio.gather(*(loop.run_in_executor(self._io, self._fetch, k) for _, k in work))
-        t1 = time.perf_counter()
-        tensors = await asyncio.gather(*(loop.run_in_executor(self._decode, self._load, b) for b in blobs))
-        t2 = time.perf_counter()
-
-        good = []
-        for (m, k), t in zip(work, tensors):
-            if isinstance(t, ImageError):
-                failures.append((m, PredictionError(k, model, t.error_type, t.detail, host)))
-            else:
-                good.append((m, k, t))
-        topks = (await loop.run_in_executor(self._infer, self.classifier.predict,
-                                            torch.stack([t for _, _, t in good]))) if good else []
+        classified, image_errors, seconds = await self._classify(work)
+        failures += [(m, PredictionError(k, model, e.error_type, e.detail, host)) for m, k, e in image_errors]
         t3 = time.perf_counter()
 
         now = time.time()
@@ -165,15 +158,68 @@ class BatchProcessor:
             Prediction(image_key=k, model=model, category=top[0].category, confidence=top[0].confidence,
                        class_index=top[0].class_index, top_k=[x.as_dict() for x in top], hostname=host,
                        latency_ms=(now - m.timestamp) * 1000 if m.timestamp else None)
-            for (m, k, _), top in zip(good, topks)]
+            for m, k, top in classified]
         await loop.run_in_executor(self._db, self._write, predictions, [e for _, e in failures])
         t4 = time.perf_counter()
         await self._send_dead_letters(failures)
         written = time.time()
         return BatchReport(len(messages), len(predictions), len(failures),
-                           {"download": t1 - t0, "decode": t2 - t1, "infer": t3 - t2, "write": t4 - t3},
+                           {**seconds, "write": t4 - t3, "batch": t4 - t0},
                            [e.error_type for _, e in failures],
-                           [written - m.timestamp for m, _, _ in good if m.timestamp])
+                           [written - m.timestamp for m, _, _ in classified if m.timestamp])
+
+    async def _classify(self, work: list[tuple[Message, str]]):
+        """Download, decode and classify `work`, overlapping the three. Returns the classified
+        (message, key, top-k) in `work` order, the per-image errors, and the stage seconds:
+        download = wall time until the last object arrived; decode and infer = their busy time."""
+        loop = asyncio.get_running_loop()
+        chunk_size = self.settings.infer_chunk_size
+        start = time.perf_counter()
+        ready: list[tuple[int, torch.Tensor]] = []
+        chunks: list[asyncio.Future] = []
+        errors: dict[int, ImageError] = {}
+        seconds = {"download": 0.0, "decode": 0.0, "infer": 0.0}
+
+        def flush() -> None:
+            if ready:
+                chunks.append(loop.run_in_executor(self._infer, self._predict, list(ready)))
+                ready.clear()
+
+        async def one(i: int, key: str) -> None:
+            blob = await loop.run_in_executor(self._io, self._fetch, key)
+            seconds["download"] = time.perf_counter() - start
+            tensor, took = await loop.run_in_executor(self._decode, self._load, blob)
+            seconds["decode"] += took
+            if isinstance(tensor, ImageError):
+                errors[i] = tensor
+                return
+            ready.append((i, tensor))
+            if len(ready) >= chunk_size:
+                flush()
+
+        tasks = [asyncio.ensure_future(one(i, k)) for i, (_, k) in enumerate(work)]
+        try:
+            await asyncio.gather(*tasks)
+            flush()
+            topks: dict[int, list] = {}
+            for done in await asyncio.gather(*chunks):
+                took, part = done
+                seconds["infer"] += took
+                topks.update(part)
+        except BaseException:
+            # a transient failure: stop what is still running before the batch is retried
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, *chunks, return_exceptions=True)
+            raise
+        classified = [(m, k, topks[i]) for i, (m, k) in enumerate(work) if i in topks]
+        failed = [(m, k, errors[i]) for i, (m, k) in enumerate(work) if i in errors]
+        return classified, failed, seconds
+
+    def _predict(self, part: list[tuple[int, torch.Tensor]]) -> tuple[float, dict[int, list]]:
+        t = time.perf_counter()
+        topks = self.classifier.predict(torch.stack([x for _, x in part]))
+        return time.perf_counter() - t, {i: top for (i, _), top in zip(part, topks)}
 
     async def _send_dead_letters(self, failures: list[tuple[Message, PredictionError]]) -> None:
         """After the error rows are committed (they are the record), tell whoever listens on

@@ -82,3 +82,28 @@ def test_an_unreachable_s3_is_transient(settings, classifier):
     with pytest.raises(TransientError, match="S3"):
         asyncio.run(proc.process([Message(b"a.jpg")]))
     proc.close()
+
+
+def test_chunked_inference_gives_the_same_rows_as_one_model_call(settings, db_conn, bucket, classifier, dev_images):
+    photos = sorted(dev_images.glob("*.JPEG"))[:20]
+    for p in photos:
+        bucket.put_object(Bucket=settings.s3_bucket, Key=p.name, Body=p.read_bytes())
+    bucket.put_object(Bucket=settings.s3_bucket, Key="corrupt.jpg", Body=zoo.truncated_jpeg())
+    messages = [Message(k.encode(), 0, i) for i, k in enumerate([p.name for p in photos[:7]] + ["corrupt.jpg"]
+                                                                 + [p.name for p in photos[7:]])]
+    rows = {}
+    for chunk in (1, 3, 64):
+        proc = BatchProcessor(settings.model_copy(update={"infer_chunk_size": chunk}), classifier, bucket,
+                              lambda: connect(settings))
+        report = asyncio.run(proc.process(messages))
+        proc.close()
+        assert (report.classified, report.failed, report.error_types) == (20, 1, ["corrupt"])
+        assert report.seconds["infer"] > 0 and report.seconds["batch"] >= report.seconds["download"]
+        with db_conn, db_conn.cursor() as cur:
+            cur.execute("SELECT image_key, class_index, top_k FROM prediction_results ORDER BY 1")
+            rows[chunk] = cur.fetchall()
+            cur.execute("TRUNCATE prediction_results, prediction_errors")
+    assert len(rows[1]) == 20
+    assert [r[:2] for r in rows[1]] == [r[:2] for r in rows[3]] == [r[:2] for r in rows[64]]
+    for a, b in zip(rows[1], rows[64]):
+        assert [t["class_index"] for t in a[2]] == [t["class_index"] for t in b[2]]
