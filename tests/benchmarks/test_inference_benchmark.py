@@ -21,4 +21,5 @@ def test_inference_benchmark_prints_json(tmp_path, dev_images, weights_path):
     assert all(v > 0 for per_batch in out["model_img_s"].values() for v in per_batch.values())
     assert set(out["model_img_s"]["torch"]) == {"1", "8", "32", "64"}
     assert set(out["decode_img_s"]) == {"reference", "fast"}
-    assert out["limit_img_s"] > 0 and out["images"]["count"] == 4
+    assert set(out["limit_ways_img_s"]) == {"shared", "per_core"}
+    assert out["limit_img_s"] == max(out["limit_ways_img_s"].values()) > 0 and out["images"]["count"] == 4
