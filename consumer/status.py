@@ -22,7 +22,9 @@ from settings import Settings, get_settings
 def kafka_status(settings: Settings, timeout: float = 10.0) -> dict:
     admin = AdminClient(settings.kafka_client_config())
     group, topic = settings.faust_app_id, settings.kafka_topic
-    metadata = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+    # All topics, not list_topics(topic=...): asking for one topic by name makes a broker with
+    # auto.create.topics.enable create it, with the broker's default partition count.
+    metadata = admin.list_topics(timeout=timeout).topics.get(topic)
     if metadata is None or metadata.error is not None:
         return {"topic": topic, "group": group, "error": f"topic {topic} does not exist"}
     partitions = sorted(metadata.partitions)

@@ -122,6 +122,9 @@ def test_stats_count_hosts_errors_and_rates(world):
     series = stats["rates"]["hosts"][settings.hostname]
     assert round(sum(rate * 60 for _, rate in series)) == PHOTOS + 1
     assert "does not exist" in stats["kafka"]["error"]  # nothing was produced to this test's topic
+    from confluent_kafka.admin import AdminClient
+    topics = AdminClient(settings.kafka_client_config()).list_topics(timeout=10).topics
+    assert settings.kafka_topic not in topics, "asking for the lag must not auto-create the topic"
     errors = client.get("/api/errors").get_json()["items"]
     assert [(e["image_key"], e["error_type"]) for e in errors] == [("corrupt.jpg", "corrupt")]
 
