@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 import uuid
@@ -18,7 +19,7 @@ import pytest
 import upload
 from db.connection import connect
 from infra import services
-from infra.fleet import ARTIFACTS, Fleet, counts, fleet_env, run
+from infra.fleet import ARTIFACTS, REPO, Fleet, counts, fleet_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -62,14 +63,26 @@ def report(name: str, figures: dict) -> None:
     print(f"\nRELIABILITY {name}: {json.dumps(figures)}")
 
 
-def start_stream(settings, env, tag: str) -> Fleet:
+def start_stream(settings, env, tag: str, keys: list[str], seconds: float) -> tuple[Fleet, subprocess.Popen]:
+    """Two workers, and a producer sending `keys` paced over `seconds` (`--rate`), so the faults
+    land mid-stream however fast the machine classifies."""
     fleet = Fleet(settings, env, f"{tag}-{uuid.uuid4().hex[:6]}")
     fleet.start("worker-1")
     fleet.start("worker-2")
     fleet.wait_for("both workers in the consumer group", lambda: fleet.members() == 2, 180)
-    out = run([sys.executable, "-m", "producer"], env).stdout
-    assert "failed 0; undelivered 0" in out
-    return fleet
+    # --stdin: the producer needs no PostgreSQL, so a database outage tests the workers alone
+    key_file = ARTIFACTS / f"{fleet.tag}-keys.txt"
+    key_file.write_text("".join(k + "\n" for k in keys))
+    with open(key_file) as stdin:
+        rate = f"{len(keys) / seconds:.1f}"
+        producer = subprocess.Popen([sys.executable, "-m", "producer", "--stdin", "--rate", rate], env=env, cwd=REPO,
+                                    stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return fleet, producer
+
+
+def producer_succeeded(producer: subprocess.Popen) -> None:
+    out, _ = producer.communicate(timeout=900)
+    assert producer.returncode == 0 and "failed 0; undelivered 0" in out, out[-3000:]
 
 
 def setup(settings, stack_env):
@@ -83,7 +96,7 @@ def test_workers_killed_with_sigkill_lose_nothing(settings, db_conn, dev_images,
     s, env = setup(settings, stack_env)
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    fleet = start_stream(s, env, "kill")
+    fleet, producer = start_stream(s, env, "kill", keys, seconds=6.0 * kills_wanted)
     kills, started = [], time.monotonic()
     try:
         while len(kills) < kills_wanted:
@@ -95,10 +108,12 @@ def test_workers_killed_with_sigkill_lose_nothing(settings, db_conn, dev_images,
             fleet.kill9(victim)
             kills.append({"t": round(time.monotonic() - started, 1), "worker": victim, "rows_before": done})
             fleet.start(victim)
+        producer_succeeded(producer)
         fleet.wait_rows(len(keys), 900)
         time.sleep(3)
         assert all(fleet.alive().values()), "a worker died on its own"
     finally:
+        producer.kill()
         fleet.stop()
     assert len(kills) >= kills_wanted, f"the stream ended after {len(kills)} kills (seed {seed})"
     figures = check_exactly_once(s, keys)
@@ -109,7 +124,7 @@ def test_workers_killed_with_sigkill_lose_nothing(settings, db_conn, dev_images,
 def _outage(settings, db_conn, dev_images, stack_env, stack, name, stop, start, pause_s, copies=2):
     keys = corpus(settings, dev_images, copies=copies)
     s, env = setup(settings, stack_env)
-    fleet = start_stream(s, env, name)
+    fleet, producer = start_stream(s, env, name, keys, seconds=pause_s + 30)
     try:
         fleet.wait_for("the first 150 rows", lambda: sum(counts(s)) >= 150, 300)
         stop(stack)
@@ -119,10 +134,12 @@ def _outage(settings, db_conn, dev_images, stack_env, stack, name, stop, start, 
             time.sleep(1)
         start(stack)
         rows_at_restart = sum(counts(s))
+        producer_succeeded(producer)
         fleet.wait_rows(len(keys), 600)
         time.sleep(3)
         assert all(fleet.alive().values()), "a worker died"
     finally:
+        producer.kill()
         fleet.stop()
     figures = check_exactly_once(s, keys)
     assert rows_at_restart < len(keys), "the outage came too late to test anything"
