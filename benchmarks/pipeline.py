@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import cpu  # noqa: E402
 from benchmarks.inference import limit_rates  # noqa: E402
 from db.connection import connect  # noqa: E402
 from db.migrate import migrate  # noqa: E402
@@ -65,24 +66,32 @@ def throughput(times: list[float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
 
 
-def run_fleet(settings, env, tag, workers, threads, keys_to_send, producer_args=(), command=None):
-    """Start the workers, wait until the group is stable, send keys, wait for every row."""
+def run_fleet(settings, env, tag, workers, threads, keys_to_send, producer_args=(), command=None,
+              services: dict[str, int] | None = None):
+    """Start the workers, wait until the group is stable, send keys, wait for every row.
+    Returns the seconds the producer took, the workers' stage seconds, and (with `services`,
+    name -> pid) the CPU seconds each service and the workers used while the keys were processed."""
     fleet = Fleet(settings, env, tag, **({"command": command} if command else {}))
     for i in range(workers):
         fleet.start(f"{tag}-{i + 1}", threads=threads)
     try:
         if command is None:
             fleet.wait_for("the consumer group", lambda: fleet.members() == workers, 300)
+        pids = {**(services or {}), **{f"worker:{n}": p.pid for n, p in fleet.procs.items()}}
+        before = cpu.snapshot(pids)
         started = time.monotonic()
         run([sys.executable, "-m", "producer", "--limit", str(keys_to_send), *producer_args], env)
         sent_s = time.monotonic() - started
         fleet.wait_rows(keys_to_send, 1800)
+        used = cpu.used(before, cpu.snapshot(pids))
+        cpu_seconds = {k: v for k, v in used.items() if not k.startswith("worker:")}
+        cpu_seconds["workers"] = round(sum(v for k, v in used.items() if k.startswith("worker:")), 1)
         stages = {}
         if command is None:
             for name in fleet.procs:
                 for stage in ("download", "decode", "infer", "write"):
                     stages[stage] = stages.get(stage, 0.0) + fleet.metric(name, "vs_stage_seconds_sum", stage=stage)
-        return sent_s, stages
+        return sent_s, stages, cpu_seconds
     finally:
         fleet.stop()
 
@@ -158,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         stage_seconds["upload"] = round(time.monotonic() - started, 1)
 
         print(f"pipeline: {args.images} images, {args.workers} workers...", file=sys.stderr)
-        sent_s, stages = run_fleet(settings, env, "worker", args.workers, threads, args.images)
+        sent_s, stages, cpu_seconds = run_fleet(settings, env, "worker", args.workers, threads, args.images,
+                                                services=cpu.service_pids(cfg))
         stage_seconds["produce"] = round(sent_s, 1)
         stage_seconds |= {f"worker_{k}": round(v, 1) for k, v in stages.items()}
         pipe = row_times(settings)
@@ -199,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_vs_baseline": round(pipeline_img_s / baseline_img_s, 2) if baseline_img_s else None,
         "latency_rate_img_s": round(rate, 1),
         "latency_p50_s": round(percentile(latencies, 0.5), 3), "latency_p95_s": round(percentile(latencies, 0.95), 3),
-        "stage_seconds": stage_seconds, "images": args.images, "workers": args.workers, "partitions": partitions,
+        "stage_seconds": stage_seconds,
+        "pipeline_cpu_seconds": cpu_seconds, "images": args.images, "workers": args.workers, "partitions": partitions,
         "torch_threads_per_worker": threads, "batch_size": settings.batch_size, "engine": settings.model_engine,
         "cpu_count": cores,
     }

@@ -1,0 +1,56 @@
+"""CPU seconds used by the processes of a pipeline run (Linux /proc), so the benchmark can
+say where the machine's time went: workers, S3 server, Kafka, PostgreSQL."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from infra import services
+from infra.services import StackConfig
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, float]:
+    """(parent pid, user+system CPU seconds) of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def tree_seconds(root: int) -> float:
+    """CPU seconds of `root` and every live descendant (PostgreSQL's backends, say)."""
+    parents, cpu = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)], cpu[int(entry.name)] = _stat(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue  # exited while we looked
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return total
+
+
+def _pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def service_pids(cfg: StackConfig) -> dict[str, int]:
+    pids = {"s3": _pid(cfg.state_dir / "s3proxy" / "s3proxy.pid"),
+            "kafka": _pid(cfg.state_dir / "kafka" / "kafka.pid"),
+            "postgres": _pid(services._pg_dir(cfg) / "data" / "postmaster.pid")}
+    return {name: pid for name, pid in pids.items() if pid}
+
+
+def snapshot(pids: dict[str, int]) -> dict[str, float]:
+    return {name: tree_seconds(pid) for name, pid in pids.items()}
+
+
+def used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: round(after[name] - before.get(name, 0.0), 1) for name in after}

@@ -1,0 +1,22 @@
+"""benchmarks/cpu.py counts the CPU of a process and its live children (no services)."""
+import os
+import subprocess
+import sys
+import time
+
+from benchmarks import cpu
+
+
+def test_a_busy_child_counts_towards_its_parent():
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass\n"
+                              "time.sleep(30)"])
+    try:
+        before = cpu.snapshot({"child": child.pid})
+        time.sleep(2.0)  # the child spins for 1.5 s of it
+        own = cpu.used(before, cpu.snapshot({"child": child.pid}))["child"]
+        tree = cpu.tree_seconds(os.getpid())
+        assert 0.8 <= own <= 2.0, own
+        assert tree >= cpu.tree_seconds(child.pid) >= 0.8
+    finally:
+        child.kill()
+        child.wait()
