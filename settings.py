@@ -100,7 +100,7 @@ class Settings(BaseSettings):
 
         # "when_required": S3-compatible servers (s3proxy, older MinIO/Ceph) reject the
         # streaming checksums that recent boto3 sends by default.
-        config = Config(retries={"max_attempts": 3, "mode": "standard"}, signature_version="s3v4",
+        config = Config(retries={"max_attempts": 3, "mode": "standard"},
                         max_pool_connections=max(10, self.s3_max_concurrency),
                         request_checksum_calculation="when_required",
                         response_checksum_validation="when_required",

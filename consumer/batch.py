@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from typing import Awaitable, Callable, Optional, Sequence, Union
 import botocore.exceptions
 import psycopg2
 import torch
-import urllib3
 
 from consumer import metrics
 from consumer.images import ImageError, load_tensor
@@ -39,15 +37,6 @@ log = logging.getLogger(__name__)
 # S3 answers that mean "this key will never work", as opposed to an outage or a config error
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 _BAD_KEY_CODES = {"KeyTooLongError", "InvalidArgument", "InvalidURI", "400"}
-
-
-_ERROR_CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
-
-
-def _s3_error_code(body: bytes) -> str:
-    """The <Code> of an S3 error document, or "" (a HEAD-like empty body, a proxy's HTML page)."""
-    match = _ERROR_CODE.search(body[:4096])
-    return match.group(1).decode("ascii", "replace") if match else ""
 
 
 DeadLetterSink = Callable[[list[tuple["Message", PredictionError]]], Awaitable[None]]
@@ -106,9 +95,6 @@ class BatchProcessor:
         self.connect = connect
         self._conn = None
         self._io = ThreadPoolExecutor(settings.s3_max_concurrency, thread_name_prefix="s3")
-        self._http = urllib3.PoolManager(maxsize=settings.s3_max_concurrency,
-                                         timeout=urllib3.Timeout(connect=5, read=30),
-                                         retries=urllib3.Retry(total=2, status=0, backoff_factor=0.2))
         self._decode = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self._infer = ThreadPoolExecutor(1, thread_name_prefix="infer")
         self._db = ThreadPoolExecutor(1, thread_name_prefix="db")
@@ -116,24 +102,17 @@ class BatchProcessor:
     # ------------------------------------------------------------ blocking steps
 
     def _fetch(self, key: str) -> Union[bytes, ImageError]:
-        # A presigned URL fetched with urllib3 rather than s3.get_object: botocore's request
-        # pipeline costs ~0.9 ms of CPU per GET, presigning plus one urllib3 request ~0.35 ms
-        # (measured), and a worker spends ~9 ms of CPU per image in all.
-        bucket = self.settings.s3_bucket
         try:
-            url = self.s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
-                                                 ExpiresIn=600)
-            resp = self._http.request("GET", url)
-        except (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
+            return self.s3.get_object(Bucket=self.settings.s3_bucket, Key=key)["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING_CODES:
+                return ImageError("missing", f"s3://{self.settings.s3_bucket}/{key} does not exist")
+            if code in _BAD_KEY_CODES:
+                return ImageError("bad_key", f"S3 rejected the key: {code}")
+            raise TransientError(f"S3 error {code} for {key!r}: {exc}") from exc
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise TransientError(f"S3 unreachable: {exc}") from exc
-        if resp.status == 200:
-            return resp.data
-        code = _s3_error_code(resp.data) or str(resp.status)
-        if code in _MISSING_CODES:
-            return ImageError("missing", f"s3://{bucket}/{key} does not exist")
-        if code in _BAD_KEY_CODES:
-            return ImageError("bad_key", f"S3 rejected the key: {code}")
-        raise TransientError(f"S3 error {code} (HTTP {resp.status}) for {key!r}")
 
     def _load(self, data: Union[bytes, ImageError]) -> tuple[Union[torch.Tensor, ImageError], float]:
         if isinstance(data, ImageError):
@@ -296,6 +275,5 @@ class BatchProcessor:
     def close(self) -> None:
         for pool in (self._io, self._decode, self._infer, self._db):
             pool.shutdown(wait=False, cancel_futures=True)
-        self._http.clear()
         if self._conn is not None:
             self._conn.close()
