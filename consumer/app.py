@@ -101,6 +101,23 @@ def _prepare_worker(app: faust.App, **kwargs) -> None:
         ensure_topic(settings, name=settings.kafka_dead_letter_topic)
 
 
+def restore_root_log_level(root: logging.Logger) -> None:
+    """At `-l warn` and above Faust's startup spinner sets the root logger to DEBUG (so its
+    handler can spin on every record) and leaves it there: every library then builds debug
+    records nothing prints, which costs measurable CPU. Put the root back at the lowest
+    level a real handler wants."""
+    from faust.utils.terminal.spinners import SpinnerHandler
+
+    levels = [h.level for h in root.handlers if not isinstance(h, SpinnerHandler)]
+    if root.level == logging.DEBUG and levels and min(levels) > logging.DEBUG:
+        root.setLevel(min(levels))
+
+
+@app.task
+async def _after_startup() -> None:
+    restore_root_log_level(logging.getLogger())
+
+
 @app.agent(image_keys)
 async def classify_images(stream: faust.StreamT) -> None:
     async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):

@@ -52,3 +52,26 @@ def test_messages_carry_raw_bytes_for_bad_input(recorder):
     values = [b"", b"\xff\xfe", b"ok.jpg"]
     asyncio.run(_send_and_wait(values, recorder, 3))
     assert [m.value for b in recorder.batches for m in b] == values
+
+
+def test_the_root_logger_goes_back_from_the_spinners_debug_to_its_handlers_level():
+    import logging
+
+    from faust.utils.terminal.spinners import SpinnerHandler
+
+    root = logging.Logger("root-under-test")
+    warn = logging.StreamHandler()
+    warn.setLevel(logging.WARN)
+    root.addHandler(warn)
+    root.addHandler(SpinnerHandler(None, level=logging.DEBUG))
+    root.setLevel(logging.DEBUG)  # what faust.worker does at -l warn
+    consumer_app.restore_root_log_level(root)
+    assert root.level == logging.WARN
+
+    info = logging.Logger("info-root")  # at -l info there is no spinner: nothing to undo
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.INFO)
+    info.addHandler(handler)
+    info.setLevel(logging.INFO)
+    consumer_app.restore_root_log_level(info)
+    assert info.level == logging.INFO
