@@ -8,10 +8,9 @@ import threading
 from collections import OrderedDict
 
 from botocore.exceptions import BotoCoreError, ClientError
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ImageOps
 
-# The pixel check below reads the header first; Pillow's process-wide limit would only warn.
-Image.MAX_IMAGE_PIXELS = None
+from consumer.decoding import ImageError, decode
 
 SIZES = (160, 320, 1024)  # thumbnail grid, retina grid, image page
 
@@ -23,25 +22,17 @@ class ThumbnailError(Exception):
 
 
 def render(data: bytes, size: int, max_pixels: int) -> bytes:
-    """`data` (any format Pillow reads) as a JPEG no larger than size×size."""
+    """`data` (any format Pillow reads) as a JPEG no larger than size×size, decoded as the
+    workers decode it (pixel limit from the header, alpha on white, 16-bit scaled)."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > max_pixels:
-                raise ThumbnailError(422, f"{img.width}x{img.height} is over the {max_pixels}-pixel limit")
-            img.draft("RGB", (size, size))  # JPEG: let libjpeg downscale while decoding
-            img = ImageOps.exif_transpose(img)
-            img.thumbnail((size, size))
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                img = Image.new("RGB", rgba.size, "white")
-                img.paste(rgba, mask=rgba.getchannel("A"))
-            out = io.BytesIO()
-            img.convert("RGB").save(out, "JPEG", quality=85)
-            return out.getvalue()
-    except ThumbnailError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ThumbnailError(422, f"not a readable image: {exc}") from exc
+        img = decode(data, max_pixels, fast=True)
+    except ImageError as exc:
+        raise ThumbnailError(422, str(exc)) from exc
+    img = ImageOps.exif_transpose(img)
+    img.thumbnail((size, size))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=85)
+    return out.getvalue()
 
 
 class Thumbnails:

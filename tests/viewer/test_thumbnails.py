@@ -29,7 +29,7 @@ def test_transparent_pixels_are_white_and_palette_gifs_render():
 
 
 def test_images_over_the_pixel_limit_are_refused_before_decoding():
-    with pytest.raises(ThumbnailError, match="over the 1000-pixel limit") as info:
+    with pytest.raises(ThumbnailError, match="100x100 pixels exceeds MAX_IMAGE_PIXELS=1000") as info:
         render(zoo.encode(Image.new("RGB", (100, 100)), "PNG"), 160, 1000)
     assert info.value.status == 422
 
@@ -39,3 +39,9 @@ def test_what_is_not_an_image_is_a_422_not_a_crash(data):
     with pytest.raises(ThumbnailError) as info:
         render(data, 160, 10**6)
     assert info.value.status == 422
+
+
+def test_16_bit_images_are_scaled_like_the_workers_scale_them():
+    grey = Image.new("I;16", (40, 40), 32768)  # mid-grey in 16 bits; clipping would give white
+    pixel = decoded(render(zoo.encode(grey, "PNG"), 160, 10**6)).getpixel((20, 20))
+    assert all(120 <= c <= 136 for c in pixel), pixel
