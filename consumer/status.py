@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 from db.connection import connect
+from db.queries import progress
 from settings import Settings, get_settings
 
 
@@ -55,25 +56,10 @@ def kafka_status(settings: Settings, timeout: float = 10.0) -> dict:
 def database_status(settings: Settings) -> dict:
     conn = connect(settings)
     try:
-        with conn, conn.cursor() as cur:
-            cur.execute("""SELECT hostname, count(*) FILTER (WHERE time > now() - interval '1 minute'), count(*)
-                           FROM prediction_results WHERE model = %s GROUP BY 1 ORDER BY 1""",
-                        (settings.model_name,))
-            hosts = [{"hostname": h, "last_minute": m, "total": t} for h, m, t in cur.fetchall()]
-            cur.execute("SELECT error_type, count(*) FROM prediction_errors WHERE model = %s GROUP BY 1 ORDER BY 1",
-                        (settings.model_name,))
-            errors = dict(cur.fetchall())
-            cur.execute("""SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
-                               SELECT 1 FROM prediction_results r WHERE r.image_key = i.image_key AND r.model = %s)
-                             AND NOT EXISTS (
-                               SELECT 1 FROM prediction_errors e WHERE e.image_key = i.image_key AND e.model = %s))
-                           FROM image_info i""", (settings.model_name, settings.model_name))
-            keys, pending = cur.fetchone()
+        with conn:
+            return progress(conn, settings.model_name)
     finally:
         conn.close()
-    return {"model": settings.model_name, "hosts": hosts, "errors": errors,
-            "results_total": sum(h["total"] for h in hosts), "errors_total": sum(errors.values()),
-            "registered_keys": keys, "keys_without_row": pending}
 
 
 def render(status: dict) -> str:

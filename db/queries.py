@@ -78,6 +78,28 @@ def count_images(conn: psycopg2.extensions.connection) -> int:
         return cur.fetchone()[0]
 
 
+def progress(conn: psycopg2.extensions.connection, model: str) -> dict:
+    """How far `model` is: rows per host (last minute, in all), errors by type, and the
+    registered keys that have neither a result nor an error row yet. Runs in the caller's
+    transaction (the viewer's read-only one, or `with conn:`)."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT hostname, count(*) FILTER (WHERE time > now() - interval '1 minute'), count(*)
+                       FROM prediction_results WHERE model = %s GROUP BY 1 ORDER BY 1""", (model,))
+        hosts = [{"hostname": h, "last_minute": m, "total": t} for h, m, t in cur.fetchall()]
+        cur.execute("SELECT error_type, count(*) FROM prediction_errors WHERE model = %s GROUP BY 1 ORDER BY 1",
+                    (model,))
+        errors = dict(cur.fetchall())
+        cur.execute("""SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
+                           SELECT 1 FROM prediction_results r WHERE r.image_key = i.image_key AND r.model = %s)
+                         AND NOT EXISTS (
+                           SELECT 1 FROM prediction_errors e WHERE e.image_key = i.image_key AND e.model = %s))
+                       FROM image_info i""", (model, model))
+        keys, pending = cur.fetchone()
+    return {"model": model, "hosts": hosts, "errors": errors,
+            "results_total": sum(h["total"] for h in hosts), "errors_total": sum(errors.values()),
+            "registered_keys": keys, "keys_without_row": pending}
+
+
 _UPSERT_PREDICTIONS = """
 INSERT INTO prediction_results
     (image_key, model, category, confidence, class_index, top_k, hostname, time, latency_ms)

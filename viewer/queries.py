@@ -8,6 +8,8 @@ from typing import Any, Optional
 import psycopg2.extensions
 from psycopg2 import sql
 
+from db.queries import progress
+
 COLUMNS = "image_key, model, category, confidence, class_index, top_k, hostname, time, latency_ms"
 
 
@@ -98,20 +100,10 @@ def hostnames(conn: psycopg2.extensions.connection, model: str) -> list[str]:
 
 
 def totals(conn: psycopg2.extensions.connection, model: str) -> dict:
-    """Rows per host (all time and last minute), errors by type, keys still without a row."""
-    with conn.cursor() as cur:
-        cur.execute("""SELECT hostname, count(*) FILTER (WHERE time > now() - interval '1 minute'), count(*)
-                       FROM prediction_results WHERE model = %s GROUP BY 1 ORDER BY 1""", (model,))
-        hosts = [{"hostname": h, "last_minute": m, "total": t} for h, m, t in cur.fetchall()]
-        cur.execute("SELECT error_type, count(*) FROM prediction_errors WHERE model = %s GROUP BY 1 ORDER BY 1",
-                    (model,))
-        errors = dict(cur.fetchall())
-        cur.execute("SELECT count(*) FROM image_info")
-        registered = cur.fetchone()[0]
-    done = sum(h["total"] for h in hosts) + sum(errors.values())
-    return {"model": model, "hosts": hosts, "results_total": sum(h["total"] for h in hosts),
-            "errors_by_type": errors, "errors_total": sum(errors.values()), "registered_keys": registered,
-            "keys_without_row": max(0, registered - done)}
+    """db.queries.progress, with the key names of the viewer's API."""
+    stats = progress(conn, model)
+    stats["errors_by_type"] = stats.pop("errors")
+    return stats
 
 
 def host_rates(conn: psycopg2.extensions.connection, model: str, minutes: int, bin_seconds: int) -> dict:
