@@ -35,7 +35,7 @@ def _number(name: str, cast: Callable, default=None, lo=None, hi=None):
 
 
 def _filters(model: str) -> queries.Filters:
-    return queries.Filters(model=request.args.get("model") or model,
+    return queries.Filters(model=model,
                            category=request.args.get("category") or None,
                            host=request.args.get("host") or None,
                            min_confidence=_number("min_confidence", float, None, 0.0, 1.0),
@@ -78,6 +78,9 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
     lag = _cached(kafka_status or _default_kafka_status(settings), seconds=5.0)
     page = {"model": settings.model_name, "refresh_ms": int(settings.viewer_refresh_s * 1000)}
 
+    def model() -> str:
+        return request.args.get("model") or settings.model_name
+
     @app.errorhandler(BadRequest)
     def bad_request(exc):
         return jsonify(error=str(exc)), 400
@@ -100,10 +103,10 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
 
     def lookup() -> tuple[str, str, Optional[dict], Optional[dict]]:
         """The requested key's result, else its error row (one of the two, or neither)."""
-        key, model = request.args.get("key", ""), request.args.get("model") or settings.model_name
+        key, name = request.args.get("key", ""), model()
         with db.connection() as conn:
-            row = queries.get_prediction(conn, key, model)
-            return key, model, row, None if row else queries.get_error(conn, key, model)
+            row = queries.get_prediction(conn, key, name)
+            return key, name, row, None if row else queries.get_error(conn, key, name)
 
     @app.get("/image")
     def image():
@@ -114,7 +117,7 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
 
     @app.get("/api/predictions")
     def api_predictions():
-        filters = _filters(settings.model_name)
+        filters = _filters(model())
         limit = _number("limit", int, 48, 1, 500)
         offset = _number("offset", int, 0, 0)
         with db.connection() as conn:
@@ -123,38 +126,35 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
 
     @app.get("/api/prediction")
     def api_prediction():
-        key, model, row, error = lookup()
+        key, name, row, error = lookup()
         if row is None and error is None:
-            return jsonify(error=f"no result or error for {key!r} and model {model}"), 404
+            return jsonify(error=f"no result or error for {key!r} and model {name}"), 404
         return jsonify(result=row, error=error)
 
     @app.get("/api/stats")
     def api_stats():
-        model = request.args.get("model") or settings.model_name
         minutes = _number("minutes", int, 10, 1, 24 * 60)
         bin_seconds = _number("bin", int, 10, 1, 3600)
         with db.connection() as conn:
-            stats = queries.totals(conn, model)
-            stats["rates"] = queries.host_rates(conn, model, minutes, bin_seconds)
+            stats = queries.totals(conn, model())
+            stats["rates"] = queries.host_rates(conn, model(), minutes, bin_seconds)
         stats["kafka"] = lag()
         return jsonify(stats)
 
     @app.get("/api/classes")
     def api_classes():
-        model = request.args.get("model") or settings.model_name
         with db.connection() as conn:
-            return jsonify(items=queries.class_histogram(conn, model, _number("limit", int, 50, 1, 1000)))
+            return jsonify(items=queries.class_histogram(conn, model(), _number("limit", int, 50, 1, 1000)))
 
     @app.get("/api/errors")
     def api_errors():
-        model = request.args.get("model") or settings.model_name
         with db.connection() as conn:
-            return jsonify(items=queries.recent_errors(conn, model, _number("limit", int, 50, 1, 1000)))
+            return jsonify(items=queries.recent_errors(conn, model(), _number("limit", int, 50, 1, 1000)))
 
     @app.get("/api/hosts")
     def api_hosts():
         with db.connection() as conn:
-            return jsonify(items=queries.hostnames(conn, request.args.get("model") or settings.model_name))
+            return jsonify(items=queries.hostnames(conn, model()))
 
     @app.get("/thumb")
     def thumb():
