@@ -34,17 +34,18 @@ def tree_seconds(root: int) -> float:
     return total
 
 
-def _pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
+def _postmaster_pid(cfg: StackConfig) -> int | None:
+    try:  # postmaster.pid's first line is the PID
+        return int((services._pg_dir(cfg) / "data" / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
 
 
 def service_pids(cfg: StackConfig) -> dict[str, int]:
-    pids = {"s3": _pid(cfg.state_dir / "s3proxy" / "s3proxy.pid"),
-            "kafka": _pid(cfg.state_dir / "kafka" / "kafka.pid"),
-            "postgres": _pid(services._pg_dir(cfg) / "data" / "postmaster.pid")}
+    s3, kafka = services._s3_dir(cfg), services._kafka_dir(cfg)
+    pids = {"s3": services._pid_alive(s3 / "s3proxy.pid", str(s3)),
+            "kafka": services._pid_alive(kafka / "kafka.pid", str(kafka)),
+            "postgres": _postmaster_pid(cfg)}
     return {name: pid for name, pid in pids.items() if pid}
 
 
