@@ -5,10 +5,14 @@ limit and the original project's way of consuming. Prints JSON and draws a PNG.
 
 1. limit: decode + model with all cores, images in memory, the better of two ways to use
    them (benchmarks/inference.py), measured before and after the rest;
-2. pipeline: N images (the dev photos uploaded repeatedly under distinct keys) through
+2. warm-up: --warmup-images through the pipeline first, because a freshly started JVM
+   (s3proxy, Kafka) spends its first thousands of requests compiling: s3proxy took ~1.6 ms
+   of CPU per GET cold, ~0.6 ms warm. A production stack is long-running, so the measured
+   runs start warm; the warm-up's own rate is reported as cold_pipeline_img_s;
+3. pipeline: N images (the dev photos uploaded repeatedly under distinct keys) through
    producer -> W faust workers -> PostgreSQL, measured from the first to the last row written;
-3. latency: keys sent at half the measured rate (--rate), key sent -> row written p50/p95;
-4. baseline: the seed-style consumer (benchmarks/seed_baseline.py), W processes.
+4. latency: keys sent at half the measured rate (--rate), key sent -> row written p50/p95;
+5. baseline: the seed-style consumer (benchmarks/seed_baseline.py), W processes.
 """
 from __future__ import annotations
 
@@ -64,6 +68,13 @@ def percentile(values: list[float], q: float) -> float:
 
 def throughput(times: list[float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+
+
+def variant(settings: Settings, env: dict, name: str) -> tuple[Settings, dict]:
+    """The settings and worker environment of one run: its own topic and consumer group."""
+    topic, app_id = f"{settings.kafka_topic}-{name}", f"{settings.faust_app_id}-{name}"
+    return (settings.model_copy(update={"kafka_topic": topic, "faust_app_id": app_id}),
+            {**env, "KAFKA_TOPIC": topic, "FAUST_APP_ID": app_id})
 
 
 def run_fleet(settings, env, tag, workers, threads, keys_to_send, producer_args=(), command=None,
@@ -129,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--partitions", type=int, help="partitions of the benchmark's topics (default KAFKA_PARTITIONS)")
     ap.add_argument("--threads", type=int, help="TORCH_THREADS and DECODE_WORKERS per worker (default cores / workers)")
+    ap.add_argument("--warmup-images", type=int, default=2000, help="through the pipeline before measuring (0: none)")
     ap.add_argument("--latency-images", type=int, default=600)
     ap.add_argument("--baseline-images", type=int, default=1000)
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
@@ -166,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
             upload_dir(settings, dev, settings.s3_bucket, prefix=f"copy{i}")
         stage_seconds["upload"] = round(time.monotonic() - started, 1)
 
+        cold_img_s = None
+        if args.warmup_images:
+            print(f"warm-up: {args.warmup_images} images...", file=sys.stderr)
+            run_fleet(*variant(settings, env, "warmup"), "warmup", args.workers, threads, args.warmup_images)
+            cold_img_s = round(throughput([t for t, _ in row_times(settings)]), 1)
+            truncate(settings)
+
         print(f"pipeline: {args.images} images, {args.workers} workers...", file=sys.stderr)
         sent_s, stages, cpu_seconds = run_fleet(settings, env, "worker", args.workers, threads, args.images,
                                                 services=cpu.service_pids(cfg))
@@ -178,17 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         rate = max(1.0, pipeline_img_s / 2)
         print(f"latency at {rate:.1f} keys/s...", file=sys.stderr)
         truncate(settings)
-        lat_settings = settings.model_copy(update={"kafka_topic": f"bench-lat-{tag}", "faust_app_id": f"bench-lat-{tag}"})
-        lat_env = {**env, "KAFKA_TOPIC": lat_settings.kafka_topic, "FAUST_APP_ID": lat_settings.faust_app_id}
-        run_fleet(lat_settings, lat_env, "latency", args.workers, threads, args.latency_images,
+        run_fleet(*variant(settings, env, "latency"), "latency", args.workers, threads, args.latency_images,
                   ("--rate", f"{rate:.2f}"))
         latencies = [lat for _, lat in row_times(settings)]
 
         print(f"seed-style baseline: {args.baseline_images} images...", file=sys.stderr)
         truncate(settings)
-        base_settings = settings.model_copy(update={"kafka_topic": f"bench-seed-{tag}", "faust_app_id": f"bench-seed-{tag}"})
-        base_env = {**env, "KAFKA_TOPIC": base_settings.kafka_topic, "FAUST_APP_ID": base_settings.faust_app_id}
-        run_fleet(base_settings, base_env, "seed", args.workers, threads, args.baseline_images,
+        run_fleet(*variant(settings, env, "seed"), "seed", args.workers, threads, args.baseline_images,
                   command=(sys.executable, str(HERE / "seed_baseline.py")))
         baseline = [t for t, _ in row_times(settings)]
         baseline_img_s = throughput(baseline)
@@ -203,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = {
         "limit_img_s": round(limit, 1), "limit_samples_img_s": limits,
-        "pipeline_img_s": round(pipeline_img_s, 1),
+        "pipeline_img_s": round(pipeline_img_s, 1), "cold_pipeline_img_s": cold_img_s,
+        "warmup_images": args.warmup_images,
         "baseline_img_s": round(baseline_img_s, 1),
         "ratio_to_limit": round(pipeline_img_s / limit, 3) if limit else None,
         "speedup_vs_baseline": round(pipeline_img_s / baseline_img_s, 2) if baseline_img_s else None,
