@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     faust_app_id: str = "visionscaling"
     batch_size: int = Field(32, ge=1)
     batch_window_s: float = Field(0.2, gt=0)
-    infer_chunk_size: int = Field(8, ge=1)  # images per model call; chunks start while the batch still decodes
+    infer_chunk_size: int = Field(4, ge=1)  # images per model call; chunks start while the batch still decodes
     metrics_port: Optional[int] = None  # Prometheus /metrics; None = a free port (logged)
     worker_web_port: Optional[int] = None  # None = a free port, so workers on one host never collide
     broker_session_timeout_s: float = 10.0

@@ -35,6 +35,7 @@ from db.connection import connect  # noqa: E402
 from db.migrate import migrate  # noqa: E402
 from infra import services, stack  # noqa: E402
 from infra.fleet import Fleet, counts, fleet_env, run  # noqa: E402
+from producer.topic import ensure_topic  # noqa: E402
 from settings import Settings  # noqa: E402
 from upload import find_images, upload_dir  # noqa: E402
 
@@ -83,11 +84,14 @@ def run_fleet(settings, env, tag, workers, threads, keys_to_send, producer_args=
     Returns the seconds the producer took, the workers' stage seconds, and (with `services`,
     name -> pid) the CPU seconds each service and the workers used while the keys were processed."""
     fleet = Fleet(settings, env, tag, **({"command": command} if command else {}))
+    if command is not None:
+        ensure_topic(settings)  # faust workers create their topic; the seed-style consumer does not
     for i in range(workers):
         fleet.start(f"{tag}-{i + 1}", threads=threads)
     try:
-        if command is None:
-            fleet.wait_for("the consumer group", lambda: fleet.members() == workers, 300)
+        # every consumer in the group before the first key, or the first to join works alone
+        # for a while and the run measures the join, not the consumers
+        fleet.wait_for("the consumer group", lambda: fleet.members() == workers, 300)
         pids = {**(services or {}), **{f"worker:{n}": p.pid for n, p in fleet.procs.items()}}
         before = cpu.snapshot(pids)
         started = time.monotonic()
