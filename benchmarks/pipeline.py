@@ -84,8 +84,7 @@ def run_fleet(settings, env, tag, workers, threads, keys_to_send, producer_args=
     Returns the seconds the producer took, the workers' stage seconds, and (with `services`,
     name -> pid) the CPU seconds each service and the workers used while the keys were processed."""
     fleet = Fleet(settings, env, tag, **({"command": command} if command else {}))
-    if command is not None:
-        ensure_topic(settings)  # faust workers create their topic; the seed-style consumer does not
+    ensure_topic(settings)  # idempotent; the seed-style consumer, unlike faust workers, does not create it
     for i in range(workers):
         fleet.start(f"{tag}-{i + 1}", threads=threads)
     try:
