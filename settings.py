@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_DIR = Path(__file__).resolve().parent
@@ -31,11 +31,12 @@ class Settings(BaseSettings):
     kafka_dead_letter_topic: str = "image-keys-dead-letter"  # empty: no dead-letter topic
     kafka_partitions: int = Field(3, ge=1)
     kafka_replication_factor: int = Field(1, ge=1)
-    kafka_security_protocol: str = "PLAINTEXT"  # SSL / SASL_SSL pass straight to the clients
+    # validated: a typo would otherwise make the clients hang on a handshake they cannot do
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_ssl_cafile: Optional[Path] = None  # CA bundle for SSL / SASL_SSL (default: system CAs)
-    kafka_sasl_mechanism: Optional[str] = None
+    kafka_sasl_mechanism: Optional[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]] = None
     kafka_sasl_username: Optional[str] = None
-    kafka_sasl_password: Optional[str] = None
+    kafka_sasl_password: Optional[SecretStr] = None  # never printed: repr shows **********
 
     # --- S3
     s3_endpoint_url: Optional[str] = None  # None = real AWS S3
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     faust_datadir: Path = Path(tempfile.gettempdir()) / "visionscaling-faust"  # Faust's scratch dir
     hostname: str = Field(default_factory=socket.gethostname)
     retry_backoff_max_s: float = Field(30.0, gt=0)
+    # SIGTERM: the in-flight batch gets this long to be written, else it is abandoned
+    # unacknowledged (the next owner of the partition redoes it); well below Kubernetes' 30 s
+    shutdown_timeout_s: float = Field(10.0, gt=0)
 
     # --- model
     model_name: Literal["squeezenet1_1", "squeezenet1_0"] = "squeezenet1_1"
@@ -67,6 +71,8 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     decode_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_image_pixels: int = Field(60_000_000, ge=1)
+    max_image_bytes: int = Field(50_000_000, ge=1)  # checked from the object's size before it is read
+    max_image_aspect: float = Field(20.0, ge=1)  # longer side / shorter side
     fast_decode: bool = True  # JPEG DCT-domain downscaling before the reference resize
 
     # --- web viewer (python -m viewer)
@@ -75,6 +81,11 @@ class Settings(BaseSettings):
     viewer_database_url: Optional[str] = None  # None = DATABASE_URL; better: a vs_viewer login
     viewer_refresh_s: float = Field(3.0, gt=0)  # how often open pages poll for new rows
     viewer_thumbnail_cache: int = Field(1024, ge=0)  # thumbnails kept in memory
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, v):
+        return v.strip().upper() if isinstance(v, str) else v
 
     @field_validator("shared_dir", "model_weights", "model_cache_dir", mode="after")
     @classmethod
@@ -90,7 +101,8 @@ class Settings(BaseSettings):
         if self.kafka_sasl_mechanism:
             cfg |= {"sasl.mechanism": self.kafka_sasl_mechanism,
                     "sasl.username": self.kafka_sasl_username or "",
-                    "sasl.password": self.kafka_sasl_password or ""}
+                    "sasl.password": self.kafka_sasl_password.get_secret_value()
+                    if self.kafka_sasl_password else ""}
         return cfg
 
     def s3_client(self):

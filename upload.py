@@ -1,12 +1,12 @@
 """Upload a folder of images to S3 and register their keys in image_info.
 
-    python upload.py DIR [--bucket B] [--prefix P]
-    python upload.py --register-only [--bucket B] [--prefix P]
+    python upload.py DIR [--prefix P]
+    python upload.py --register-only [--prefix P]
 
 Every .jpg/.jpeg/.png/.webp/.gif/.bmp file under DIR (recursive, any case) is uploaded in
 parallel as PREFIX + its path relative to DIR. Objects already in the bucket with the same
-size are skipped, so a rerun is cheap and changes nothing. The bucket is created if missing.
-Exit status 1 if any file failed.
+size are skipped, so a rerun is cheap and changes nothing. The bucket is S3_BUCKET, the one
+the workers read (created if missing). Exit status 1 if any file failed.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from typing import Optional
 from botocore.exceptions import ClientError
 from tqdm import tqdm
 
+from common.errors import ErrorType, classify_s3_error, s3_error_of
+from common.imaging import find_images, is_image
 from settings import Settings, get_settings
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"})
 
 
 @dataclass
@@ -39,14 +39,6 @@ class UploadSummary:
                 f"{self.registered} new keys registered in image_info")
 
 
-def is_image(path: PurePosixPath | Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def find_images(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and is_image(p))
-
-
 def normalise_prefix(prefix: str) -> str:
     prefix = prefix.strip("/")
     return f"{prefix}/" if prefix else ""
@@ -60,7 +52,8 @@ def ensure_bucket(s3, bucket: str) -> None:
     try:
         s3.head_bucket(Bucket=bucket)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+        code, status = s3_error_of(exc)
+        if code != "NoSuchBucket" and classify_s3_error(code, status) is not ErrorType.MISSING:
             raise
         s3.create_bucket(Bucket=bucket)
 
@@ -74,11 +67,12 @@ def existing_objects(s3, bucket: str, prefix: str) -> dict[str, int]:
     return found
 
 
-def upload_dir(settings: Settings, root: Path, bucket: str, prefix: str = "",
-               workers: Optional[int] = None) -> UploadSummary:
+def upload_dir(settings: Settings, root: Path, prefix: str = "", workers: Optional[int] = None) -> UploadSummary:
+    """Into S3_BUCKET: workers read every key from that bucket (image_info holds keys only)."""
     from db.connection import connect
     from db.queries import register_images
 
+    bucket = settings.s3_bucket
     s3 = settings.s3_client()
     ensure_bucket(s3, bucket)
     already = existing_objects(s3, bucket, prefix)
@@ -116,12 +110,12 @@ def upload_dir(settings: Settings, root: Path, bucket: str, prefix: str = "",
     return summary
 
 
-def register_only(settings: Settings, bucket: str, prefix: str = "") -> UploadSummary:
-    """Register the image keys already in the bucket (under prefix)."""
+def register_only(settings: Settings, prefix: str = "") -> UploadSummary:
+    """Register the image keys already in S3_BUCKET (under prefix)."""
     from db.connection import connect
     from db.queries import register_images
 
-    objects = existing_objects(settings.s3_client(), bucket, prefix)
+    objects = existing_objects(settings.s3_client(), settings.s3_bucket, prefix)
     conn = connect(settings)
     try:
         rows = sorted((k, size) for k, size in objects.items() if is_image(PurePosixPath(k)))
@@ -131,22 +125,21 @@ def register_only(settings: Settings, bucket: str, prefix: str = "") -> UploadSu
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    settings = get_settings()
     ap = argparse.ArgumentParser(prog="python upload.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dir", nargs="?", type=Path, help="folder of images (recursive)")
-    ap.add_argument("--bucket", default=settings.s3_bucket, help="default: S3_BUCKET (%(default)s)")
     ap.add_argument("--prefix", default="", help="key prefix, e.g. 2024/batch1")
     ap.add_argument("--register-only", action="store_true", help="register keys already in the bucket")
     ap.add_argument("--workers", type=int, help="parallel uploads (default S3_MAX_CONCURRENCY)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    settings = get_settings()
     if args.register_only:
-        summary = register_only(settings, args.bucket, args.prefix)
+        summary = register_only(settings, args.prefix)
     else:
         if args.dir is None or not args.dir.is_dir():
             ap.error(f"not a directory: {args.dir}")
-        summary = upload_dir(settings, args.dir.resolve(), args.bucket, args.prefix, args.workers)
+        summary = upload_dir(settings, args.dir.resolve(), args.prefix, args.workers)
     for failure in summary.failures:
         print("failed:", failure, file=sys.stderr)
     print(summary.line())

@@ -29,7 +29,7 @@ from consumer.engines import ENGINES  # noqa: E402
 from consumer.images import load_tensor  # noqa: E402
 from consumer.model import load_classifier  # noqa: E402
 from settings import Settings  # noqa: E402
-from upload import find_images  # noqa: E402
+from common.imaging import find_images  # noqa: E402
 
 MAX_PIXELS = 60_000_000
 

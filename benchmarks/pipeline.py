@@ -35,9 +35,10 @@ from db.connection import connect  # noqa: E402
 from db.migrate import migrate  # noqa: E402
 from infra import services, stack  # noqa: E402
 from infra.fleet import Fleet, counts, fleet_env, run  # noqa: E402
-from producer.topic import ensure_topic  # noqa: E402
+from common.kafka_admin import ensure_topic  # noqa: E402
 from settings import Settings  # noqa: E402
-from upload import find_images, upload_dir  # noqa: E402
+from common.imaging import find_images  # noqa: E402
+from upload import upload_dir  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**fleet_env(settings, {**os.environ}), "KAFKA_PARTITIONS": str(partitions)}
         started = time.monotonic()
         for i in range(math.ceil(args.images / len(blobs))):
-            upload_dir(settings, dev, settings.s3_bucket, prefix=f"copy{i}")
+            upload_dir(settings, dev, prefix=f"copy{i}")
         stage_seconds["upload"] = round(time.monotonic() - started, 1)
 
         cold_img_s = None

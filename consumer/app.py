@@ -1,104 +1,54 @@
 """The Faust app: `faust -A consumer.app worker -l info`.
 
 Each worker takes batches of image keys from the topic (BATCH_SIZE, BATCH_WINDOW_S),
-classifies them through consumer.batch, and acknowledges a batch's offsets only after
-its rows are committed in PostgreSQL (take_events acks once the loop body returns).
+classifies them through consumer.batch, and acknowledges a batch's offsets only after its
+rows are committed in PostgreSQL. The worker's start and stop live in
+consumer.lifecycle.WorkerLifecycle; this module only wires it into Faust.
+
+Why `noack_take` and our own acks rather than `take_events`: take_events acknowledges the
+buffered events in a `finally` after its `yield`, so the acks also run when the generator is
+closed — an exception escaping the body, the agent cancelled at shutdown — i.e. for a batch
+whose rows were never written. With noack_take nothing is acknowledged unless the loop body
+reaches `stream.ack`, which it does only after the batch's transaction committed.
+
+Why `stream_wait_empty=False`: with it on, Faust's shutdown and every rebalance wait, with
+no bound, until every event taken from Kafka is acknowledged; a batch waiting out a
+PostgreSQL outage then holds a SIGTERM for as long as the outage (90 s observed). The
+lifecycle's bounded drain replaces that wait. An event never acknowledged is never
+committed: Faust commits only a contiguous run of acknowledged offsets and discards commits
+for partitions it no longer owns, so the next owner redoes it (the upsert absorbs it).
 """
 from __future__ import annotations
 
-import json
 import logging
-import socket
 import ssl
 from typing import Optional
 
 import faust
 
-from consumer import metrics
-from consumer.batch import BatchProcessor, Message
-from db.queries import PredictionError
+# `faust -A consumer.app` imports this module with the working directory on sys.path only
+# for the import itself: the project's other top-level packages are imported now, so that
+# their submodules (imported lazily later) are found through the packages themselves.
+import common  # noqa: F401
+import db  # noqa: F401
+from consumer.lifecycle import WorkerLifecycle, dead_letter_sender
+from consumer.messages import Message
 from settings import get_settings
 
 log = logging.getLogger(__name__)
 settings = get_settings()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
 def _credentials() -> Optional[faust.types.auth.CredentialsT]:
-    proto = settings.kafka_security_protocol.upper()
+    proto = settings.kafka_security_protocol
     cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
     context = ssl.create_default_context(cafile=cafile) if proto.endswith("SSL") else None
     if proto.startswith("SASL"):
-        return faust.SASLCredentials(username=settings.kafka_sasl_username,
-                                     password=settings.kafka_sasl_password,
+        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+        return faust.SASLCredentials(username=settings.kafka_sasl_username, password=password,
                                      mechanism=settings.kafka_sasl_mechanism or "PLAIN",
                                      ssl_context=context)
     return faust.SSLCredentials(context) if context else None
-
-
-app = faust.App(
-    settings.faust_app_id,
-    broker=[f"kafka://{host}" for host in settings.kafka_bootstrap_servers.split(",")],
-    broker_credentials=_credentials(),
-    key_serializer="raw",
-    value_serializer="raw",
-    topic_partitions=settings.kafka_partitions,
-    topic_replication_factor=settings.kafka_replication_factor,
-    consumer_auto_offset_reset="earliest",
-    datadir=str(settings.faust_datadir),
-    broker_session_timeout=settings.broker_session_timeout_s,
-    broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
-    broker_commit_interval=settings.broker_commit_interval_s,
-    # several workers per host must not fight over one web port
-    web_port=settings.worker_web_port or _free_port(),
-)
-image_keys = app.topic(settings.kafka_topic, key_type=bytes, value_type=bytes,
-                       partitions=settings.kafka_partitions)
-
-dead_letters = (app.topic(settings.kafka_dead_letter_topic, key_type=bytes, value_type=bytes)
-                if settings.kafka_dead_letter_topic else None)
-
-
-async def publish_dead_letters(failures: list[tuple[Message, PredictionError]]) -> None:
-    """One message per image that could not be classified: key = image key, value = JSON reason."""
-    for msg, err in failures:
-        reason = {"image_key": err.image_key, "model": err.model, "error_type": err.error_type,
-                  "detail": err.detail, "hostname": err.hostname, "partition": msg.partition, "offset": msg.offset}
-        await dead_letters.send(key=err.image_key.encode("utf-8"), value=json.dumps(reason).encode())
-
-
-_processor: Optional[BatchProcessor] = None
-
-
-def processor() -> BatchProcessor:
-    """The process's one BatchProcessor (and so its one model), built on first use."""
-    global _processor
-    if _processor is None:
-        from consumer.model import load_classifier
-        from db.connection import connect
-
-        _processor = BatchProcessor(settings, load_classifier(settings), settings.s3_client(),
-                                    lambda: connect(settings),
-                                    publish_dead_letters if dead_letters is not None else None)
-    return _processor
-
-
-@app.on_worker_init.connect
-def _prepare_worker(app: faust.App, **kwargs) -> None:
-    # before consuming: fail fast on missing weights; create the topic with the right
-    # partition count (a broker's auto-create would use its own default)
-    from producer.topic import ensure_topic
-
-    processor()
-    metrics.serve(settings.metrics_port)
-    ensure_topic(settings)
-    if settings.kafka_dead_letter_topic:
-        ensure_topic(settings, name=settings.kafka_dead_letter_topic)
 
 
 def restore_root_log_level(root: logging.Logger) -> None:
@@ -113,21 +63,86 @@ def restore_root_log_level(root: logging.Logger) -> None:
         root.setLevel(min(levels))
 
 
-@app.task
-async def _after_startup() -> None:
-    restore_root_log_level(logging.getLogger())
+class WorkerApp(faust.App):
+    """faust.App with the worker's lifecycle hooked where Faust's own order needs it: start
+    before the consumer joins the group, drain before Faust stops the consumer (its on_stop
+    runs before its children's), close after everything stopped."""
+
+    lifecycle: WorkerLifecycle
+
+    def on_init_dependencies(self):
+        # Health and metrics are on METRICS_PORT; Faust's own web server (port 6066 by
+        # default, so a second worker on a host would die on EADDRINUSE) only when asked for.
+        if settings.worker_web_port is None:
+            self.conf.web_enabled = False
+        else:
+            self.conf.web_port = settings.worker_web_port
+        return super().on_init_dependencies()
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        await self.lifecycle.start()
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        restore_root_log_level(logging.getLogger())
+
+    async def on_stop(self) -> None:
+        await self.lifecycle.drain()
+        await super().on_stop()
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        self.lifecycle.close()
+
+
+app = WorkerApp(
+    settings.faust_app_id,
+    broker=[f"kafka://{host}" for host in settings.kafka_bootstrap_servers.split(",")],
+    broker_credentials=_credentials(),
+    key_serializer="raw",
+    value_serializer="raw",
+    topic_partitions=settings.kafka_partitions,
+    topic_replication_factor=settings.kafka_replication_factor,
+    consumer_auto_offset_reset="earliest",
+    datadir=str(settings.faust_datadir),
+    broker_session_timeout=settings.broker_session_timeout_s,
+    broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
+    broker_commit_interval=settings.broker_commit_interval_s,
+    stream_wait_empty=False,
+)
+image_keys = app.topic(settings.kafka_topic, key_type=bytes, value_type=bytes,
+                       partitions=settings.kafka_partitions)
+dead_letters = (app.topic(settings.kafka_dead_letter_topic, key_type=bytes, value_type=bytes)
+                if settings.kafka_dead_letter_topic else None)
+
+
+def _build_processor():
+    """The process's one BatchProcessor (and so its one model); runs in WorkerLifecycle.start."""
+    from consumer import metrics
+    from consumer.batch import BatchProcessor
+    from consumer.model import load_classifier
+    from consumer.sink import RowWriter
+    from db.connection import connect
+
+    return BatchProcessor(settings, load_classifier(settings), settings.s3_client(),
+                          RowWriter(lambda: connect(settings)),
+                          dead_letter_sender(dead_letters) if dead_letters is not None else None,
+                          on_retry=lambda reason: metrics.RETRIES.labels(reason).inc())
+
+
+app.lifecycle = WorkerLifecycle(settings, _build_processor)
 
 
 @app.agent(image_keys)
 async def classify_images(stream: faust.StreamT) -> None:
-    async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+    async for events in stream.noack_take(settings.batch_size, within=settings.batch_window_s):
         messages = [Message(e.message.value, e.message.partition, e.message.offset, e.message.timestamp)
                     for e in events]
-        metrics.IN_FLIGHT.inc(len(messages))
-        try:
-            report = await processor().process_until_done(messages)
-        finally:
-            metrics.IN_FLIGHT.dec(len(messages))
-        metrics.record(report)
-        log.info("batch %d: %d classified, %d errors; %s", report.size, report.classified, report.failed,
-                 " ".join(f"{k}={v * 1000:.0f}ms" for k, v in report.seconds.items()))
+        report = await app.lifecycle.run_batch(messages)
+        if report is None:
+            # abandoned (stopping): never acknowledge it; wait here until Faust stops the agent
+            await app.lifecycle.stopped.wait()
+            return
+        for event in events:  # only now: the batch's rows are committed
+            await stream.ack(event)

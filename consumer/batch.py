@@ -7,11 +7,14 @@ arrived, and a chunk goes to the model as soon as it is decoded, so the model wo
 the rest of the batch downloads and decodes. The event loop only awaits; every blocking
 step runs in an executor.
 
-Failures are split in two kinds:
-- per image (missing object, corrupt bytes, too large, bad message): an error row for that
-  key; the rest of the batch goes on;
-- transient (S3 or PostgreSQL unreachable): the whole batch is retried with capped
-  exponential backoff until it succeeds, so nothing is acknowledged before it is written.
+Failures are split by what they mean (common/errors.py):
+- about one image (missing or denied object, a key S3 or PostgreSQL refuses, bytes that do
+  not decode, too large, a bad message): an error row for that key; the rest go on;
+- about a service (S3 or PostgreSQL unreachable, throttling, bad credentials): the whole
+  batch is retried with capped exponential backoff until it is written, so nothing is
+  acknowledged before it is written; a stopping worker abandons the retry instead;
+- a bug (any other exception): retried a few times, then the batch's keys become
+  `internal` error rows (and dead letters) so that no partition is blocked for good.
 """
 from __future__ import annotations
 
@@ -19,81 +22,50 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import botocore.exceptions
-import psycopg2
 import torch
 
-from consumer import metrics
-from consumer.images import ImageError, load_tensor
+from common.errors import ErrorType, ImageError, TransientError, backoff, classify_s3_error, s3_error_of
+from common.keys import error_key as _error_key, parse_key as _parse_key
+from consumer.images import load_tensor
+from consumer.messages import BatchReport, DeadLetterSink, Message
 from consumer.model import Classifier
-from db.queries import Prediction, PredictionError, write_batch
+from consumer.sink import RowSink
+from db.queries import Prediction, PredictionError
 from settings import Settings
 
 log = logging.getLogger(__name__)
 
-# S3 answers that mean "this key will never work", as opposed to an outage or a config error
-_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
-_BAD_KEY_CODES = {"KeyTooLongError", "InvalidArgument", "InvalidURI", "400"}
+__all__ = ["BatchProcessor", "BatchReport", "Message", "TransientError", "parse_key", "error_key"]
 
 
-DeadLetterSink = Callable[[list[tuple["Message", PredictionError]]], Awaitable[None]]
-
-
-class TransientError(RuntimeError):
-    """A service is unreachable; the batch is retried as a whole."""
-
-
-@dataclass(frozen=True)
-class Message:
-    value: Optional[bytes]
-    partition: int = -1
-    offset: int = -1
-    timestamp: Optional[float] = None  # Kafka message timestamp, seconds since the epoch
-
-
-@dataclass
-class BatchReport:
-    size: int
-    classified: int
-    failed: int
-    seconds: dict[str, float] = field(default_factory=dict)
-    error_types: list[str] = field(default_factory=list)
-    latencies_s: list[float] = field(default_factory=list)  # key sent -> row written, per image
+class Abandoned(Exception):
+    """The worker is stopping: the batch was left unwritten and unacknowledged."""
 
 
 def parse_key(msg: Message) -> Union[str, ImageError]:
-    """The image key carried by a message, or the reason it carries none."""
-    if not msg.value:
-        return ImageError("bad_message", f"empty message at partition {msg.partition} offset {msg.offset}")
-    try:
-        key = msg.value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return ImageError("bad_message", f"message is not UTF-8 ({exc})")
-    if "\x00" in key:  # PostgreSQL text cannot hold NUL
-        return ImageError("bad_message", "message contains a NUL byte")
-    return key
+    return _parse_key(msg.value, f"at partition {msg.partition} offset {msg.offset}")
 
 
 def error_key(msg: Message) -> str:
-    """A readable, unique key for a message that carries no usable image key."""
-    if msg.value:
-        text = msg.value.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
-        return text[:1000]
-    return f"<empty message p{msg.partition}@{msg.offset}>"
+    return _error_key(msg.value, msg.partition, msg.offset)
 
 
 class BatchProcessor:
-    def __init__(self, settings: Settings, classifier: Classifier, s3, connect: Callable,
-                 dead_letter: Optional[DeadLetterSink] = None):
+    """`sink` writes a batch's rows (consumer.sink.RowWriter: PostgreSQL; tests/fakes: a list)."""
+
+    def __init__(self, settings: Settings, classifier: Classifier, s3, sink: RowSink,
+                 dead_letter: Optional[DeadLetterSink] = None, on_retry: Optional[Callable[[str], None]] = None):
         self.settings = settings
         self.dead_letter = dead_letter
         self.classifier = classifier
         self.s3 = s3
-        self.connect = connect
-        self._conn = None
+        self.writer = sink
+        self.on_retry = on_retry or (lambda reason: None)
+        self.stopping = False  # set by the worker's stop: retries end, the batch is abandoned
+        self.retrying = False  # the batch in flight is waiting out a failure
         self._io = ThreadPoolExecutor(settings.s3_max_concurrency, thread_name_prefix="s3")
         self._decode = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self._infer = ThreadPoolExecutor(1, thread_name_prefix="infer")
@@ -102,15 +74,23 @@ class BatchProcessor:
     # ------------------------------------------------------------ blocking steps
 
     def _fetch(self, key: str) -> Union[bytes, ImageError]:
+        bucket = self.settings.s3_bucket
         try:
-            return self.s3.get_object(Bucket=self.settings.s3_bucket, Key=key)["Body"].read()
+            obj = self.s3.get_object(Bucket=bucket, Key=key)
+            size = obj.get("ContentLength")
+            if size is not None and size > self.settings.max_image_bytes:
+                obj["Body"].close()  # never read what is over the limit
+                return ImageError(ErrorType.TOO_LARGE, f"{size} bytes exceeds MAX_IMAGE_BYTES="
+                                                       f"{self.settings.max_image_bytes}")
+            return obj["Body"].read()
         except botocore.exceptions.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in _MISSING_CODES:
-                return ImageError("missing", f"s3://{self.settings.s3_bucket}/{key} does not exist")
-            if code in _BAD_KEY_CODES:
-                return ImageError("bad_key", f"S3 rejected the key: {code}")
-            raise TransientError(f"S3 error {code} for {key!r}: {exc}") from exc
+            code, status = s3_error_of(exc)
+            kind = classify_s3_error(code, status)
+            if kind is None:
+                raise TransientError(f"S3 error {code or status} for {key[:200]!r}: {exc}") from exc
+            if kind is ErrorType.MISSING:
+                return ImageError(kind, f"s3://{bucket}/{key} does not exist")
+            return ImageError(kind, f"S3 answered {status} {code or '(no code)'}")
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise TransientError(f"S3 unreachable: {exc}") from exc
 
@@ -118,21 +98,13 @@ class BatchProcessor:
         if isinstance(data, ImageError):
             return data, 0.0
         t = time.perf_counter()
+        s = self.settings
         try:
-            return load_tensor(data, self.settings.max_image_pixels, self.settings.fast_decode), time.perf_counter() - t
+            return load_tensor(data, s.max_image_pixels, s.fast_decode, s.max_image_aspect), time.perf_counter() - t
         except ImageError as exc:
             return exc, time.perf_counter() - t
-
-    def _write(self, predictions: list[Prediction], errors: list[PredictionError]) -> None:
-        try:
-            if self._conn is None or self._conn.closed:
-                self._conn = self.connect()
-            write_batch(self._conn, predictions, errors)
-        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-            if self._conn is not None:
-                self._conn.close()
-            self._conn = None
-            raise TransientError(f"PostgreSQL unavailable: {str(exc).strip()}") from exc
+        except Exception as exc:  # noqa: BLE001 - preprocessing one image must never fail the batch
+            return ImageError(ErrorType.CORRUPT, f"{type(exc).__name__}: {exc}"[:500]), time.perf_counter() - t
 
     # ------------------------------------------------------------ the batch
 
@@ -155,18 +127,22 @@ class BatchProcessor:
 
         now = time.time()
         predictions = [
-            Prediction(image_key=k, model=model, category=top[0].category, confidence=top[0].confidence,
-                       class_index=top[0].class_index, top_k=[x.as_dict() for x in top], hostname=host,
-                       latency_ms=(now - m.timestamp) * 1000 if m.timestamp else None)
+            (m, Prediction(image_key=k, model=model, category=top[0].category, confidence=top[0].confidence,
+                           class_index=top[0].class_index, top_k=[x.as_dict() for x in top], hostname=host,
+                           latency_ms=(now - m.timestamp) * 1000 if m.timestamp else None))
             for m, k, top in classified]
-        await loop.run_in_executor(self._db, self._write, predictions, [e for _, e in failures])
+        refused = await loop.run_in_executor(self._db, self.writer.write, predictions, failures)
         t4 = time.perf_counter()
+        if refused:  # rows the database would not take were recorded as errors instead
+            gone = {id(m) for m, _ in refused}
+            predictions = [(m, p) for m, p in predictions if id(m) not in gone]
+            failures = [(m, e) for m, e in failures if id(m) not in gone] + refused
         await self._send_dead_letters(failures)
         written = time.time()
         return BatchReport(len(messages), len(predictions), len(failures),
                            {**seconds, "write": t4 - t3, "batch": t4 - t0},
-                           [e.error_type for _, e in failures],
-                           [written - m.timestamp for m, _, _ in classified if m.timestamp])
+                           [str(e.error_type) for _, e in failures],
+                           [written - m.timestamp for m, _ in predictions if m.timestamp])
 
     async def _classify(self, work: list[tuple[Message, str]]):
         """Download, decode and classify `work`, overlapping the three. Returns the classified
@@ -207,7 +183,7 @@ class BatchProcessor:
                 seconds["infer"] += took
                 topks.update(part)
         except BaseException:
-            # a transient failure: stop what is still running before the batch is retried
+            # a transient failure or a cancellation: stop what is still running first
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, *chunks, return_exceptions=True)
@@ -232,25 +208,34 @@ class BatchProcessor:
             log.exception("could not publish %d dead letters (they are in prediction_errors)", len(failures))
 
     async def process_until_done(self, messages: Sequence[Message], max_unexpected: int = 5) -> BatchReport:
-        """process() until it succeeds: transient failures retry forever with capped backoff;
-        an unexpected exception (a bug) is retried a few times, then the batch's keys are
-        recorded as `internal` errors so the partition is never blocked for good."""
+        """process() until it succeeds: transient failures retry with capped backoff until the
+        worker stops (then Abandoned: nothing written, nothing acknowledged); an unexpected
+        exception (a bug) is retried a few times, then the batch's keys are recorded as
+        `internal` errors so the partition is never blocked for good."""
+        try:
+            return await self._until_done(messages, max_unexpected)
+        finally:
+            self.retrying = False
+
+    async def _until_done(self, messages: Sequence[Message], max_unexpected: int) -> BatchReport:
         attempt = unexpected = 0
         while True:
             try:
                 return await self.process(messages)
             except TransientError as exc:
-                problem = str(exc)
-                metrics.RETRIES.labels("transient").inc()
+                problem, reason = str(exc), "transient"
             except Exception as exc:  # noqa: BLE001 - the worker must outlive any bug in a batch
-                metrics.RETRIES.labels("unexpected").inc()
                 unexpected += 1
                 log.exception("batch of %d failed unexpectedly (%d/%d)", len(messages), unexpected,
                               max_unexpected)
                 if unexpected >= max_unexpected:
                     return await self._give_up(messages, exc)
-                problem = repr(exc)
-            delay = min(self.settings.retry_backoff_max_s, 0.5 * 2 ** attempt)
+                problem, reason = repr(exc), "unexpected"
+            self.on_retry(reason)
+            self.retrying = True
+            if self.stopping:
+                raise Abandoned(f"worker stopping; batch of {len(messages)} left unacknowledged: {problem}")
+            delay = backoff(attempt, self.settings.retry_backoff_max_s)
             attempt += 1
             log.warning("batch of %d not written (attempt %d): %s; retrying in %.1fs",
                         len(messages), attempt, problem, delay)
@@ -258,22 +243,28 @@ class BatchProcessor:
 
     async def _give_up(self, messages: Sequence[Message], exc: Exception) -> BatchReport:
         model, host = self.classifier.name, self.settings.hostname
-        errors = [PredictionError(p if isinstance(p, str) else error_key(m), model, "internal",
-                                  f"{type(exc).__name__}: {exc}", host)
-                  for m, p in ((m, parse_key(m)) for m in messages)]
+        detail = f"{type(exc).__name__}: {exc}"[:2000]
+        failures = [(m, PredictionError(p if isinstance(p, str) else error_key(m), model, ErrorType.INTERNAL,
+                                        detail, host))
+                    for m, p in ((m, parse_key(m)) for m in messages)]
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:
             try:
-                await loop.run_in_executor(self._db, self._write, [], errors)
-                return BatchReport(len(messages), 0, len(errors), error_types=["internal"] * len(errors))
+                await loop.run_in_executor(self._db, self.writer.write, [], failures)
+                break
             except TransientError as err:
+                self.retrying = True
+                if self.stopping:
+                    raise Abandoned(f"worker stopping; {len(messages)} internal errors not recorded") from err
+                delay = backoff(attempt, self.settings.retry_backoff_max_s)
                 attempt += 1
-                await asyncio.sleep(min(self.settings.retry_backoff_max_s, 0.5 * 2 ** attempt))
-                log.warning("recording failed batch: %s", err)
+                log.warning("recording failed batch as internal errors: %s; retrying in %.1fs", err, delay)
+                await asyncio.sleep(delay)
+        await self._send_dead_letters(failures)
+        return BatchReport(len(messages), 0, len(failures), error_types=[ErrorType.INTERNAL.value] * len(failures))
 
     def close(self) -> None:
         for pool in (self._io, self._decode, self._infer, self._db):
             pool.shutdown(wait=False, cancel_futures=True)
-        if self._conn is not None:
-            self._conn.close()
+        self.writer.close()

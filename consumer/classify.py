@@ -19,10 +19,11 @@ import torch
 from tqdm import tqdm
 
 from consumer.engines import ENGINES
-from consumer.images import ImageError, load_tensor
+from common.errors import ImageError
+from consumer.images import load_tensor
 from consumer.model import Classifier, WeightsError, load_classifier
 from settings import Settings
-from upload import find_images
+from common.imaging import find_images
 
 
 def expand(paths: list[Path]) -> Iterator[Path]:

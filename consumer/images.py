@@ -1,12 +1,12 @@
-"""Bytes in, model-ready tensor out: decoding (consumer/decoding.py, with its colour rules)
-and torchvision's reference preprocessing."""
+"""Bytes in, model-ready tensor out: decoding (common/imaging.py, with its bounds and colour
+rules) and torchvision's reference preprocessing."""
 from __future__ import annotations
 
 import torch
 from PIL import Image
 from torchvision.models import SqueezeNet1_1_Weights
 
-from consumer.decoding import ImageError, decode  # noqa: F401 - ImageError is part of this API
+from common.imaging import decode
 
 # Exactly torchvision's reference: resize shorter side to 256 (bilinear, antialias),
 # center crop 224, scale to 0..1, normalise with ImageNet mean/std.
@@ -18,5 +18,5 @@ def preprocess(img: Image.Image) -> torch.Tensor:
     return REFERENCE_TRANSFORM(img)
 
 
-def load_tensor(data: bytes, max_pixels: int, fast: bool = False) -> torch.Tensor:
-    return preprocess(decode(data, max_pixels, fast))
+def load_tensor(data: bytes, max_pixels: int, fast: bool = False, max_aspect: float = 20.0) -> torch.Tensor:
+    return preprocess(decode(data, max_pixels, fast, max_aspect))

@@ -1,13 +1,23 @@
-"""Prometheus metrics of a worker, served on METRICS_PORT (a free port, logged, when unset)."""
+"""Prometheus metrics of a worker, and its health endpoints, on METRICS_PORT (a free port,
+logged, when unset):
+
+    /metrics   Prometheus text format
+    /healthz   liveness: answered by the process (200 while it can answer at all)
+    /readyz    readiness: 200 once the model is loaded and the worker is not stopping, else 503
+"""
 from __future__ import annotations
 
+import json
 import logging
-from typing import TYPE_CHECKING, Optional
+import threading
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING, Callable, Optional
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
 if TYPE_CHECKING:
-    from consumer.batch import BatchReport
+    from consumer.messages import BatchReport
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +31,7 @@ END_TO_END_SECONDS = Histogram("vs_end_to_end_seconds", "Key sent to Kafka -> ro
                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
 IN_FLIGHT = Gauge("vs_images_in_flight", "Images taken from Kafka and not yet written")
 RETRIES = Counter("vs_batch_retries_total", "Batch attempts that failed and were retried", ["reason"])
+MODEL_LOADED = Gauge("vs_model_loaded", "1 once the worker's model is loaded")
 
 
 def record(report: "BatchReport") -> None:
@@ -34,15 +45,38 @@ def record(report: "BatchReport") -> None:
         END_TO_END_SECONDS.observe(latency)
 
 
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a hung scrape never blocks a probe, nor the process's exit
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - probes every few seconds would flood the log
+        pass
+
+
+def health_app(health: Callable[[], dict]):
+    metrics_app = make_wsgi_app()
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path in ("/healthz", "/readyz"):
+            state = health()
+            ok = path == "/healthz" or state.get("ready", False)
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
+            return [json.dumps(state).encode()]
+        return metrics_app(environ, start_response)
+    return app
+
+
 _serving_on: Optional[int] = None
 
 
-def serve(port: Optional[int]) -> int:
-    """Start the metrics endpoint once per process (Faust sends on_worker_init more than
-    once); returns the port it listens on."""
+def serve(port: Optional[int], health: Callable[[], dict] = lambda: {"ready": True}) -> int:
+    """Start the metrics and health endpoint once per process; returns its port."""
     global _serving_on
     if _serving_on is None:
-        server, _thread = start_http_server(port or 0)
+        server = make_server("0.0.0.0", port or 0, health_app(health), _Server, handler_class=_Quiet)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         _serving_on = server.server_address[1]
-        log.info("Prometheus metrics on http://0.0.0.0:%d/metrics", _serving_on)
+        log.info("Prometheus metrics on http://0.0.0.0:%d/metrics (health: /healthz, /readyz)", _serving_on)
     return _serving_on

@@ -9,48 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import uuid
 from typing import Optional
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
-
+from common.kafka_admin import kafka_status
 from db.connection import connect
 from db.queries import progress
 from settings import Settings, get_settings
-
-
-def kafka_status(settings: Settings, timeout: float = 10.0) -> dict:
-    admin = AdminClient(settings.kafka_client_config())
-    group, topic = settings.faust_app_id, settings.kafka_topic
-    # All topics, not list_topics(topic=...): asking for one topic by name makes a broker with
-    # auto.create.topics.enable create it, with the broker's default partition count.
-    metadata = admin.list_topics(timeout=timeout).topics.get(topic)
-    if metadata is None or metadata.error is not None:
-        return {"topic": topic, "group": group, "error": f"topic {topic} does not exist"}
-    partitions = sorted(metadata.partitions)
-    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
-    committed = {tp.partition: tp.offset for tp in
-                 admin.list_consumer_group_offsets([request])[group].result(timeout=timeout).topic_partitions}
-    probe = Consumer({**settings.kafka_client_config(), "group.id": f"vs-status-{uuid.uuid4().hex}",
-                      "enable.auto.commit": False})
-    rows = []
-    try:
-        for p in partitions:
-            low, high = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            done = committed.get(p, -1)
-            lag = high - (done if done >= 0 else low)
-            rows.append({"partition": p, "committed": done if done >= 0 else None, "end": high, "lag": lag})
-    finally:
-        probe.close()
-    try:
-        desc = admin.describe_consumer_groups([group])[group].result(timeout=timeout)
-        state = str(desc.state).rsplit(".", 1)[-1]
-        members = sorted(f"{m.client_id}@{m.host}" for m in desc.members)
-    except Exception as exc:  # noqa: BLE001 - no such group yet
-        state, members = f"unknown ({exc})", []
-    return {"topic": topic, "group": group, "group_state": state, "members": members,
-            "partitions": rows, "total_lag": sum(r["lag"] for r in rows)}
 
 
 def database_status(settings: Settings) -> dict:

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Iterable, Iterator, Optional
 
 import psycopg2.extensions
 from psycopg2.extras import execute_values
+
+from common.keys import stored_key
 
 
 @dataclass(frozen=True)
@@ -49,27 +51,33 @@ def register_images(conn: psycopg2.extensions.connection, images: Iterable[tuple
 
 def iter_image_keys(conn: psycopg2.extensions.connection, *, missing_for_model: Optional[str] = None,
                     limit: Optional[int] = None, itersize: int = 5000) -> Iterator[str]:
-    """Stream image keys in key order through a server-side cursor: memory stays flat for
-    millions of keys. With missing_for_model, only keys with neither a result nor an error
-    row for that model (what a rerun still has to send)."""
-    sql = "SELECT i.image_key FROM image_info i"
-    params: list = []
+    """Image keys in key order, read in keyset pages of `itersize`, each page in a short
+    transaction of its own: memory stays flat for millions of keys, and a producer pacing
+    its keys for hours (--rate) never holds a transaction open (which would hold back
+    vacuum). With missing_for_model, only keys with neither a result nor an error row for
+    that model (what a rerun still has to send)."""
+    where = ["(%(after)s::text IS NULL OR i.image_key > %(after)s)"]
     if missing_for_model is not None:
-        sql += (" WHERE NOT EXISTS (SELECT 1 FROM prediction_results r"
-                "   WHERE r.image_key = i.image_key AND r.model = %s)"
-                " AND NOT EXISTS (SELECT 1 FROM prediction_errors e"
-                "   WHERE e.image_key = i.image_key AND e.model = %s)")
-        params += [missing_for_model, missing_for_model]
-    sql += " ORDER BY i.image_key"
-    if limit is not None:
-        sql += " LIMIT %s"
-        params.append(limit)
-    with conn:  # named cursors live inside a transaction
-        with conn.cursor(name="image_keys") as cur:
-            cur.itersize = itersize
-            cur.execute(sql, params)
-            for (key,) in cur:
-                yield key
+        where.append("NOT EXISTS (SELECT 1 FROM prediction_results r"
+                     "  WHERE r.image_key = i.image_key AND r.model = %(model)s)"
+                     " AND NOT EXISTS (SELECT 1 FROM prediction_errors e"
+                     "  WHERE e.image_key = i.image_key AND e.model = %(model)s)")
+    sql = (f"SELECT i.image_key FROM image_info i WHERE {' AND '.join(where)} "
+           "ORDER BY i.image_key LIMIT %(page)s")
+    after: Optional[str] = None
+    sent = 0
+    while True:
+        page = itersize if limit is None else min(itersize, limit - sent)
+        if page <= 0:
+            return
+        with conn, conn.cursor() as cur:
+            cur.execute(sql, {"after": after, "model": missing_for_model, "page": page})
+            keys = [row[0] for row in cur.fetchall()]
+        yield from keys  # outside the transaction: the consumer may take its time
+        sent += len(keys)
+        if len(keys) < page:
+            return
+        after = keys[-1]
 
 
 def count_images(conn: psycopg2.extensions.connection) -> int:
@@ -135,11 +143,28 @@ def _last_per_key(rows: Iterable) -> list:
     return list({(r.image_key, r.model): r for r in rows}.values())
 
 
+# Two workers may write the same key at once during a rebalance: under READ COMMITTED one
+# could insert a result while the other's "no result yet" check passes and inserts an error.
+# A transaction-scoped advisory lock per (model, key), taken in one order, serialises them.
+_LOCK_KEYS = """
+SELECT pg_advisory_xact_lock(h) FROM (
+    SELECT DISTINCT hashtextextended(v.model || chr(31) || v.image_key, 0) AS h
+    FROM (VALUES %s) AS v(model, image_key) ORDER BY 1) AS locks
+"""
+
+
 def write_batch(conn: psycopg2.extensions.connection, predictions: Iterable[Prediction],
                 errors: Iterable[PredictionError] = ()) -> None:
-    """Write a batch's results and errors in one transaction (all or nothing)."""
-    preds, errs = _last_per_key(predictions), _last_per_key(errors)
+    """Write a batch's results and errors in one transaction (all or nothing). Keys longer
+    than common.keys.MAX_STORED_KEY_BYTES are stored in their bounded form."""
+    preds = _last_per_key(replace(p, image_key=stored_key(p.image_key)) for p in predictions)
+    errs = _last_per_key(replace(e, image_key=stored_key(e.image_key), detail=e.detail[:2000])
+                         for e in errors)
+    if not preds and not errs:
+        return
     with conn, conn.cursor() as cur:
+        execute_values(cur, _LOCK_KEYS, sorted({(r.model, r.image_key) for r in [*preds, *errs]}),
+                       page_size=100_000)
         if preds:
             execute_values(cur, _UPSERT_PREDICTIONS, [
                 (p.image_key, p.model, p.category, p.confidence, p.class_index, json.dumps(p.top_k),
@@ -147,5 +172,5 @@ def write_batch(conn: psycopg2.extensions.connection, predictions: Iterable[Pred
             execute_values(cur, _CLEAR_ERRORS, [(p.image_key, p.model) for p in preds], page_size=1000)
         if errs:
             execute_values(cur, _UPSERT_ERRORS, [
-                (e.image_key, e.model, e.error_type, e.detail, e.hostname, e.time) for e in errs],
+                (e.image_key, e.model, str(e.error_type), e.detail, e.hostname, e.time) for e in errs],
                 page_size=1000)

@@ -15,15 +15,47 @@ from typing import Iterator, Optional
 from tqdm import tqdm
 
 from producer.publish import KeyPublisher
-from producer.topic import ensure_topic
+from common.kafka_admin import ensure_topic
 from settings import get_settings
 
 
-def stdin_keys(stream=None) -> Iterator[str]:
-    for line in stream or sys.stdin:
-        key = line.rstrip("\r\n")
-        if key:
-            yield key
+MAX_KEY_BYTES = 1024  # S3's key limit: a longer line cannot name an object
+
+
+class SkippedLines:
+    """Lines of standard input that cannot be a key: reported one by one (the first few) and counted."""
+
+    def __init__(self, shown: int = 5):
+        self.count, self.shown = 0, shown
+
+    def skip(self, lineno: int, why: str) -> None:
+        self.count += 1
+        if self.count <= self.shown:
+            print(f"skipped line {lineno}: {why}", file=sys.stderr)
+
+
+def stdin_keys(stream=None, skipped: Optional[SkippedLines] = None) -> Iterator[str]:
+    """Keys from lines (bytes or text); a line that is not UTF-8 or longer than S3 allows is
+    skipped with a message, never the end of the run."""
+    stream = stream if stream is not None else getattr(sys.stdin, "buffer", sys.stdin)
+    skipped = skipped if skipped is not None else SkippedLines()
+    for lineno, line in enumerate(stream, 1):
+        raw = line if isinstance(line, bytes) else line.encode("utf-8", errors="surrogateescape")
+        raw = raw.rstrip(b"\r\n")
+        if not raw:
+            continue
+        if len(raw) > MAX_KEY_BYTES:
+            skipped.skip(lineno, f"{len(raw)} bytes, over S3's {MAX_KEY_BYTES}-byte key limit")
+            continue
+        try:
+            key = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            skipped.skip(lineno, f"not UTF-8 ({exc.reason} at byte {exc.start})")
+            continue
+        if "\x00" in key:
+            skipped.skip(lineno, "contains a NUL byte")
+            continue
+        yield key
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -41,28 +73,32 @@ def main(argv: Optional[list[str]] = None) -> int:
     partitions = ensure_topic(settings)
     total: Optional[int] = None
     conn = None
-    if args.stdin:
-        keys: Iterator[str] = stdin_keys()
-    else:
-        from db.connection import connect
-        from db.queries import count_images, iter_image_keys
+    skipped = SkippedLines()
+    try:
+        if args.stdin:
+            keys: Iterator[str] = stdin_keys(skipped=skipped)
+        else:
+            from db.connection import connect
+            from db.queries import count_images, iter_image_keys
 
-        conn = connect(settings)
-        if not args.only_missing:
-            total = count_images(conn)
-            total = min(total, args.limit) if args.limit is not None else total
-        keys = iter_image_keys(conn, missing_for_model=settings.model_name if args.only_missing else None,
-                               limit=args.limit)
-    if args.stdin and args.limit is not None:
-        keys = (k for i, k in zip(range(args.limit), keys))
+            conn = connect(settings)
+            if not args.only_missing:
+                total = count_images(conn)
+                total = min(total, args.limit) if args.limit is not None else total
+            keys = iter_image_keys(conn, missing_for_model=settings.model_name if args.only_missing else None,
+                                   limit=args.limit)
+        if args.stdin and args.limit is not None:
+            keys = (k for i, k in zip(range(args.limit), keys))
 
-    publisher = KeyPublisher(settings)
-    started = time.monotonic()
-    with tqdm(total=total, unit="key", desc=f"-> {settings.kafka_topic} ({partitions} partitions)",
-              disable=not sys.stderr.isatty()) as bar:
-        report = publisher.send_all(keys, rate=args.rate, progress=bar)
-    if conn is not None:
-        conn.close()
+        publisher = KeyPublisher(settings)
+        started = time.monotonic()
+        with tqdm(total=total, unit="key", desc=f"-> {settings.kafka_topic} ({partitions} partitions)",
+                  disable=not sys.stderr.isatty()) as bar:
+            report = publisher.send_all(keys, rate=args.rate, progress=bar)
+    finally:
+        if conn is not None:
+            conn.close()
+    report.skipped = skipped.count
     print(report.summary(time.monotonic() - started))
     for err in report.first_errors:
         print("  delivery failed:", err, file=sys.stderr)

@@ -18,16 +18,19 @@ class DeliveryReport:
     queued: int = 0
     delivered: int = 0
     failed: int = 0
+    skipped: int = 0  # input lines that could not be keys (never queued)
     first_errors: list[str] = field(default_factory=list)
 
     @property
     def undelivered(self) -> int:
-        return self.queued - self.delivered
+        """Queued keys with no delivery report at all (neither delivered nor failed)."""
+        return self.queued - self.delivered - self.failed
 
     def summary(self, seconds: float) -> str:
         rate = self.delivered / seconds if seconds > 0 else 0.0
-        return (f"sent {self.delivered} of {self.queued} keys in {seconds:.1f}s ({rate:.0f}/s); "
+        text = (f"sent {self.delivered} of {self.queued} keys in {seconds:.1f}s ({rate:.0f}/s); "
                 f"failed {self.failed}; undelivered {self.undelivered}")
+        return text + (f"; skipped {self.skipped} lines that are not keys" if self.skipped else "")
 
 
 class KeyPublisher:

@@ -67,3 +67,9 @@ def test_register_only_registers_what_the_bucket_holds(settings, db_conn, dev_im
     assert upload.main(["--register-only"]) == 0
     assert "4 new keys registered" in capsys.readouterr().out
     assert len(list(iter_image_keys(db_conn))) == 4
+
+
+def test_a_bucket_the_workers_do_not_read_is_refused(tmp_path):
+    """Workers read every key from S3_BUCKET: uploading elsewhere made every key `missing`."""
+    with pytest.raises(SystemExit):
+        upload.main([str(tmp_path), "--bucket", "somewhere-else"])

@@ -3,6 +3,7 @@ re-encoded from S3. It only reads: its database sessions are read-only."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from typing import Callable, Iterator, Optional
@@ -16,13 +17,20 @@ from settings import Settings
 from viewer import queries
 from viewer.thumbnails import ThumbnailError, Thumbnails
 
+log = logging.getLogger(__name__)
+
 
 class BadRequest(ValueError):
     pass
 
 
+BIGINT_MAX = 2**63 - 1  # PostgreSQL's LIMIT/OFFSET are bigint
+
+
 def _number(name: str, cast: Callable, default=None, lo=None, hi=None):
     raw = request.args.get(name, "")
+    if cast is int and hi is None:
+        hi = BIGINT_MAX
     if raw == "":
         return default
     try:
@@ -74,7 +82,7 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
     app = Flask(__name__)
     db = Database(settings.viewer_database_url or settings.database_url)
     thumbs = Thumbnails(settings.s3_client(), settings.s3_bucket, settings.max_image_pixels,
-                        settings.viewer_thumbnail_cache)
+                        settings.viewer_thumbnail_cache, settings.max_image_bytes)
     lag = _cached(kafka_status or _default_kafka_status(settings), seconds=5.0)
     page = {"model": settings.model_name, "refresh_ms": int(settings.viewer_refresh_s * 1000)}
 
@@ -85,9 +93,16 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
     def bad_request(exc):
         return jsonify(error=str(exc)), 400
 
+    @app.before_request
+    def refuse_nul():
+        # PostgreSQL text cannot hold NUL: such a parameter can match nothing, and would be a 500
+        if any("\x00" in v for vs in request.args.listvalues() for v in vs):
+            return jsonify(error="a parameter contains a NUL character"), 400
+
     @app.errorhandler(psycopg2.OperationalError)
     def database_down(exc):
-        return jsonify(error=f"database unavailable: {str(exc).strip()}"), 503
+        log.warning("database unavailable: %s", str(exc).strip())  # the details stay in the log
+        return jsonify(error="database unavailable"), 503
 
     @app.get("/")
     def index():
@@ -183,7 +198,7 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
 
 def _default_kafka_status(settings: Settings) -> Callable[[], dict]:
     def status() -> dict:
-        from consumer.status import kafka_status
+        from common.kafka_admin import kafka_status
         return kafka_status(settings, timeout=3.0)
     return status
 

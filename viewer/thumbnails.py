@@ -10,7 +10,8 @@ from collections import OrderedDict
 from botocore.exceptions import BotoCoreError, ClientError
 from PIL import ImageOps
 
-from consumer.decoding import ImageError, decode
+from common.errors import ErrorType, ImageError, classify_s3_error, s3_error_of
+from common.imaging import decode
 
 SIZES = (160, 320, 1024)  # thumbnail grid, retina grid, image page
 
@@ -19,6 +20,9 @@ class ThumbnailError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+_STATUS = {ErrorType.MISSING: 404, ErrorType.ACCESS_DENIED: 403, ErrorType.BAD_KEY: 400}
 
 
 def render(data: bytes, size: int, max_pixels: int) -> bytes:
@@ -38,8 +42,8 @@ def render(data: bytes, size: int, max_pixels: int) -> bytes:
 class Thumbnails:
     """Rendered images by (key, size), the most recent `cache_size` of them kept in memory."""
 
-    def __init__(self, s3, bucket: str, max_pixels: int, cache_size: int):
-        self._s3, self._bucket, self._max_pixels = s3, bucket, max_pixels
+    def __init__(self, s3, bucket: str, max_pixels: int, cache_size: int, max_bytes: int = 50_000_000):
+        self._s3, self._bucket, self._max_pixels, self._max_bytes = s3, bucket, max_pixels, max_bytes
         self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -60,11 +64,15 @@ class Thumbnails:
 
     def _fetch(self, key: str) -> bytes:
         try:
-            return self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+            obj = self._s3.get_object(Bucket=self._bucket, Key=key)
+            if obj.get("ContentLength", 0) > self._max_bytes:  # never read what is over the limit
+                obj["Body"].close()
+                raise ThumbnailError(422, f"the object is over MAX_IMAGE_BYTES={self._max_bytes}")
+            return obj["Body"].read()
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound"):
-                raise ThumbnailError(404, f"no object {key!r} in bucket {self._bucket}") from exc
-            raise ThumbnailError(502, f"S3 error: {code or exc}") from exc
+            kind = classify_s3_error(*s3_error_of(exc))
+            if kind is None:  # the details are for the log, not for the page
+                raise ThumbnailError(503, "the image store is unavailable") from exc
+            raise ThumbnailError(_STATUS.get(kind, 404), f"no image for this key ({kind})") from exc
         except BotoCoreError as exc:
-            raise ThumbnailError(503, f"S3 request failed: {exc}") from exc
+            raise ThumbnailError(503, "the image store is unavailable") from exc

@@ -4,22 +4,34 @@ import asyncio
 import pytest
 
 import consumer.app as consumer_app
-from consumer.batch import BatchReport
+from consumer.messages import BatchReport
 
 
-class RecordingProcessor:
+class RecordingLifecycle:
+    """Stands in for WorkerLifecycle: records batches; `gate` holds them until released;
+    `outcome` decides what run_batch does (a report, None = abandoned, or an exception)."""
+
     def __init__(self):
         self.batches: list[list] = []
+        self.gate = None
+        self.outcome = "report"
+        self.stopped = asyncio.Event()
 
-    async def process_until_done(self, messages):
+    async def run_batch(self, messages):
         self.batches.append(list(messages))
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.outcome == "abandon":
+            return None
+        if self.outcome == "raise":
+            raise RuntimeError("escaped the body")
         return BatchReport(len(messages), len(messages), 0, {"infer": 0.0})
 
 
 @pytest.fixture
 def recorder(monkeypatch):
-    rec = RecordingProcessor()
-    monkeypatch.setattr(consumer_app, "_processor", rec)
+    rec = RecordingLifecycle()
+    monkeypatch.setattr(consumer_app.app, "lifecycle", rec)
     return rec
 
 
@@ -31,6 +43,39 @@ async def _send_and_wait(values, recorder, expected_total):
             if sum(len(b) for b in recorder.batches) >= expected_total:
                 break
             await asyncio.sleep(0.05)
+
+
+async def _acks_seen(recorder, values, release) -> tuple[list[bool], list[bool]]:
+    """(acked while the batch is in run_batch, acked after it returned or failed)."""
+    recorder.gate = asyncio.Event()
+    async with consumer_app.classify_images.test_context() as agent:
+        events = [await agent.put(v) for v in values]
+        for _ in range(100):
+            if recorder.batches:
+                break
+            await asyncio.sleep(0.02)
+        during = [e.message.acked for e in events]
+        if release:
+            recorder.gate.set()
+        await asyncio.sleep(0.3)
+        return during, [e.message.acked for e in events]
+
+
+def test_a_batch_is_acknowledged_only_after_its_rows_are_written(recorder):
+    during, after = asyncio.run(_acks_seen(recorder, [b"a.jpg", b"b.jpg"], release=True))
+    assert during == [False, False] and after == [True, True]
+
+
+def test_an_abandoned_batch_is_never_acknowledged(recorder):
+    recorder.outcome = "abandon"
+    _, after = asyncio.run(_acks_seen(recorder, [b"a.jpg", b"b.jpg"], release=True))
+    assert after == [False, False]
+
+
+def test_an_exception_escaping_the_body_acknowledges_nothing(recorder):
+    recorder.outcome = "raise"
+    _, after = asyncio.run(_acks_seen(recorder, [b"a.jpg", b"b.jpg"], release=True))
+    assert after == [False, False]
 
 
 def test_messages_are_grouped_into_batches_of_at_most_batch_size(recorder):

@@ -3,7 +3,9 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from consumer.images import ImageError, decode, load_tensor
+from common.errors import ImageError
+from common.imaging import decode
+from consumer.images import load_tensor
 from tests.consumer import images_zoo as zoo
 
 LIMIT = 60_000_000

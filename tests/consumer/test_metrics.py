@@ -1,7 +1,7 @@
 from prometheus_client import REGISTRY
 
 from consumer import metrics
-from consumer.batch import BatchReport
+from consumer.messages import BatchReport
 
 
 def sample(name: str, **labels) -> float:

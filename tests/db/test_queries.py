@@ -82,7 +82,7 @@ def test_a_key_twice_in_one_batch_gives_one_row(db_conn):
 
 
 def test_a_key_ends_in_exactly_one_of_results_and_errors(db_conn):
-    err = PredictionError("k", "squeezenet1_1", "s3", "timeout", "h1")
+    err = PredictionError("k", "squeezenet1_1", "missing", "gone", "h1")
     write_batch(db_conn, [], [err])
     write_batch(db_conn, [], [err])
     assert rows(db_conn, "SELECT attempts FROM prediction_errors") == [(2,)]
@@ -98,3 +98,65 @@ def test_a_failing_batch_writes_nothing(db_conn):
     with pytest.raises(Exception):
         write_batch(db_conn, [pred("ok"), bad])
     assert rows(db_conn, "SELECT count(*) FROM prediction_results") == [(0,)]
+
+
+def test_keys_beyond_the_index_limit_are_stored_bounded_and_distinct(db_conn):
+    from common.keys import MAX_STORED_KEY_BYTES
+
+    long_a, long_b = "a" * 3000 + "1.jpg", "a" * 3000 + "2.jpg"  # over btree's ~2.7 KB limit
+    err = PredictionError(long_b, "squeezenet1_1", "bad_key", "x", "h1")
+    write_batch(db_conn, [pred(long_a)], [err])
+    write_batch(db_conn, [pred(long_a)], [err])  # a redelivery lands on the same rows
+    keys = rows(db_conn, "SELECT image_key FROM prediction_results UNION ALL SELECT image_key FROM prediction_errors")
+    assert len(keys) == 2 and keys[0][0] != keys[1][0]
+    assert all(len(k.encode()) <= MAX_STORED_KEY_BYTES for (k,) in keys)
+
+
+def test_the_database_refuses_an_error_type_outside_the_vocabulary(db_conn):
+    import psycopg2
+
+    with pytest.raises(psycopg2.errors.CheckViolation):
+        write_batch(db_conn, [], [PredictionError("a.jpg", "squeezenet1_1", "oops", "x", "h1")])
+
+
+def test_two_concurrent_writers_leave_a_key_in_exactly_one_table(db_conn, settings):
+    """During a rebalance two workers may write the same keys at once, one a result and the
+    other an error. The result's transaction commits slowly; the error writer's "no result
+    yet" check runs meanwhile (READ COMMITTED: it cannot see the uncommitted result)."""
+    import threading
+    import time
+
+    import psycopg2.extensions
+
+    from db.connection import connect
+
+    class SlowCommit(psycopg2.extensions.connection):
+        def commit(self):
+            time.sleep(1.0)
+            super().commit()
+
+    keys = [f"race/{i}.jpg" for i in range(50)]
+    slow, fast = connect(settings, connection_factory=SlowCommit), connect(settings)
+    results = threading.Thread(target=write_batch, args=(slow, [pred(k) for k in keys]))
+    results.start()
+    time.sleep(0.3)  # the results are written, not yet committed
+    write_batch(fast, [], [PredictionError(k, "squeezenet1_1", "missing", "x", "h2") for k in keys])
+    results.join()
+    assert rows(db_conn, "SELECT count(*) FROM prediction_results") == [(50,)]
+    assert rows(db_conn, "SELECT count(*) FROM prediction_errors") == [(0,)]
+    slow.close()
+    fast.close()
+
+
+def test_iterating_keys_holds_no_transaction_open_between_pages(db_conn, settings):
+    from db.connection import connect
+
+    register_images(db_conn, [(f"k{i:04d}", None) for i in range(25)])
+    conn = connect(settings)
+    it = iter_image_keys(conn, itersize=10)
+    first = [next(it) for _ in range(12)]  # into the second page, paused like a paced producer
+    pid = conn.get_backend_pid()
+    state = rows(db_conn, "SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,))
+    assert state == [("idle",)]
+    assert first + list(it) == [f"k{i:04d}" for i in range(25)]
+    conn.close()

@@ -8,7 +8,7 @@ from confluent_kafka.admin import AdminClient
 
 import producer.__main__ as producer_cli
 from db.queries import PredictionError, Prediction, register_images, write_batch
-from producer.topic import ensure_topic
+from common.kafka_admin import ensure_topic
 
 pytestmark = pytest.mark.integration
 

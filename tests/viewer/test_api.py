@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 
 from consumer.batch import BatchProcessor, Message
+from consumer.sink import RowWriter
+
 from consumer.model import load_classifier
 from db.connection import connect
 from db.queries import register_images
@@ -43,7 +45,7 @@ def world(migrated, weights_path, dev_images):
         with conn, conn.cursor() as cur:
             cur.execute("TRUNCATE image_info, prediction_results, prediction_errors")
         register_images(conn, [(k, len(v)) for k, v in objects.items()])
-        proc = BatchProcessor(settings, load_classifier(settings), s3, lambda: connect(settings))
+        proc = BatchProcessor(settings, load_classifier(settings), s3, RowWriter(lambda: connect(settings)))
         keys = list(objects)
         for i in range(0, len(keys), 32):
             asyncio.run(proc.process([Message(k.encode(), 0, i + j) for j, k in enumerate(keys[i:i + 32])]))
