@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from infra import services
-from infra.services import StackConfig
+
+from infra.services import SERVICES, StackConfig
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -34,18 +34,8 @@ def tree_seconds(root: int) -> float:
     return total
 
 
-def _postmaster_pid(cfg: StackConfig) -> int | None:
-    try:  # postmaster.pid's first line is the PID
-        return int((services._pg_dir(cfg) / "data" / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def service_pids(cfg: StackConfig) -> dict[str, int]:
-    s3, kafka = services._s3_dir(cfg), services._kafka_dir(cfg)
-    pids = {"s3": services._pid_alive(s3 / "s3proxy.pid", str(s3)),
-            "kafka": services._pid_alive(kafka / "kafka.pid", str(kafka)),
-            "postgres": _postmaster_pid(cfg)}
+    pids = {name: service.pid(cfg) for name, service in SERVICES.items()}
     return {name: pid for name, pid in pids.items() if pid}
 
 

@@ -33,7 +33,7 @@ from benchmarks import cpu  # noqa: E402
 from benchmarks.inference import limit_rates  # noqa: E402
 from db.connection import connect  # noqa: E402
 from db.migrate import migrate  # noqa: E402
-from infra import services, stack  # noqa: E402
+from infra import postgres, stack  # noqa: E402
 from infra.fleet import Fleet, counts, fleet_env, run  # noqa: E402
 from common.kafka_admin import ensure_topic  # noqa: E402
 from settings import Settings  # noqa: E402
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline_img_s = throughput(baseline)
     finally:
         stack.down(cfg)
-        pg_dir = services._pg_dir(cfg)
+        pg_dir = postgres.data_dir(cfg)
         shutil.rmtree(state, ignore_errors=True)
         shutil.rmtree(pg_dir, ignore_errors=True)
     print("measuring the single-machine limit again...", file=sys.stderr)

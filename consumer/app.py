@@ -109,6 +109,9 @@ app = WorkerApp(
     broker_session_timeout=settings.broker_session_timeout_s,
     broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
     broker_commit_interval=settings.broker_commit_interval_s,
+    # also commit after about every batch: a rebalance (any worker joining or leaving) drops the
+    # acknowledged-but-uncommitted offsets of every member, and their images are done again
+    broker_commit_every=settings.batch_size,
     stream_wait_empty=False,
 )
 image_keys = app.topic(settings.kafka_topic, key_type=bytes, value_type=bytes,

@@ -72,6 +72,16 @@ class Fleet:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
 
+    def terminate(self, name: str, timeout: float = 120) -> tuple[float, int]:
+        """SIGTERM to the worker alone (as Kubernetes sends it to PID 1); waits for its exit.
+        Returns (seconds until it exited, exit code)."""
+        proc = self.procs[name]
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=timeout)
+        del self.procs[name]  # stopped on purpose: not a worker that died (start() brings it back)
+        return time.monotonic() - started, code
+
     def metric(self, name: str, metric: str, **labels: str) -> float:
         """Sum of a metric's samples whose labels match, scraped from a worker's /metrics."""
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_ports[name]}/metrics", timeout=5).read()

@@ -20,11 +20,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from infra import services
-from infra.services import StackConfig
+from infra.services import SERVICES, StackConfig
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_STATE = REPO / ".stack"
-SERVICES = ("postgres", "kafka", "s3")
 
 
 def default_libs_dir() -> Path:
@@ -61,30 +60,19 @@ def load_or_create(state_dir: Path, libs_dir: Path | None = None, free_ports: bo
     return cfg
 
 
-def up(cfg: StackConfig, only: tuple[str, ...] = SERVICES) -> None:
-    if "postgres" in only:
-        services.start_postgres(cfg)
-    if "kafka" in only:
-        services.start_kafka(cfg)
-    if "s3" in only:
-        services.start_s3(cfg)
+def up(cfg: StackConfig, only: tuple[str, ...] = tuple(SERVICES)) -> None:
+    for name, service in SERVICES.items():
+        if name in only:
+            service.start(cfg)
     write_env_file(cfg)
 
 
-def down(cfg: StackConfig, only: tuple[str, ...] = SERVICES) -> list[str]:
-    stopped = []
-    if "s3" in only and services.stop_s3(cfg):
-        stopped.append("s3")
-    if "kafka" in only and services.stop_kafka(cfg):
-        stopped.append("kafka")
-    if "postgres" in only and services.stop_postgres(cfg):
-        stopped.append("postgres")
-    return stopped
+def down(cfg: StackConfig, only: tuple[str, ...] = tuple(SERVICES)) -> list[str]:
+    return [name for name, service in reversed(SERVICES.items()) if name in only and service.stop(cfg)]
 
 
 def status(cfg: StackConfig) -> dict[str, bool]:
-    return {"postgres": services.pg_running(cfg), "kafka": services.kafka_running(cfg),
-            "s3": services.s3_running(cfg)}
+    return {name: service.running(cfg) for name, service in SERVICES.items()}
 
 
 def env_lines(cfg: StackConfig) -> str:
@@ -103,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["up", "down", "env", "status"])
     ap.add_argument("--state-dir", type=Path, default=Path(os.environ.get("VS_STACK_DIR", DEFAULT_STATE)))
-    ap.add_argument("--only", action="append", choices=SERVICES, help="act on this service only (repeatable)")
+    ap.add_argument("--only", action="append", choices=list(SERVICES), help="act on this service only (repeatable)")
     ap.add_argument("--free-ports", action="store_true", help="on first start, pick free ports")
     args = ap.parse_args(argv)
     only = tuple(args.only or SERVICES)

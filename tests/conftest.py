@@ -40,7 +40,7 @@ def dev_images(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """The real local stack, started once per session on free ports and torn down after."""
-    from infra import services, stack as stack_mod
+    from infra import postgres, stack as stack_mod
 
     state = tmp_path_factory.mktemp("stack")
     cfg = stack_mod.load_or_create(state, libs_dir=stack_mod.default_libs_dir(), free_ports=True)
@@ -49,7 +49,7 @@ def stack(tmp_path_factory):
         yield cfg
     finally:
         stack_mod.down(cfg)
-        pg_dir = services._pg_dir(cfg)
+        pg_dir = postgres.data_dir(cfg)
         if not pg_dir.is_relative_to(state):
             shutil.rmtree(pg_dir, ignore_errors=True)
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from infra import services
+from infra import kafka, postgres, s3
 from infra.fleet import counts
 from tests.e2e.streams import check_exactly_once, corpus, producer_succeeded, report, setup, start_stream
 
@@ -76,14 +76,14 @@ def _outage(settings, db_conn, dev_images, stack_env, stack, name, stop, start, 
 
 def test_kafka_broker_restart_mid_stream(settings, db_conn, dev_images, stack_env, stack):
     _outage(settings, db_conn, dev_images, stack_env, stack, "kafka-restart",
-            services.stop_kafka, services.start_kafka, pause_s=5)
+            kafka.stop, kafka.start, pause_s=5)
 
 
 def test_postgres_down_for_30s_mid_stream(settings, db_conn, dev_images, stack_env, stack):
     _outage(settings, db_conn, dev_images, stack_env, stack, "postgres-down",
-            services.stop_postgres, services.start_postgres, pause_s=30)
+            postgres.stop, postgres.start, pause_s=30)
 
 
 def test_s3_unreachable_for_10s_mid_stream(settings, db_conn, dev_images, stack_env, stack):
     _outage(settings, db_conn, dev_images, stack_env, stack, "s3-down",
-            services.stop_s3, services.start_s3, pause_s=10)
+            s3.stop, s3.start, pause_s=10)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra import services, stack as stack_mod
+from infra import process, stack as stack_mod
 from settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ def test_down_without_a_stack_does_nothing(tmp_path, capsys):
 def test_kill_only_touches_processes_that_are_ours(tmp_path):
     pidfile = tmp_path / "x.pid"
     pidfile.write_text("1")  # PID 1 is alive but is not ours: its cmdline lacks the marker
-    assert services._kill(pidfile, marker=str(tmp_path)) is False
+    assert process.kill(pidfile, marker=str(tmp_path)) is False
 
 
 def test_docker_compose_is_valid_and_pinned():

@@ -1,0 +1,140 @@
+"""What every local service shares: free ports, waiting for readiness, processes started
+in their own session and tracked by PID file (so that `down` stops only what this stack
+started), and the stack's configuration."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PG_USER = "postgres"
+PG_DATABASE = "visionscaling"
+
+
+class StackError(RuntimeError):
+    """A service could not be installed, started or reached."""
+
+
+@dataclass
+class StackConfig:
+    state_dir: Path
+    libs_dir: Path
+    kafka_port: int
+    kafka_controller_port: int
+    pg_port: int
+    s3_port: int
+    s3_access_key: str
+    s3_secret_key: str
+    s3_bucket: str = "images"
+    kafka_heap_mb: int = 512
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql://{PG_USER}@127.0.0.1:{self.pg_port}/{PG_DATABASE}"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def env(self) -> dict[str, str]:
+        """The settings (env vars) that point the pipeline at this stack."""
+        return {
+            "DATABASE_URL": self.database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "S3_ENDPOINT_URL": self.s3_endpoint,
+            "S3_BUCKET": self.s3_bucket,
+            "AWS_ACCESS_KEY_ID": self.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.s3_secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
+
+# ---------------------------------------------------------------- helpers
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait(what: str, check, timeout: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    tail = ""
+    if log and log.exists():
+        tail = "\n--- last lines of " + str(log) + " ---\n" + "\n".join(
+            log.read_text(errors="replace").splitlines()[-30:])
+    raise StackError(f"{what} did not become ready within {timeout:.0f}s{tail}")
+
+
+def pid_alive(pidfile: Path, marker: str) -> int | None:
+    """PID from pidfile if that process is alive and is ours (its cmdline mentions marker)."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, ValueError):
+        return None
+    return pid if marker in cmdline else None
+
+
+def spawn(cmd: list[str], log: Path, pidfile: Path, cwd: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=cwd, start_new_session=True)
+    pidfile.write_text(str(proc.pid))
+    return proc
+
+
+def exited(proc: subprocess.Popen, what: str, log: Path) -> None:
+    if proc.poll() is not None:
+        raise StackError(f"{what} exited during start-up (code {proc.returncode}):\n"
+                         + log.read_text(errors="replace")[-3000:])
+
+
+def kill(pidfile: Path, marker: str, timeout: float = 20) -> bool:
+    pid = pid_alive(pidfile, marker)
+    if pid is None:
+        pidfile.unlink(missing_ok=True)
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pidfile, marker):
+        time.sleep(0.2)
+    if pid_alive(pidfile, marker):
+        os.killpg(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+def jars(libs: Path) -> str:
+    if not libs.is_dir() or not any(libs.glob("*.jar")):
+        raise StackError(f"no jars in {libs}: run infra/install.sh first")
+    return str(libs / "*")
+
+
+def java() -> str:
+    java = shutil.which("java")
+    if not java:
+        raise StackError("java not found: Kafka and s3proxy need Java 17+ (apt-get install openjdk-17-jre-headless)")
+    return java
