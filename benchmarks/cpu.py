@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 from infra.services import SERVICES, StackConfig
 
 _TICK = os.sysconf("SC_CLK_TCK")

@@ -25,11 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common.imaging import find_images  # noqa: E402
 from consumer.engines import ENGINES  # noqa: E402
 from consumer.images import load_tensor  # noqa: E402
 from consumer.model import load_classifier  # noqa: E402
 from settings import Settings  # noqa: E402
-from common.imaging import find_images  # noqa: E402
 
 MAX_PIXELS = 60_000_000
 
@@ -48,7 +48,7 @@ def model_rates(settings: Settings, seconds: float) -> dict:
     out = {}
     for engine in ENGINES:
         clf = load_classifier(settings.model_copy(update={"model_engine": engine}))
-        out[engine] = {str(b): rate(lambda b=b: clf.predict(torch.randn(b, 3, 224, 224)), b, seconds)
+        out[engine] = {str(b): rate(lambda b=b: clf.predict(torch.randn(b, 3, 224, 224)), b, seconds)  # noqa: B023 - called now
                        for b in (1, 8, 32, 64)}
         print(f"model {engine}: {out[engine]}", file=sys.stderr)
     return out
@@ -61,7 +61,8 @@ def decode_rates(blobs: list[bytes], seconds: float) -> dict:
         for threads in sorted({1, os.cpu_count() or 1}):
             with ThreadPoolExecutor(threads) as pool:
                 out[path][str(threads)] = rate(
-                    lambda: list(pool.map(lambda b: load_tensor(b, MAX_PIXELS, fast), blobs)), len(blobs), seconds)
+                    lambda: list(pool.map(lambda b: load_tensor(b, MAX_PIXELS, fast), blobs)),  # noqa: B023 - called now
+                    len(blobs), seconds)
         print(f"decode {path}: {out[path]}", file=sys.stderr)
     return out
 

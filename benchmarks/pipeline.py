@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import cpu  # noqa: E402
 from benchmarks.inference import limit_rates  # noqa: E402
+from common.imaging import find_images  # noqa: E402
+from common.kafka_admin import ensure_topic  # noqa: E402
 from db.connection import connect  # noqa: E402
 from db.migrate import migrate  # noqa: E402
 from infra import postgres, stack  # noqa: E402
-from infra.fleet import Fleet, counts, fleet_env, run  # noqa: E402
-from common.kafka_admin import ensure_topic  # noqa: E402
+from infra.fleet import Fleet, fleet_env, run  # noqa: E402
 from settings import Settings  # noqa: E402
-from common.imaging import find_images  # noqa: E402
 from upload import upload_dir  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

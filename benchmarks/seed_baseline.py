@@ -11,7 +11,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
 from confluent_kafka import Consumer
 from PIL import Image
 

@@ -21,14 +21,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Union
 
 import botocore.exceptions
 import torch
 
 from common.errors import ErrorType, ImageError, TransientError, backoff, classify_s3_error, s3_error_of
-from common.keys import error_key as _error_key, parse_key as _parse_key
+from common.keys import error_key as _error_key
+from common.keys import parse_key as _parse_key
 from consumer.images import load_tensor
 from consumer.messages import BatchReport, DeadLetterSink, Message
 from consumer.model import Classifier

@@ -11,19 +11,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
 import torch
 from tqdm import tqdm
 
-from consumer.engines import ENGINES
 from common.errors import ImageError
+from common.imaging import find_images
+from consumer.engines import ENGINES
 from consumer.images import load_tensor
 from consumer.model import Classifier, WeightsError, load_classifier
 from settings import Settings
-from common.imaging import find_images
 
 
 def expand(paths: list[Path]) -> Iterator[Path]:

@@ -13,7 +13,8 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Optional
 
 from consumer import metrics
 from consumer.messages import BatchReport, Message
@@ -27,10 +28,10 @@ log = logging.getLogger(__name__)
 
 
 class WorkerLifecycle:
-    def __init__(self, settings: "Settings", build_processor: Callable[[], "BatchProcessor"]):
+    def __init__(self, settings: Settings, build_processor: Callable[[], BatchProcessor]):
         self.settings = settings
         self._build_processor = build_processor
-        self.processor: Optional["BatchProcessor"] = None
+        self.processor: Optional[BatchProcessor] = None
         self.stopping = False
         self.stopped = asyncio.Event()
         self._inflight: Optional[asyncio.Future] = None
@@ -122,7 +123,7 @@ class WorkerLifecycle:
 
 def dead_letter_sender(topic) -> Callable:
     """A DeadLetterSink publishing one message per image: key = image key, value = JSON reason."""
-    async def publish(failures: list[tuple[Message, "PredictionError"]]) -> None:
+    async def publish(failures: list[tuple[Message, PredictionError]]) -> None:
         for msg, err in failures:
             reason = {"image_key": err.image_key, "model": err.model, "error_type": str(err.error_type),
                       "detail": err.detail, "hostname": err.hostname, "partition": msg.partition,

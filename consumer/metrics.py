@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
@@ -34,7 +35,7 @@ RETRIES = Counter("vs_batch_retries_total", "Batch attempts that failed and were
 MODEL_LOADED = Gauge("vs_model_loaded", "1 once the worker's model is loaded")
 
 
-def record(report: "BatchReport") -> None:
+def record(report: BatchReport) -> None:
     IMAGES.inc(report.classified)
     for error_type in report.error_types:
         ERRORS.labels(error_type).inc()

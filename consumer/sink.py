@@ -4,7 +4,8 @@ one bad row becomes an error row and its neighbours are still classified."""
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional, Protocol
+from collections.abc import Callable
+from typing import Optional, Protocol
 
 import psycopg2
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Iterable, Iterator, Optional
+from typing import Optional
 
 import psycopg2.extensions
 from psycopg2.extras import execute_values

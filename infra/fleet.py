@@ -60,11 +60,11 @@ class Fleet:
         port = self.metrics_ports.setdefault(name, free_port())
         env = {**self.env, "HOSTNAME": name, "TORCH_THREADS": str(threads), "DECODE_WORKERS": str(threads),
                "METRICS_PORT": str(port)}
-        out = open(log, "a")
-        out.write(f"\n===== start #{self.starts} of {name} at {time.strftime('%H:%M:%S')} =====\n")
-        out.flush()
-        self.procs[name] = subprocess.Popen(list(self.command), env=env, cwd=REPO, stdout=out,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+        with open(log, "a") as out:  # the worker keeps its own copy of the descriptor
+            out.write(f"\n===== start #{self.starts} of {name} at {time.strftime('%H:%M:%S')} =====\n")
+            out.flush()
+            self.procs[name] = subprocess.Popen(list(self.command), env=env, cwd=REPO, stdout=out,
+                                                stderr=subprocess.STDOUT, start_new_session=True)
         self.starts += 1
 
     def kill9(self, name: str) -> None:

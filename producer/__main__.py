@@ -10,14 +10,14 @@ import argparse
 import logging
 import sys
 import time
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import Optional
 
 from tqdm import tqdm
 
-from producer.publish import KeyPublisher
 from common.kafka_admin import ensure_topic
+from producer.publish import KeyPublisher
 from settings import get_settings
-
 
 MAX_KEY_BYTES = 1024  # S3's key limit: a longer line cannot name an object
 

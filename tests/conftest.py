@@ -40,7 +40,8 @@ def dev_images(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """The real local stack, started once per session on free ports and torn down after."""
-    from infra import postgres, stack as stack_mod
+    from infra import postgres
+    from infra import stack as stack_mod
 
     state = tmp_path_factory.mktemp("stack")
     cfg = stack_mod.load_or_create(state, libs_dir=stack_mod.default_libs_dir(), free_ports=True)

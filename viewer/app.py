@@ -6,7 +6,8 @@ import contextlib
 import logging
 import threading
 import time
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Optional
 
 import psycopg2
 import psycopg2.extensions

@@ -60,3 +60,30 @@ def png_header_claiming(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
         chunk(b"IEND", b"")
+
+
+def png_16bit_huge(side: int = 7700) -> bytes:
+    """A 16-bit grayscale PNG of side x side (59 MP at 7700, under the default pixel limit) that
+    compresses to ~100 KB: decoded naively (16-bit -> float64 -> RGB) it took gigabytes."""
+    return encode(Image.fromarray(np.full((side, side), 40000, dtype=np.uint16)), "PNG")
+
+
+def png_sliver(width: int = 1, height: int = 8000) -> bytes:
+    """A 1 x 8000 PNG of ~100 bytes: the reference resize would make it 256 x 2,048,000."""
+    return encode(Image.new("RGB", (width, height), (10, 200, 10)), "PNG")
+
+
+def blp_odd() -> bytes:
+    """A small file with a BLP header and an unknown compression field (Pillow raised
+    BLPFormatError / NotImplementedError from it)."""
+    return b"BLP2" + struct.pack("<IBBBB", 1, 9, 8, 8, 0) + struct.pack("<II", 16, 16) + bytes(200)
+
+
+def avif_damaged() -> bytes:
+    """An ISO-BMFF `ftyp avif` box followed by garbage (a damaged AVIF raised RuntimeError)."""
+    return struct.pack(">I", 24) + b"ftypavif" + b"\0\0\0\0" + b"avifmif1" + bytes(range(256)) * 4
+
+
+def eps() -> bytes:
+    """Encapsulated PostScript: Pillow opens it through Ghostscript when that is installed."""
+    return b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto showpage\n%%EOF\n"

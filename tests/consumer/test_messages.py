@@ -1,6 +1,6 @@
 """How a raw Kafka message becomes an image key, or a recorded reason it cannot."""
-from consumer.batch import Message, error_key, parse_key
 from common.errors import ImageError
+from consumer.batch import Message, error_key, parse_key
 
 
 def test_a_utf8_message_is_its_key():

@@ -1,9 +1,9 @@
 """db/ on the real PostgreSQL of the test stack."""
+import psycopg2
 import pytest
 
 from db.migrate import migrate
-from db.queries import (Prediction, PredictionError, count_images, iter_image_keys, register_images,
-                        write_batch)
+from db.queries import Prediction, PredictionError, count_images, iter_image_keys, register_images, write_batch
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +95,7 @@ def test_a_key_ends_in_exactly_one_of_results_and_errors(db_conn):
 
 def test_a_failing_batch_writes_nothing(db_conn):
     bad = Prediction("z", "squeezenet1_1", "x", 1.5, 0, [], "h")  # violates the confidence check
-    with pytest.raises(Exception):
+    with pytest.raises(psycopg2.errors.CheckViolation):
         write_batch(db_conn, [pred("ok"), bad])
     assert rows(db_conn, "SELECT count(*) FROM prediction_results") == [(0,)]
 

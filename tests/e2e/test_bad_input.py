@@ -14,8 +14,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from PIL import Image
 
-from tests.consumer import images_zoo as zoo
 from infra.fleet import Fleet, counts, fleet_env, run
+from tests.consumer import images_zoo as zoo
 from upload import ensure_bucket
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

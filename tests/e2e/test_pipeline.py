@@ -55,7 +55,8 @@ def test_500_dev_photos_through_two_workers(settings, db_conn, dev_images, stack
     assert all(r[2] and r[3] is not None for r in rows)
     assert {r[2] for r in rows} == {"worker-1", "worker-2"}, "both workers must have classified images"
 
-    labels = {r["filename"]: r["class_name"] for r in csv.DictReader(open(dev_images / "labels.csv"))}
+    label_rows = csv.DictReader((dev_images / "labels.csv").read_text().splitlines())
+    labels = {r["filename"]: r["class_name"] for r in label_rows}
     assert {r[0] for r in rows} == set(labels)
     accuracy = sum(labels[key] == category for key, category, _, _ in rows) / len(rows)
     assert accuracy >= 0.65, f"top-1 accuracy {accuracy:.3f}"

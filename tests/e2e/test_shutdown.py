@@ -3,8 +3,6 @@ SHUTDOWN_TIMEOUT_S plus Faust's own stop, lose nothing and write nothing twice, 
 batch waits out an outage. Real stack, real `faust worker` processes, real producer."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from infra import postgres, s3

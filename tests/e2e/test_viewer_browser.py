@@ -41,8 +41,9 @@ def chromium():
 def start_viewer(env: dict) -> tuple[subprocess.Popen, str]:
     port = free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "viewer", "--port", str(port)], env=env, cwd=REPO,
-                            stdout=open(ARTIFACTS / "viewer.log", "w"), stderr=subprocess.STDOUT)
+    with open(ARTIFACTS / "viewer.log", "w") as log:  # the viewer keeps its own descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "viewer", "--port", str(port)], env=env, cwd=REPO,
+                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra import process, stack as stack_mod
+from infra import process
+from infra import stack as stack_mod
 from settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,12 +3,12 @@ import io
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 import producer.__main__ as producer_cli
-from db.queries import PredictionError, Prediction, register_images, write_batch
 from common.kafka_admin import ensure_topic
+from db.queries import Prediction, PredictionError, register_images, write_batch
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,8 @@ import pytest
 from PIL import Image
 
 from consumer.batch import BatchProcessor, Message
-from consumer.sink import RowWriter
-
 from consumer.model import load_classifier
+from consumer.sink import RowWriter
 from db.connection import connect
 from db.queries import register_images
 from settings import Settings
