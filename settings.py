@@ -4,6 +4,7 @@
 Credentials never live here: S3 keys come from boto3's standard chain (AWS_ACCESS_KEY_ID,
 ~/.aws, instance roles), the database password from DATABASE_URL or PGPASSWORD.
 """
+
 from __future__ import annotations
 
 import os
@@ -94,15 +95,15 @@ class Settings(BaseSettings):
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka (confluent-kafka) connection options, security included."""
-        cfg = {"bootstrap.servers": self.kafka_bootstrap_servers,
-               "security.protocol": self.kafka_security_protocol}
+        cfg = {"bootstrap.servers": self.kafka_bootstrap_servers, "security.protocol": self.kafka_security_protocol}
         if self.kafka_ssl_cafile:
             cfg["ssl.ca.location"] = str(self.kafka_ssl_cafile)
         if self.kafka_sasl_mechanism:
-            cfg |= {"sasl.mechanism": self.kafka_sasl_mechanism,
-                    "sasl.username": self.kafka_sasl_username or "",
-                    "sasl.password": self.kafka_sasl_password.get_secret_value()
-                    if self.kafka_sasl_password else ""}
+            cfg |= {
+                "sasl.mechanism": self.kafka_sasl_mechanism,
+                "sasl.username": self.kafka_sasl_username or "",
+                "sasl.password": self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else "",
+            }
         return cfg
 
     def s3_client(self):
@@ -112,13 +113,15 @@ class Settings(BaseSettings):
 
         # "when_required": S3-compatible servers (s3proxy, older MinIO/Ceph) reject the
         # streaming checksums that recent boto3 sends by default.
-        config = Config(retries={"max_attempts": 3, "mode": "standard"},
-                        max_pool_connections=max(10, self.s3_max_concurrency),
-                        request_checksum_calculation="when_required",
-                        response_checksum_validation="when_required",
-                        connect_timeout=5, read_timeout=30)
-        return boto3.client("s3", endpoint_url=self.s3_endpoint_url, region_name=self.s3_region,
-                            config=config)
+        config = Config(
+            retries={"max_attempts": 3, "mode": "standard"},
+            max_pool_connections=max(10, self.s3_max_concurrency),
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            connect_timeout=5,
+            read_timeout=30,
+        )
+        return boto3.client("s3", endpoint_url=self.s3_endpoint_url, region_name=self.s3_region, config=config)
 
 
 @lru_cache(maxsize=1)

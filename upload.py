@@ -8,6 +8,7 @@ parallel as PREFIX + its path relative to DIR. Objects already in the bucket wit
 size are skipped, so a rerun is cheap and changes nothing. The bucket is S3_BUCKET, the one
 the workers read (created if missing). Exit status 1 if any file failed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,10 @@ class UploadSummary:
     failures: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"uploaded {self.uploaded}, skipped {self.skipped}, failed {self.failed}; "
-                f"{self.registered} new keys registered in image_info")
+        return (
+            f"uploaded {self.uploaded}, skipped {self.skipped}, failed {self.failed}; "
+            f"{self.registered} new keys registered in image_info"
+        )
 
 
 def normalise_prefix(prefix: str) -> str:
@@ -87,10 +90,13 @@ def upload_dir(settings: Settings, root: Path, prefix: str = "", workers: Option
         else:
             pending.append((path, key, size))
 
-    with ThreadPoolExecutor(workers or settings.s3_max_concurrency) as pool, \
-            tqdm(total=len(pending), unit="img", desc=f"-> s3://{bucket}", disable=not sys.stderr.isatty()) as bar:
-        futures = {pool.submit(s3.upload_file, str(path), bucket, key): (path, key, size)
-                   for path, key, size in pending}
+    with (
+        ThreadPoolExecutor(workers or settings.s3_max_concurrency) as pool,
+        tqdm(total=len(pending), unit="img", desc=f"-> s3://{bucket}", disable=not sys.stderr.isatty()) as bar,
+    ):
+        futures = {
+            pool.submit(s3.upload_file, str(path), bucket, key): (path, key, size) for path, key, size in pending
+        }
         for fut in as_completed(futures):
             path, key, size = futures[fut]
             try:
@@ -125,8 +131,9 @@ def register_only(settings: Settings, prefix: str = "") -> UploadSummary:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python upload.py", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python upload.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("dir", nargs="?", type=Path, help="folder of images (recursive)")
     ap.add_argument("--prefix", default="", help="key prefix, e.g. 2024/batch1")
     ap.add_argument("--register-only", action="store_true", help="register keys already in the bucket")

@@ -1,5 +1,6 @@
 """CPU seconds used by the processes of a pipeline run (Linux /proc), so the benchmark can
 say where the machine's time went: workers, S3 server, Kafka, PostgreSQL."""
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@
 
     python benchmarks/inference.py [--images DIR] [--seconds 3] [--out FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,10 @@ def model_rates(settings: Settings, seconds: float) -> dict:
     out = {}
     for engine in ENGINES:
         clf = load_classifier(settings.model_copy(update={"model_engine": engine}))
-        out[engine] = {str(b): rate(lambda b=b: clf.predict(torch.randn(b, 3, 224, 224)), b, seconds)  # noqa: B023 - called now
-                       for b in (1, 8, 32, 64)}
+        out[engine] = {
+            str(b): rate(lambda b=b: clf.predict(torch.randn(b, 3, 224, 224)), b, seconds)  # noqa: B023 - called now
+            for b in (1, 8, 32, 64)
+        }
         print(f"model {engine}: {out[engine]}", file=sys.stderr)
     return out
 
@@ -62,7 +65,9 @@ def decode_rates(blobs: list[bytes], seconds: float) -> dict:
             with ThreadPoolExecutor(threads) as pool:
                 out[path][str(threads)] = rate(
                     lambda: list(pool.map(lambda b: load_tensor(b, MAX_PIXELS, fast), blobs)),  # noqa: B023 - called now
-                    len(blobs), seconds)
+                    len(blobs),
+                    seconds,
+                )
         print(f"decode {path}: {out[path]}", file=sys.stderr)
     return out
 
@@ -80,7 +85,7 @@ def limit_rates(settings: Settings, blobs: list[bytes], seconds: float) -> dict[
         size = settings.batch_size
         with ThreadPoolExecutor(cores) as pool:
             for i in range(0, len(blobs), size):
-                batch = list(pool.map(lambda b: load_tensor(b, MAX_PIXELS, settings.fast_decode), blobs[i:i + size]))
+                batch = list(pool.map(lambda b: load_tensor(b, MAX_PIXELS, settings.fast_decode), blobs[i : i + size]))
                 shared.predict(torch.stack(batch))
 
     def per_core():
@@ -89,7 +94,8 @@ def limit_rates(settings: Settings, blobs: list[bytes], seconds: float) -> dict[
         def lane(j: int) -> None:
             mine = blobs[j::cores]
             for i in range(0, len(mine), size):
-                lanes[j].predict(tensors(mine[i:i + size]))
+                lanes[j].predict(tensors(mine[i : i + size]))
+
         with ThreadPoolExecutor(cores) as pool:
             list(pool.map(lane, range(cores)))
 
@@ -113,19 +119,28 @@ def main(argv: list[str] | None = None) -> int:
     if not blobs:
         sys.exit(f"no images under {folder}")
     import onnxruntime
+
     limits = limit_rates(settings, blobs, args.seconds)
     print(f"limit: {limits}", file=sys.stderr)
     result = {
-        "machine": {"cpu_count": cores, "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
+        "machine": {
+            "cpu_count": cores,
+            "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
         "images": {"folder": str(folder), "count": len(blobs)},
         "model_img_s": model_rates(settings, args.seconds),
         "decode_img_s": decode_rates(blobs, args.seconds),
         "limit_ways_img_s": limits,
         "limit_img_s": max(limits.values()),
-        "limit_settings": {"engine": settings.model_engine, "batch_size": settings.batch_size,
-                           "infer_chunk_size": settings.infer_chunk_size, "cores": cores,
-                           "fast_decode": settings.fast_decode},
+        "limit_settings": {
+            "engine": settings.model_engine,
+            "batch_size": settings.batch_size,
+            "infer_chunk_size": settings.infer_chunk_size,
+            "cores": cores,
+            "fast_decode": settings.fast_decode,
+        },
     }
     text = json.dumps(result, indent=2)
     print(text)

@@ -14,6 +14,7 @@ limit and the original project's way of consuming. Prints JSON and draws a PNG.
 4. latency: keys sent at half the measured rate (--rate), key sent -> row written p50/p95;
 5. baseline: the seed-style consumer (benchmarks/seed_baseline.py), W processes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,12 +76,23 @@ def throughput(times: list[float]) -> float:
 def variant(settings: Settings, env: dict, name: str) -> tuple[Settings, dict]:
     """The settings and worker environment of one run: its own topic and consumer group."""
     topic, app_id = f"{settings.kafka_topic}-{name}", f"{settings.faust_app_id}-{name}"
-    return (settings.model_copy(update={"kafka_topic": topic, "faust_app_id": app_id}),
-            {**env, "KAFKA_TOPIC": topic, "FAUST_APP_ID": app_id})
+    return (
+        settings.model_copy(update={"kafka_topic": topic, "faust_app_id": app_id}),
+        {**env, "KAFKA_TOPIC": topic, "FAUST_APP_ID": app_id},
+    )
 
 
-def run_fleet(settings, env, tag, workers, threads, keys_to_send, producer_args=(), command=None,
-              services: dict[str, int] | None = None):
+def run_fleet(
+    settings,
+    env,
+    tag,
+    workers,
+    threads,
+    keys_to_send,
+    producer_args=(),
+    command=None,
+    services: dict[str, int] | None = None,
+):
     """Start the workers, wait until the group is stable, send keys, wait for every row.
     Returns the seconds the producer took, the workers' stage seconds, and (with `services`,
     name -> pid) the CPU seconds each service and the workers used while the keys were processed."""
@@ -113,6 +125,7 @@ def run_fleet(settings, env, tag, workers, threads, keys_to_send, producer_args=
 
 def draw(path: Path, pipeline: list[float], baseline: list[float], stages: dict, figures: dict) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -127,9 +140,12 @@ def draw(path: Path, pipeline: list[float], baseline: list[float], stages: dict,
     ax1.set_xlabel("seconds since first row")
     ax1.set_ylabel("rows written per second")
     ax1.legend()
-    ax1.set_title(f"{figures['workers']} workers x {figures['torch_threads_per_worker']} threads, "
-                  f"{figures['partitions']} partitions, batch {figures['batch_size']}, {figures['engine']}, "
-                  f"{figures['cpu_count']} cores", fontsize=9)
+    ax1.set_title(
+        f"{figures['workers']} workers x {figures['torch_threads_per_worker']} threads, "
+        f"{figures['partitions']} partitions, batch {figures['batch_size']}, {figures['engine']}, "
+        f"{figures['cpu_count']} cores",
+        fontsize=9,
+    )
     names = list(stages)
     ax2.barh(names, [stages[n] for n in names])
     ax2.set_xlabel("seconds")
@@ -171,8 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         stack.up(cfg)
         os.environ.update(cfg.env())
         tag = uuid.uuid4().hex[:6]
-        settings = Settings(kafka_topic=f"bench-{tag}", faust_app_id=f"bench-{tag}", s3_bucket="bench",
-                            kafka_dead_letter_topic=f"bench-dead-{tag}", kafka_partitions=partitions)
+        settings = Settings(
+            kafka_topic=f"bench-{tag}",
+            faust_app_id=f"bench-{tag}",
+            s3_bucket="bench",
+            kafka_dead_letter_topic=f"bench-dead-{tag}",
+            kafka_partitions=partitions,
+        )
         conn = connect(settings)
         migrate(conn)
         conn.close()
@@ -190,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             truncate(settings)
 
         print(f"pipeline: {args.images} images, {args.workers} workers...", file=sys.stderr)
-        sent_s, stages, cpu_seconds = run_fleet(settings, env, "worker", args.workers, threads, args.images,
-                                                services=cpu.service_pids(cfg))
+        sent_s, stages, cpu_seconds = run_fleet(
+            settings, env, "worker", args.workers, threads, args.images, services=cpu.service_pids(cfg)
+        )
         stage_seconds["produce"] = round(sent_s, 1)
         stage_seconds |= {f"worker_{k}": round(v, 1) for k, v in stages.items()}
         pipe = row_times(settings)
@@ -201,14 +223,26 @@ def main(argv: list[str] | None = None) -> int:
         rate = max(1.0, pipeline_img_s / 2)
         print(f"latency at {rate:.1f} keys/s...", file=sys.stderr)
         truncate(settings)
-        run_fleet(*variant(settings, env, "latency"), "latency", args.workers, threads, args.latency_images,
-                  ("--rate", f"{rate:.2f}"))
+        run_fleet(
+            *variant(settings, env, "latency"),
+            "latency",
+            args.workers,
+            threads,
+            args.latency_images,
+            ("--rate", f"{rate:.2f}"),
+        )
         latencies = [lat for _, lat in row_times(settings)]
 
         print(f"seed-style baseline: {args.baseline_images} images...", file=sys.stderr)
         truncate(settings)
-        run_fleet(*variant(settings, env, "seed"), "seed", args.workers, threads, args.baseline_images,
-                  command=(sys.executable, str(HERE / "seed_baseline.py")))
+        run_fleet(
+            *variant(settings, env, "seed"),
+            "seed",
+            args.workers,
+            threads,
+            args.baseline_images,
+            command=(sys.executable, str(HERE / "seed_baseline.py")),
+        )
         baseline = [t for t, _ in row_times(settings)]
         baseline_img_s = throughput(baseline)
     finally:
@@ -221,24 +255,31 @@ def main(argv: list[str] | None = None) -> int:
     limit = max(max(ways.values()) for ways in limits)
 
     figures = {
-        "limit_img_s": round(limit, 1), "limit_samples_img_s": limits,
-        "pipeline_img_s": round(pipeline_img_s, 1), "cold_pipeline_img_s": cold_img_s,
+        "limit_img_s": round(limit, 1),
+        "limit_samples_img_s": limits,
+        "pipeline_img_s": round(pipeline_img_s, 1),
+        "cold_pipeline_img_s": cold_img_s,
         "warmup_images": args.warmup_images,
         "baseline_img_s": round(baseline_img_s, 1),
         "ratio_to_limit": round(pipeline_img_s / limit, 3) if limit else None,
         "speedup_vs_baseline": round(pipeline_img_s / baseline_img_s, 2) if baseline_img_s else None,
         "latency_rate_img_s": round(rate, 1),
-        "latency_p50_s": round(percentile(latencies, 0.5), 3), "latency_p95_s": round(percentile(latencies, 0.95), 3),
+        "latency_p50_s": round(percentile(latencies, 0.5), 3),
+        "latency_p95_s": round(percentile(latencies, 0.95), 3),
         "stage_seconds": stage_seconds,
-        "pipeline_cpu_seconds": cpu_seconds, "images": args.images, "workers": args.workers, "partitions": partitions,
-        "torch_threads_per_worker": threads, "batch_size": settings.batch_size, "engine": settings.model_engine,
+        "pipeline_cpu_seconds": cpu_seconds,
+        "images": args.images,
+        "workers": args.workers,
+        "partitions": partitions,
+        "torch_threads_per_worker": threads,
+        "batch_size": settings.batch_size,
+        "engine": settings.model_engine,
         "cpu_count": cores,
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     name = f"pipeline-w{args.workers}-p{partitions}-t{threads}"
     (args.out_dir / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
-    draw(args.out_dir / f"{name}.png", [t for t, _ in pipe], baseline,
-         {k: v for k, v in stages.items()}, figures)
+    draw(args.out_dir / f"{name}.png", [t for t, _ in pipe], baseline, {k: v for k, v in stages.items()}, figures)
     print(json.dumps(figures, indent=2))
     return 0
 

@@ -4,6 +4,7 @@ per row. Same Kafka, S3, PostgreSQL, weights and preprocessing as the real worke
 
     python benchmarks/seed_baseline.py      # settings from the environment, like a worker
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ def main() -> int:
     classifier = load_classifier(settings)
     s3 = settings.s3_client()
     conn = connect(settings)
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": settings.faust_app_id,
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {**settings.kafka_client_config(), "group.id": settings.faust_app_id, "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe([settings.kafka_topic])
     host = settings.hostname
     try:
@@ -42,10 +44,19 @@ def main() -> int:
                 tensor = REFERENCE_TRANSFORM(Image.open(tmp.name).convert("RGB"))
             (top,) = classifier.predict(tensor[None])
             with conn, conn.cursor() as cur:
-                cur.execute("INSERT INTO prediction_results (image_key, model, category, confidence, class_index,"
-                            " top_k, hostname) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                            (key, classifier.name, top[0].category, top[0].confidence, top[0].class_index,
-                             json.dumps([t.as_dict() for t in top]), host))
+                cur.execute(
+                    "INSERT INTO prediction_results (image_key, model, category, confidence, class_index,"
+                    " top_k, hostname) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (
+                        key,
+                        classifier.name,
+                        top[0].category,
+                        top[0].confidence,
+                        top[0].class_index,
+                        json.dumps([t.as_dict() for t in top]),
+                        host,
+                    ),
+                )
     except KeyboardInterrupt:
         return 0
     finally:

@@ -4,6 +4,7 @@ are told apart (this key can never work vs the service is down), and the retry b
 `ErrorType` values are a contract between the workers, the `prediction_errors.error_type`
 CHECK constraint (db/migrations/0004), the metrics' labels and the viewer's filters.
 """
+
 from __future__ import annotations
 
 import enum
@@ -11,15 +12,15 @@ from typing import Optional
 
 
 class ErrorType(str, enum.Enum):
-    MISSING = "missing"              # the object does not exist
+    MISSING = "missing"  # the object does not exist
     ACCESS_DENIED = "access_denied"  # S3 refuses this one object (its ACL or policy)
-    BAD_KEY = "bad_key"              # S3 or PostgreSQL cannot handle the key itself
-    EMPTY = "empty"                  # a zero-byte object
-    TOO_LARGE = "too_large"          # over MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS or a decode bound
-    NOT_AN_IMAGE = "not_an_image"    # no supported image format recognised
-    CORRUPT = "corrupt"              # a supported format whose bytes do not decode
-    BAD_MESSAGE = "bad_message"      # the Kafka message carries no usable key
-    INTERNAL = "internal"            # a bug: the batch failed repeatedly for no known reason
+    BAD_KEY = "bad_key"  # S3 or PostgreSQL cannot handle the key itself
+    EMPTY = "empty"  # a zero-byte object
+    TOO_LARGE = "too_large"  # over MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS or a decode bound
+    NOT_AN_IMAGE = "not_an_image"  # no supported image format recognised
+    CORRUPT = "corrupt"  # a supported format whose bytes do not decode
+    BAD_MESSAGE = "bad_message"  # the Kafka message carries no usable key
+    INTERNAL = "internal"  # a bug: the batch failed repeatedly for no known reason
 
     def __str__(self) -> str:
         return self.value
@@ -47,13 +48,32 @@ _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden"})
 # Answers about the request's credentials, clock, bucket or the service itself: every key
 # would get the same answer, so they are outages (retry, alert), not facts about one key.
-_SERVICE_CODES = frozenset({
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "TokenRefreshRequired",
-    "InvalidToken", "RequestTimeTooSkewed", "AccountProblem", "AllAccessDisabled", "NoSuchBucket",
-    "PermanentRedirect", "AuthorizationHeaderMalformed", "SlowDown", "ServiceUnavailable",
-    "InternalError", "RequestTimeout", "Throttling", "ThrottlingException", "RequestLimitExceeded",
-    "503", "500", "502", "504",
-})
+_SERVICE_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "InvalidToken",
+        "RequestTimeTooSkewed",
+        "AccountProblem",
+        "AllAccessDisabled",
+        "NoSuchBucket",
+        "PermanentRedirect",
+        "AuthorizationHeaderMalformed",
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "503",
+        "500",
+        "502",
+        "504",
+    }
+)
 
 
 def classify_s3_error(code: str, status: Optional[int]) -> Optional[ErrorType]:
@@ -103,6 +123,7 @@ def pg_error_is_transient(exc: BaseException) -> bool:
 
 
 # --------------------------------------------------------------------------- retries
+
 
 def backoff(attempt: int, cap: float, base: float = 0.5) -> float:
     """Seconds to wait before retry number `attempt` (0-based): base doubling, at most cap."""

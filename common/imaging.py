@@ -13,6 +13,7 @@ Colour rules: every image becomes 8-bit RGB. Transparent pixels (RGBA, LA, palet
 transparency) are composited on white, the usual background of catalog photos; 16-bit
 images are scaled to 8 bits, not clipped; animated images use their first frame.
 """
+
 from __future__ import annotations
 
 import io
@@ -96,8 +97,9 @@ def decode(data: bytes, max_pixels: int, fast: bool = False, max_aspect: float =
         if width * height > max_pixels:
             raise ImageError(ErrorType.TOO_LARGE, f"{width}x{height} pixels exceeds MAX_IMAGE_PIXELS={max_pixels}")
         if min(width, height) < 1 or max(width, height) / min(width, height) > max_aspect:
-            raise ImageError(ErrorType.TOO_LARGE, f"{width}x{height} pixels: aspect ratio beyond "
-                                                  f"MAX_IMAGE_ASPECT={max_aspect:g}")
+            raise ImageError(
+                ErrorType.TOO_LARGE, f"{width}x{height} pixels: aspect ratio beyond MAX_IMAGE_ASPECT={max_aspect:g}"
+            )
         if fast and img.format in ("JPEG", "MPO"):
             img.draft(img.mode, (2 * RESIZE_TO, 2 * RESIZE_TO))
         img.load()

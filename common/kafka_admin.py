@@ -1,6 +1,7 @@
 """Kafka administration shared by the producer, the workers, the status command and the
 viewer: the topics created with the configured partitions and replication, and the
 consumer group's lag per partition."""
+
 from __future__ import annotations
 
 import logging
@@ -21,9 +22,14 @@ def ensure_topic(settings: Settings, timeout: float = 30.0, name: str | None = N
     name = name or settings.kafka_topic
     existing = admin.list_topics(timeout=timeout).topics
     if name not in existing:
-        future = admin.create_topics([NewTopic(name, num_partitions=settings.kafka_partitions,
-                                               replication_factor=settings.kafka_replication_factor)],
-                                     operation_timeout=timeout)[name]
+        future = admin.create_topics(
+            [
+                NewTopic(
+                    name, num_partitions=settings.kafka_partitions, replication_factor=settings.kafka_replication_factor
+                )
+            ],
+            operation_timeout=timeout,
+        )[name]
         try:
             future.result(timeout=timeout)
             log.info("created topic %s with %d partitions", name, settings.kafka_partitions)
@@ -33,8 +39,12 @@ def ensure_topic(settings: Settings, timeout: float = 30.0, name: str | None = N
         existing = admin.list_topics(topic=name, timeout=timeout).topics
     partitions = len(existing[name].partitions)
     if partitions != settings.kafka_partitions:
-        log.warning("topic %s has %d partitions, KAFKA_PARTITIONS=%d: keeping the topic as it is",
-                    name, partitions, settings.kafka_partitions)
+        log.warning(
+            "topic %s has %d partitions, KAFKA_PARTITIONS=%d: keeping the topic as it is",
+            name,
+            partitions,
+            settings.kafka_partitions,
+        )
     return partitions
 
 
@@ -48,10 +58,13 @@ def kafka_status(settings: Settings, timeout: float = 10.0) -> dict:
         return {"topic": topic, "group": group, "error": f"topic {topic} does not exist"}
     partitions = sorted(metadata.partitions)
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
-    committed = {tp.partition: tp.offset for tp in
-                 admin.list_consumer_group_offsets([request])[group].result(timeout=timeout).topic_partitions}
-    probe = Consumer({**settings.kafka_client_config(), "group.id": f"vs-status-{uuid.uuid4().hex}",
-                      "enable.auto.commit": False})
+    committed = {
+        tp.partition: tp.offset
+        for tp in admin.list_consumer_group_offsets([request])[group].result(timeout=timeout).topic_partitions
+    }
+    probe = Consumer(
+        {**settings.kafka_client_config(), "group.id": f"vs-status-{uuid.uuid4().hex}", "enable.auto.commit": False}
+    )
     rows = []
     try:
         for p in partitions:
@@ -67,5 +80,11 @@ def kafka_status(settings: Settings, timeout: float = 10.0) -> dict:
         members = sorted(f"{m.client_id}@{m.host}" for m in desc.members)
     except Exception as exc:  # noqa: BLE001 - no such group yet
         state, members = f"unknown ({exc})", []
-    return {"topic": topic, "group": group, "group_state": state, "members": members,
-            "partitions": rows, "total_lag": sum(r["lag"] for r in rows)}
+    return {
+        "topic": topic,
+        "group": group,
+        "group_state": state,
+        "members": members,
+        "partitions": rows,
+        "total_lag": sum(r["lag"] for r in rows),
+    }

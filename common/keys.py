@@ -6,6 +6,7 @@ while a Kafka message can carry a megabyte. A key longer than MAX_STORED_KEY_BYT
 stored as its first bytes (cut on a character boundary) plus a hash of the whole key, so
 two different long keys never collapse into one row and a redelivery maps to the same row.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -18,6 +18,7 @@ lifecycle's bounded drain replaces that wait. An event never acknowledged is nev
 committed: Faust commits only a contiguous run of acknowledged offsets and discards commits
 for partitions it no longer owns, so the next owner redoes it (the upsert absorbs it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,9 +46,12 @@ def _credentials() -> Optional[faust.types.auth.CredentialsT]:
     context = ssl.create_default_context(cafile=cafile) if proto.endswith("SSL") else None
     if proto.startswith("SASL"):
         password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
-        return faust.SASLCredentials(username=settings.kafka_sasl_username, password=password,
-                                     mechanism=settings.kafka_sasl_mechanism or "PLAIN",
-                                     ssl_context=context)
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password,
+            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
     return faust.SSLCredentials(context) if context else None
 
 
@@ -114,10 +118,12 @@ app = WorkerApp(
     broker_commit_every=settings.batch_size,
     stream_wait_empty=False,
 )
-image_keys = app.topic(settings.kafka_topic, key_type=bytes, value_type=bytes,
-                       partitions=settings.kafka_partitions)
-dead_letters = (app.topic(settings.kafka_dead_letter_topic, key_type=bytes, value_type=bytes)
-                if settings.kafka_dead_letter_topic else None)
+image_keys = app.topic(settings.kafka_topic, key_type=bytes, value_type=bytes, partitions=settings.kafka_partitions)
+dead_letters = (
+    app.topic(settings.kafka_dead_letter_topic, key_type=bytes, value_type=bytes)
+    if settings.kafka_dead_letter_topic
+    else None
+)
 
 
 def _build_processor():
@@ -128,10 +134,14 @@ def _build_processor():
     from consumer.sink import RowWriter
     from db.connection import connect
 
-    return BatchProcessor(settings, load_classifier(settings), settings.s3_client(),
-                          RowWriter(lambda: connect(settings)),
-                          dead_letter_sender(dead_letters) if dead_letters is not None else None,
-                          on_retry=lambda reason: metrics.RETRIES.labels(reason).inc())
+    return BatchProcessor(
+        settings,
+        load_classifier(settings),
+        settings.s3_client(),
+        RowWriter(lambda: connect(settings)),
+        dead_letter_sender(dead_letters) if dead_letters is not None else None,
+        on_retry=lambda reason: metrics.RETRIES.labels(reason).inc(),
+    )
 
 
 app.lifecycle = WorkerLifecycle(settings, _build_processor)
@@ -140,8 +150,9 @@ app.lifecycle = WorkerLifecycle(settings, _build_processor)
 @app.agent(image_keys)
 async def classify_images(stream: faust.StreamT) -> None:
     async for events in stream.noack_take(settings.batch_size, within=settings.batch_window_s):
-        messages = [Message(e.message.value, e.message.partition, e.message.offset, e.message.timestamp)
-                    for e in events]
+        messages = [
+            Message(e.message.value, e.message.partition, e.message.offset, e.message.timestamp) for e in events
+        ]
         report = await app.lifecycle.run_batch(messages)
         if report is None:
             # abandoned (stopping): never acknowledge it; wait here until Faust stops the agent

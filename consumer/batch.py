@@ -16,6 +16,7 @@ Failures are split by what they mean (common/errors.py):
 - a bug (any other exception): retried a few times, then the batch's keys become
   `internal` error rows (and dead letters) so that no partition is blocked for good.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -58,8 +59,15 @@ def error_key(msg: Message) -> str:
 class BatchProcessor:
     """`sink` writes a batch's rows (consumer.sink.RowWriter: PostgreSQL; tests/fakes: a list)."""
 
-    def __init__(self, settings: Settings, classifier: Classifier, s3, sink: RowSink,
-                 dead_letter: Optional[DeadLetterSink] = None, on_retry: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self,
+        settings: Settings,
+        classifier: Classifier,
+        s3,
+        sink: RowSink,
+        dead_letter: Optional[DeadLetterSink] = None,
+        on_retry: Optional[Callable[[str], None]] = None,
+    ):
         self.settings = settings
         self.dead_letter = dead_letter
         self.classifier = classifier
@@ -82,8 +90,9 @@ class BatchProcessor:
             size = obj.get("ContentLength")
             if size is not None and size > self.settings.max_image_bytes:
                 obj["Body"].close()  # never read what is over the limit
-                return ImageError(ErrorType.TOO_LARGE, f"{size} bytes exceeds MAX_IMAGE_BYTES="
-                                                       f"{self.settings.max_image_bytes}")
+                return ImageError(
+                    ErrorType.TOO_LARGE, f"{size} bytes exceeds MAX_IMAGE_BYTES={self.settings.max_image_bytes}"
+                )
             return obj["Body"].read()
         except botocore.exceptions.ClientError as exc:
             code, status = s3_error_of(exc)
@@ -129,10 +138,21 @@ class BatchProcessor:
 
         now = time.time()
         predictions = [
-            (m, Prediction(image_key=k, model=model, category=top[0].category, confidence=top[0].confidence,
-                           class_index=top[0].class_index, top_k=[x.as_dict() for x in top], hostname=host,
-                           latency_ms=(now - m.timestamp) * 1000 if m.timestamp else None))
-            for m, k, top in classified]
+            (
+                m,
+                Prediction(
+                    image_key=k,
+                    model=model,
+                    category=top[0].category,
+                    confidence=top[0].confidence,
+                    class_index=top[0].class_index,
+                    top_k=[x.as_dict() for x in top],
+                    hostname=host,
+                    latency_ms=(now - m.timestamp) * 1000 if m.timestamp else None,
+                ),
+            )
+            for m, k, top in classified
+        ]
         refused = await loop.run_in_executor(self._db, self.writer.write, predictions, failures)
         t4 = time.perf_counter()
         if refused:  # rows the database would not take were recorded as errors instead
@@ -141,10 +161,14 @@ class BatchProcessor:
             failures = [(m, e) for m, e in failures if id(m) not in gone] + refused
         await self._send_dead_letters(failures)
         written = time.time()
-        return BatchReport(len(messages), len(predictions), len(failures),
-                           {**seconds, "write": t4 - t3, "batch": t4 - t0},
-                           [str(e.error_type) for _, e in failures],
-                           [written - m.timestamp for m, _ in predictions if m.timestamp])
+        return BatchReport(
+            len(messages),
+            len(predictions),
+            len(failures),
+            {**seconds, "write": t4 - t3, "batch": t4 - t0},
+            [str(e.error_type) for _, e in failures],
+            [written - m.timestamp for m, _ in predictions if m.timestamp],
+        )
 
     async def _classify(self, work: list[tuple[Message, str]]):
         """Download, decode and classify `work`, overlapping the three. Returns the classified
@@ -228,8 +252,7 @@ class BatchProcessor:
                 problem, reason = str(exc), "transient"
             except Exception as exc:  # noqa: BLE001 - the worker must outlive any bug in a batch
                 unexpected += 1
-                log.exception("batch of %d failed unexpectedly (%d/%d)", len(messages), unexpected,
-                              max_unexpected)
+                log.exception("batch of %d failed unexpectedly (%d/%d)", len(messages), unexpected, max_unexpected)
                 if unexpected >= max_unexpected:
                     return await self._give_up(messages, exc)
                 problem, reason = repr(exc), "unexpected"
@@ -239,16 +262,18 @@ class BatchProcessor:
                 raise Abandoned(f"worker stopping; batch of {len(messages)} left unacknowledged: {problem}")
             delay = backoff(attempt, self.settings.retry_backoff_max_s)
             attempt += 1
-            log.warning("batch of %d not written (attempt %d): %s; retrying in %.1fs",
-                        len(messages), attempt, problem, delay)
+            log.warning(
+                "batch of %d not written (attempt %d): %s; retrying in %.1fs", len(messages), attempt, problem, delay
+            )
             await asyncio.sleep(delay)
 
     async def _give_up(self, messages: Sequence[Message], exc: Exception) -> BatchReport:
         model, host = self.classifier.name, self.settings.hostname
         detail = f"{type(exc).__name__}: {exc}"[:2000]
-        failures = [(m, PredictionError(p if isinstance(p, str) else error_key(m), model, ErrorType.INTERNAL,
-                                        detail, host))
-                    for m, p in ((m, parse_key(m)) for m in messages)]
+        failures = [
+            (m, PredictionError(p if isinstance(p, str) else error_key(m), model, ErrorType.INTERNAL, detail, host))
+            for m, p in ((m, parse_key(m)) for m in messages)
+        ]
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:

@@ -6,6 +6,7 @@ preprocessing, without any service. One JSON object per line and image:
 or, for a file that cannot be classified, {"path": ..., "error": "..."}; the run goes on.
 Exit status 1 if any image failed, 0 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,34 +46,36 @@ def _load(path: Path, settings: Settings) -> Union[torch.Tensor, str]:
         return f"unreadable: {exc.strerror or exc}"
 
 
-def classify_paths(classifier: Classifier, paths: list[Path], settings: Settings,
-                   batch_size: int) -> Iterator[dict]:
+def classify_paths(classifier: Classifier, paths: list[Path], settings: Settings, batch_size: int) -> Iterator[dict]:
     """One result dict per path, in order; decoding runs in a thread pool, the model per batch."""
     with ThreadPoolExecutor(settings.decode_workers) as pool:
         for start in range(0, len(paths), batch_size):
-            chunk = paths[start:start + batch_size]
+            chunk = paths[start : start + batch_size]
             loaded = list(pool.map(lambda p: _load(p, settings), chunk))
             good = [t for t in loaded if isinstance(t, torch.Tensor)]
             topks = iter(classifier.predict(torch.stack(good)) if good else [])
             for path, item in zip(chunk, loaded):
                 if isinstance(item, torch.Tensor):
-                    yield {"path": str(path), "model": classifier.name,
-                           "topk": [t.as_dict() for t in next(topks)]}
+                    yield {"path": str(path), "model": classifier.name, "topk": [t.as_dict() for t in next(topks)]}
                 else:
                     yield {"path": str(path), "error": item}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m consumer.classify", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m consumer.classify", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     ap.add_argument("--top-k", type=int, help="classes per image (default TOP_K)")
     ap.add_argument("--weights", type=Path, help="state_dict file (default MODEL_WEIGHTS)")
     ap.add_argument("--engine", choices=ENGINES, help="inference engine (default MODEL_ENGINE)")
     ap.add_argument("--batch-size", type=int, help="images per model call (default BATCH_SIZE)")
     args = ap.parse_args(argv)
-    overrides = {k: v for k, v in {"top_k": args.top_k, "model_weights": args.weights,
-                                          "model_engine": args.engine}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"top_k": args.top_k, "model_weights": args.weights, "model_engine": args.engine}.items()
+        if v is not None
+    }
     settings = Settings(**overrides)
     try:
         classifier = load_classifier(settings)

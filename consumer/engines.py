@@ -3,6 +3,7 @@
 Measured on a 2-core machine (README, benchmarks/inference.py): ONNX Runtime is fastest,
 then channels_last torch; TorchScript freezing gains little over plain torch.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,9 +54,16 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
-            torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), tmp, dynamo=False,
-                              input_names=["input"], output_names=["logits"], opset_version=ONNX_OPSET,
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, 3, 224, 224),),
+                tmp,
+                dynamo=False,
+                input_names=["input"],
+                output_names=["logits"],
+                opset_version=ONNX_OPSET,
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -76,6 +84,7 @@ def _onnxruntime(model: torch.nn.Module, threads: int, onnx_path: Path) -> Engin
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {"input": batch.contiguous().numpy()})[0])
+
     return run
 
 

@@ -1,5 +1,6 @@
 """Bytes in, model-ready tensor out: decoding (common/imaging.py, with its bounds and colour
 rules) and torchvision's reference preprocessing."""
+
 from __future__ import annotations
 
 import torch

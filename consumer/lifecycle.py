@@ -7,6 +7,7 @@ out an outage is abandoned at once, there is nothing to wait for); an abandoned 
 never acknowledged, so the next owner of its partitions redoes it. Then Faust commits what
 was acknowledged and the consumer leaves the group, so the partitions move at once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,8 +50,9 @@ class WorkerLifecycle:
         self.processor = await loop.run_in_executor(None, self._build_processor)
         await loop.run_in_executor(None, ensure_topic, self.settings)
         if self.settings.kafka_dead_letter_topic:
-            await loop.run_in_executor(None, lambda: ensure_topic(self.settings,
-                                                                  name=self.settings.kafka_dead_letter_topic))
+            await loop.run_in_executor(
+                None, lambda: ensure_topic(self.settings, name=self.settings.kafka_dead_letter_topic)
+            )
         metrics.MODEL_LOADED.set(1)
 
     def health(self) -> dict:
@@ -88,8 +90,13 @@ class WorkerLifecycle:
             raise exc
         report = task.result()
         metrics.record(report)
-        log.info("batch %d: %d classified, %d errors; %s", report.size, report.classified, report.failed,
-                 " ".join(f"{k}={v * 1000:.0f}ms" for k, v in report.seconds.items()))
+        log.info(
+            "batch %d: %d classified, %d errors; %s",
+            report.size,
+            report.classified,
+            report.failed,
+            " ".join(f"{k}={v * 1000:.0f}ms" for k, v in report.seconds.items()),
+        )
         return report
 
     # ------------------------------------------------------------------ stop
@@ -109,10 +116,13 @@ class WorkerLifecycle:
             if not done:
                 task.cancel()
                 await asyncio.wait({task})
-        log.info("worker stopping: in-flight batch %s in %.1fs",
-                 "none" if task is None else ("written" if task.done() and not task.cancelled()
-                                              and task.exception() is None else "abandoned"),
-                 time.monotonic() - started)
+        log.info(
+            "worker stopping: in-flight batch %s in %.1fs",
+            "none"
+            if task is None
+            else ("written" if task.done() and not task.cancelled() and task.exception() is None else "abandoned"),
+            time.monotonic() - started,
+        )
 
     def close(self) -> None:
         """After the consumer stopped: thread pools and the database connection."""
@@ -123,10 +133,18 @@ class WorkerLifecycle:
 
 def dead_letter_sender(topic) -> Callable:
     """A DeadLetterSink publishing one message per image: key = image key, value = JSON reason."""
+
     async def publish(failures: list[tuple[Message, PredictionError]]) -> None:
         for msg, err in failures:
-            reason = {"image_key": err.image_key, "model": err.model, "error_type": str(err.error_type),
-                      "detail": err.detail, "hostname": err.hostname, "partition": msg.partition,
-                      "offset": msg.offset}
+            reason = {
+                "image_key": err.image_key,
+                "model": err.model,
+                "error_type": str(err.error_type),
+                "detail": err.detail,
+                "hostname": err.hostname,
+                "partition": msg.partition,
+                "offset": msg.offset,
+            }
             await topic.send(key=err.image_key.encode("utf-8"), value=json.dumps(reason).encode())
+
     return publish

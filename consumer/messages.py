@@ -1,5 +1,6 @@
 """What a batch is made of and what it reports, shared by the agent, the processor and the
 metrics (so that none of them imports another for its types)."""
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable

@@ -5,6 +5,7 @@ logged, when unset):
     /healthz   liveness: answered by the process (200 while it can answer at all)
     /readyz    readiness: 200 once the model is loaded and the worker is not stopping, else 503
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,11 @@ IMAGES = Counter("vs_images_classified_total", "Images classified and written")
 ERRORS = Counter("vs_image_errors_total", "Images recorded as errors", ["error_type"])
 BATCH_SIZE = Histogram("vs_batch_size", "Messages per batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 STAGE_SECONDS = Histogram("vs_stage_seconds", "Seconds per batch and stage", ["stage"], buckets=_STAGE_BUCKETS)
-END_TO_END_SECONDS = Histogram("vs_end_to_end_seconds", "Key sent to Kafka -> row written, per image",
-                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
+END_TO_END_SECONDS = Histogram(
+    "vs_end_to_end_seconds",
+    "Key sent to Kafka -> row written, per image",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
 IN_FLIGHT = Gauge("vs_images_in_flight", "Images taken from Kafka and not yet written")
 RETRIES = Counter("vs_batch_retries_total", "Batch attempts that failed and were retried", ["reason"])
 MODEL_LOADED = Gauge("vs_model_loaded", "1 once the worker's model is loaded")
@@ -66,6 +70,7 @@ def health_app(health: Callable[[], dict]):
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
             return [json.dumps(state).encode()]
         return metrics_app(environ, start_response)
+
     return app
 
 

@@ -1,4 +1,5 @@
 """SqueezeNet with real ImageNet weights, batched top-k on CPU."""
+
 from __future__ import annotations
 
 import hashlib
@@ -62,8 +63,10 @@ class Classifier:
             logits = self.engine(batch)
             probs = torch.softmax(logits.float(), dim=1)
             conf, idx = probs.topk(self.top_k, dim=1)
-        return [[TopK(int(i), self.categories[int(i)], float(c)) for c, i in zip(crow, irow)]
-                for crow, irow in zip(conf.tolist(), idx.tolist())]
+        return [
+            [TopK(int(i), self.categories[int(i)], float(c)) for c, i in zip(crow, irow)]
+            for crow, irow in zip(conf.tolist(), idx.tolist())
+        ]
 
 
 def load_classifier(settings: Settings) -> Classifier:
@@ -86,11 +89,20 @@ def load_classifier(settings: Settings) -> Classifier:
             raise WeightsError(
                 f"no weights for {settings.model_name}: MODEL_WEIGHTS is unset, "
                 f"{settings.shared_dir / 'models'} has none, and torchvision's download failed ({exc}). "
-                "Set MODEL_WEIGHTS to a state_dict file; refusing to run with random weights.") from exc
+                "Set MODEL_WEIGHTS to a state_dict file; refusing to run with random weights."
+            ) from exc
         source = weights_id = enum.url
-    engine = build_engine(settings.model_engine, model.eval(), threads=settings.torch_threads,
-                          onnx_path=onnx_cache_path(settings.model_cache_dir, settings.model_name, weights_id))
-    log.info("model %s loaded from %s, engine %s, %d threads", settings.model_name, source,
-             settings.model_engine, settings.torch_threads)
-    return Classifier(engine, settings.model_name, list(enum.meta["categories"]), settings.top_k,
-                      settings.model_engine)
+    engine = build_engine(
+        settings.model_engine,
+        model.eval(),
+        threads=settings.torch_threads,
+        onnx_path=onnx_cache_path(settings.model_cache_dir, settings.model_name, weights_id),
+    )
+    log.info(
+        "model %s loaded from %s, engine %s, %d threads",
+        settings.model_name,
+        source,
+        settings.model_engine,
+        settings.torch_threads,
+    )
+    return Classifier(engine, settings.model_name, list(enum.meta["categories"]), settings.top_k, settings.model_engine)

@@ -1,6 +1,7 @@
 """A batch's rows into PostgreSQL: one transaction when the database takes them all; when it
 refuses a row (a data error, not an outage), the rows are written one by one so that the
 one bad row becomes an error row and its neighbours are still classified."""
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,9 @@ Refused = list[tuple[Message, PredictionError]]
 
 
 class RowSink(Protocol):
-    def write(self, predictions: list[tuple[Message, Prediction]],
-              failures: list[tuple[Message, PredictionError]]) -> Refused:
+    def write(
+        self, predictions: list[tuple[Message, Prediction]], failures: list[tuple[Message, PredictionError]]
+    ) -> Refused:
         """Write all rows or raise TransientError; returns the messages whose row was refused,
         each with the error row recorded for it instead."""
 
@@ -50,29 +52,45 @@ class RowWriter:
                 raise TransientError(f"PostgreSQL unavailable: {str(exc).strip()}") from exc
             raise RowsRefused(f"{type(exc).__name__} [{exc.pgcode}]: {str(exc).strip()}"[:1000]) from exc
 
-    def write(self, predictions: list[tuple[Message, Prediction]],
-              failures: list[tuple[Message, PredictionError]]) -> list[tuple[Message, PredictionError]]:
+    def write(
+        self, predictions: list[tuple[Message, Prediction]], failures: list[tuple[Message, PredictionError]]
+    ) -> list[tuple[Message, PredictionError]]:
         """Write everything; returns the messages whose row was refused, with the error row
         recorded for them instead (TransientError when the database is unreachable)."""
         try:
             self._write([p for _, p in predictions], [e for _, e in failures])
             return []
         except RowsRefused as exc:
-            log.warning("batch of %d rows refused (%s); writing them one by one",
-                        len(predictions) + len(failures), exc)
+            log.warning("batch of %d rows refused (%s); writing them one by one", len(predictions) + len(failures), exc)
         refused: list[tuple[Message, PredictionError]] = []
         for m, row in [*predictions, *failures]:
             try:
                 self._write([row], []) if isinstance(row, Prediction) else self._write([], [row])
             except RowsRefused as exc:
-                refused.append((m, PredictionError(row.image_key, row.model, ErrorType.INTERNAL,
-                                                   f"PostgreSQL refused the row: {exc}", row.hostname)))
+                refused.append(
+                    (
+                        m,
+                        PredictionError(
+                            row.image_key,
+                            row.model,
+                            ErrorType.INTERNAL,
+                            f"PostgreSQL refused the row: {exc}",
+                            row.hostname,
+                        ),
+                    )
+                )
         for m, err in refused:
             try:
                 self._write([], [err])
             except RowsRefused as exc:  # not even an error row: the dead-letter topic is its record
-                log.error("no row could be written for %r (partition %d offset %d): %s; it goes to "
-                          "the dead-letter topic only", err.image_key[:200], m.partition, m.offset, exc)
+                log.error(
+                    "no row could be written for %r (partition %d offset %d): %s; it goes to "
+                    "the dead-letter topic only",
+                    err.image_key[:200],
+                    m.partition,
+                    m.offset,
+                    exc,
+                )
         return refused
 
     def close(self) -> None:

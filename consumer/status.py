@@ -4,6 +4,7 @@ Per partition: the consumer group's committed offset, the end offset and the lag
 group's state and members; per host: images written in the last minute and in total;
 errors by type; keys still without a row.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,10 @@ def render(status: dict) -> str:
             committed = "-" if r["committed"] is None else r["committed"]
             lines.append(f"  {r['partition']:>9} {committed:>10} {r['end']:>10} {r['lag']:>8}")
         lines.append(f"  total lag {k['total_lag']}")
-    lines.append(f"model {d['model']}: {d['results_total']} classified, {d['errors_total']} errors, "
-                 f"{d['keys_without_row']} of {d['registered_keys']} registered keys without a row")
+    lines.append(
+        f"model {d['model']}: {d['results_total']} classified, {d['errors_total']} errors, "
+        f"{d['keys_without_row']} of {d['registered_keys']} registered keys without a row"
+    )
     lines.append(f"  {'host':<24} {'last min':>9} {'total':>9}")
     for h in d["hosts"]:
         lines.append(f"  {h['hostname']:<24} {h['last_minute']:>9} {h['total']:>9}")
@@ -49,8 +52,9 @@ def render(status: dict) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m consumer.status", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m consumer.status", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     args = ap.parse_args(argv)
     settings = get_settings()

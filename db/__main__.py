@@ -3,6 +3,7 @@ python -m db create-worker-login NAME   a login in the least-privilege vs_worker
                                         its password is read from WORKER_DB_PASSWORD
 python -m db create-viewer-login NAME   a read-only login (vs_viewer role) for the web viewer;
                                         its password is read from VIEWER_DB_PASSWORD"""
+
 from __future__ import annotations
 
 import argparse
@@ -14,13 +15,16 @@ from db.migrate import migrate
 from db.roles import VIEWER_ROLE, WORKER_ROLE, create_login
 from settings import get_settings
 
-LOGINS = {"create-worker-login": (WORKER_ROLE, "WORKER_DB_PASSWORD"),
-          "create-viewer-login": (VIEWER_ROLE, "VIEWER_DB_PASSWORD")}
+LOGINS = {
+    "create-worker-login": (WORKER_ROLE, "WORKER_DB_PASSWORD"),
+    "create-viewer-login": (VIEWER_ROLE, "VIEWER_DB_PASSWORD"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m db", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m db", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("command", choices=["migrate", *LOGINS])
     ap.add_argument("name", nargs="?", help="login name for create-*-login")
     args = ap.parse_args(argv)

@@ -1,4 +1,5 @@
 """Opening PostgreSQL connections from the settings."""
+
 from __future__ import annotations
 
 import psycopg2

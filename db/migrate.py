@@ -3,6 +3,7 @@
 Safe to run any number of times and from several machines at once (an advisory lock
 serialises concurrent runs).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Every SQL statement the pipeline runs: parameterised, bulk where it writes many rows."""
+
 from __future__ import annotations
 
 import json
@@ -36,22 +37,31 @@ class PredictionError:
     time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
-def register_images(conn: psycopg2.extensions.connection, images: Iterable[tuple[str, Optional[int]]],
-                    page_size: int = 1000) -> int:
+def register_images(
+    conn: psycopg2.extensions.connection, images: Iterable[tuple[str, Optional[int]]], page_size: int = 1000
+) -> int:
     """Insert (image_key, size_bytes) into image_info, keeping existing rows; returns rows added."""
     rows = list(images)
     if not rows:
         return 0
     with conn, conn.cursor() as cur:
         added = execute_values(
-            cur, "INSERT INTO image_info (image_key, size_bytes) VALUES %s "
-                 "ON CONFLICT (image_key) DO NOTHING RETURNING 1",
-            rows, page_size=page_size, fetch=True)
+            cur,
+            "INSERT INTO image_info (image_key, size_bytes) VALUES %s ON CONFLICT (image_key) DO NOTHING RETURNING 1",
+            rows,
+            page_size=page_size,
+            fetch=True,
+        )
     return len(added)
 
 
-def iter_image_keys(conn: psycopg2.extensions.connection, *, missing_for_model: Optional[str] = None,
-                    limit: Optional[int] = None, itersize: int = 5000) -> Iterator[str]:
+def iter_image_keys(
+    conn: psycopg2.extensions.connection,
+    *,
+    missing_for_model: Optional[str] = None,
+    limit: Optional[int] = None,
+    itersize: int = 5000,
+) -> Iterator[str]:
     """Image keys in key order, read in keyset pages of `itersize`, each page in a short
     transaction of its own: memory stays flat for millions of keys, and a producer pacing
     its keys for hours (--rate) never holds a transaction open (which would hold back
@@ -59,12 +69,13 @@ def iter_image_keys(conn: psycopg2.extensions.connection, *, missing_for_model: 
     that model (what a rerun still has to send)."""
     where = ["(%(after)s::text IS NULL OR i.image_key > %(after)s)"]
     if missing_for_model is not None:
-        where.append("NOT EXISTS (SELECT 1 FROM prediction_results r"
-                     "  WHERE r.image_key = i.image_key AND r.model = %(model)s)"
-                     " AND NOT EXISTS (SELECT 1 FROM prediction_errors e"
-                     "  WHERE e.image_key = i.image_key AND e.model = %(model)s)")
-    sql = (f"SELECT i.image_key FROM image_info i WHERE {' AND '.join(where)} "
-           "ORDER BY i.image_key LIMIT %(page)s")
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM prediction_results r"
+            "  WHERE r.image_key = i.image_key AND r.model = %(model)s)"
+            " AND NOT EXISTS (SELECT 1 FROM prediction_errors e"
+            "  WHERE e.image_key = i.image_key AND e.model = %(model)s)"
+        )
+    sql = f"SELECT i.image_key FROM image_info i WHERE {' AND '.join(where)} ORDER BY i.image_key LIMIT %(page)s"
     after: Optional[str] = None
     sent = 0
     while True:
@@ -92,21 +103,34 @@ def progress(conn: psycopg2.extensions.connection, model: str) -> dict:
     registered keys that have neither a result nor an error row yet. Runs in the caller's
     transaction (the viewer's read-only one, or `with conn:`)."""
     with conn.cursor() as cur:
-        cur.execute("""SELECT hostname, count(*) FILTER (WHERE time > now() - interval '1 minute'), count(*)
-                       FROM prediction_results WHERE model = %s GROUP BY 1 ORDER BY 1""", (model,))
+        cur.execute(
+            """SELECT hostname, count(*) FILTER (WHERE time > now() - interval '1 minute'), count(*)
+                       FROM prediction_results WHERE model = %s GROUP BY 1 ORDER BY 1""",
+            (model,),
+        )
         hosts = [{"hostname": h, "last_minute": m, "total": t} for h, m, t in cur.fetchall()]
-        cur.execute("SELECT error_type, count(*) FROM prediction_errors WHERE model = %s GROUP BY 1 ORDER BY 1",
-                    (model,))
+        cur.execute(
+            "SELECT error_type, count(*) FROM prediction_errors WHERE model = %s GROUP BY 1 ORDER BY 1", (model,)
+        )
         errors = dict(cur.fetchall())
-        cur.execute("""SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
+        cur.execute(
+            """SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
                            SELECT 1 FROM prediction_results r WHERE r.image_key = i.image_key AND r.model = %s)
                          AND NOT EXISTS (
                            SELECT 1 FROM prediction_errors e WHERE e.image_key = i.image_key AND e.model = %s))
-                       FROM image_info i""", (model, model))
+                       FROM image_info i""",
+            (model, model),
+        )
         keys, pending = cur.fetchone()
-    return {"model": model, "hosts": hosts, "errors": errors,
-            "results_total": sum(h["total"] for h in hosts), "errors_total": sum(errors.values()),
-            "registered_keys": keys, "keys_without_row": pending}
+    return {
+        "model": model,
+        "hosts": hosts,
+        "errors": errors,
+        "results_total": sum(h["total"] for h in hosts),
+        "errors_total": sum(errors.values()),
+        "registered_keys": keys,
+        "keys_without_row": pending,
+    }
 
 
 _UPSERT_PREDICTIONS = """
@@ -154,24 +178,42 @@ SELECT pg_advisory_xact_lock(h) FROM (
 """
 
 
-def write_batch(conn: psycopg2.extensions.connection, predictions: Iterable[Prediction],
-                errors: Iterable[PredictionError] = ()) -> None:
+def write_batch(
+    conn: psycopg2.extensions.connection, predictions: Iterable[Prediction], errors: Iterable[PredictionError] = ()
+) -> None:
     """Write a batch's results and errors in one transaction (all or nothing). Keys longer
     than common.keys.MAX_STORED_KEY_BYTES are stored in their bounded form."""
     preds = _last_per_key(replace(p, image_key=stored_key(p.image_key)) for p in predictions)
-    errs = _last_per_key(replace(e, image_key=stored_key(e.image_key), detail=e.detail[:2000])
-                         for e in errors)
+    errs = _last_per_key(replace(e, image_key=stored_key(e.image_key), detail=e.detail[:2000]) for e in errors)
     if not preds and not errs:
         return
     with conn, conn.cursor() as cur:
-        execute_values(cur, _LOCK_KEYS, sorted({(r.model, r.image_key) for r in [*preds, *errs]}),
-                       page_size=100_000)
+        execute_values(cur, _LOCK_KEYS, sorted({(r.model, r.image_key) for r in [*preds, *errs]}), page_size=100_000)
         if preds:
-            execute_values(cur, _UPSERT_PREDICTIONS, [
-                (p.image_key, p.model, p.category, p.confidence, p.class_index, json.dumps(p.top_k),
-                 p.hostname, p.time, p.latency_ms) for p in preds], page_size=1000)
+            execute_values(
+                cur,
+                _UPSERT_PREDICTIONS,
+                [
+                    (
+                        p.image_key,
+                        p.model,
+                        p.category,
+                        p.confidence,
+                        p.class_index,
+                        json.dumps(p.top_k),
+                        p.hostname,
+                        p.time,
+                        p.latency_ms,
+                    )
+                    for p in preds
+                ],
+                page_size=1000,
+            )
             execute_values(cur, _CLEAR_ERRORS, [(p.image_key, p.model) for p in preds], page_size=1000)
         if errs:
-            execute_values(cur, _UPSERT_ERRORS, [
-                (e.image_key, e.model, str(e.error_type), e.detail, e.hostname, e.time) for e in errs],
-                page_size=1000)
+            execute_values(
+                cur,
+                _UPSERT_ERRORS,
+                [(e.image_key, e.model, str(e.error_type), e.detail, e.hostname, e.time) for e in errs],
+                page_size=1000,
+            )

@@ -1,5 +1,6 @@
 """Logins for the least-privilege roles created by the migrations: vs_worker (read image_info,
 write results and errors) and vs_viewer (read only)."""
+
 from __future__ import annotations
 
 import psycopg2.extensions
@@ -19,8 +20,11 @@ def create_login(conn: psycopg2.extensions.connection, name: str, password: str,
         cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(name)), (password,))
         cur.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(name)))
         cur.execute("SELECT current_database()")
-        cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-            sql.Identifier(cur.fetchone()[0]), sql.Identifier(name)))
+        cur.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(cur.fetchone()[0]), sql.Identifier(name)
+            )
+        )
 
 
 def create_worker_login(conn: psycopg2.extensions.connection, name: str, password: str) -> None:

@@ -1,5 +1,6 @@
 """Local `faust worker` processes, started, killed and watched: for the end-to-end and
 fault-injection tests and the pipeline benchmark."""
+
 from __future__ import annotations
 
 import os
@@ -45,6 +46,7 @@ def counts(settings: Settings) -> tuple[int, int]:
 @dataclass
 class Fleet:
     """Workers of one consumer group; each keeps its name (HOSTNAME) across restarts."""
+
     settings: Settings
     env: dict
     tag: str
@@ -58,13 +60,19 @@ class Fleet:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         log = self.logs.setdefault(name, ARTIFACTS / f"{self.tag}-{name}.log")
         port = self.metrics_ports.setdefault(name, free_port())
-        env = {**self.env, "HOSTNAME": name, "TORCH_THREADS": str(threads), "DECODE_WORKERS": str(threads),
-               "METRICS_PORT": str(port)}
+        env = {
+            **self.env,
+            "HOSTNAME": name,
+            "TORCH_THREADS": str(threads),
+            "DECODE_WORKERS": str(threads),
+            "METRICS_PORT": str(port),
+        }
         with open(log, "a") as out:  # the worker keeps its own copy of the descriptor
             out.write(f"\n===== start #{self.starts} of {name} at {time.strftime('%H:%M:%S')} =====\n")
             out.flush()
-            self.procs[name] = subprocess.Popen(list(self.command), env=env, cwd=REPO, stdout=out,
-                                                stderr=subprocess.STDOUT, start_new_session=True)
+            self.procs[name] = subprocess.Popen(
+                list(self.command), env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.starts += 1
 
     def kill9(self, name: str) -> None:
@@ -85,9 +93,12 @@ class Fleet:
     def metric(self, name: str, metric: str, **labels: str) -> float:
         """Sum of a metric's samples whose labels match, scraped from a worker's /metrics."""
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_ports[name]}/metrics", timeout=5).read()
-        return sum(sample.value for family in text_string_to_metric_families(text.decode())
-                   for sample in family.samples
-                   if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()))
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text.decode())
+            for sample in family.samples
+            if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
 
     def alive(self) -> dict[str, bool]:
         return {name: p.poll() is None for name, p in self.procs.items()}
@@ -128,16 +139,26 @@ class Fleet:
         self.wait_for(f"{n} rows", lambda: sum(counts(self.settings)) >= n, timeout)
 
     def log_tails(self, lines: int = 40) -> str:
-        return "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
-                         for p in self.logs.values() if p.exists())
+        return "\n".join(
+            f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
+            for p in self.logs.values()
+            if p.exists()
+        )
 
 
 def fleet_env(settings: Settings, base_env: dict) -> dict:
     """Worker/CLI environment for a run's own topic, bucket, group and weights; short
     session timeouts so that a dead worker's partitions move on within seconds."""
-    env = {**base_env, "KAFKA_TOPIC": settings.kafka_topic, "S3_BUCKET": settings.s3_bucket,
-           "FAUST_APP_ID": settings.faust_app_id, "KAFKA_DEAD_LETTER_TOPIC": settings.kafka_dead_letter_topic,
-           "BROKER_SESSION_TIMEOUT_S": "6", "BROKER_HEARTBEAT_INTERVAL_S": "1", "RETRY_BACKOFF_MAX_S": "4"}
+    env = {
+        **base_env,
+        "KAFKA_TOPIC": settings.kafka_topic,
+        "S3_BUCKET": settings.s3_bucket,
+        "FAUST_APP_ID": settings.faust_app_id,
+        "KAFKA_DEAD_LETTER_TOPIC": settings.kafka_dead_letter_topic,
+        "BROKER_SESSION_TIMEOUT_S": "6",
+        "BROKER_HEARTBEAT_INTERVAL_S": "1",
+        "RETRY_BACKOFF_MAX_S": "4",
+    }
     if settings.model_weights is not None:
         env["MODEL_WEIGHTS"] = str(settings.model_weights)
     return env

@@ -1,5 +1,6 @@
 """Apache Kafka (KRaft, broker and controller in one JVM) from the jars infra/install.sh
 fetched from Maven Central."""
+
 from __future__ import annotations
 
 import os
@@ -61,25 +62,41 @@ logger.apache.name=org.apache.kafka
 logger.apache.level=WARN
 """)
     java_bin, cp = java(), jars(cfg.libs_dir / "kafka")
-    jvm = [java_bin, f"-Xmx{cfg.kafka_heap_mb}m", f"-Xms{cfg.kafka_heap_mb}m", "-server", "-XX:+UseG1GC",
-           "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true", f"-Dkafka.logs.dir={home}",
-           f"-Dlog4j2.configurationFile={log4j}", "-cp", cp]
+    jvm = [
+        java_bin,
+        f"-Xmx{cfg.kafka_heap_mb}m",
+        f"-Xms{cfg.kafka_heap_mb}m",
+        "-server",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dkafka.logs.dir={home}",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        cp,
+    ]
     if not (home / "data" / "meta.properties").exists():
-        cluster_id = subprocess.run([*jvm, "kafka.tools.StorageTool", "random-uuid"], capture_output=True,
-                                    text=True, check=True).stdout.strip().splitlines()[-1]
-        res = subprocess.run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-                             capture_output=True, text=True)
+        cluster_id = (
+            subprocess.run([*jvm, "kafka.tools.StorageTool", "random-uuid"], capture_output=True, text=True, check=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        res = subprocess.run(
+            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            capture_output=True,
+            text=True,
+        )
         if res.returncode != 0:
             raise StackError(f"kafka storage format failed: {res.stdout}{res.stderr}")
     proc = spawn([*jvm, "kafka.Kafka", str(props)], home / "stdout.log", home / "kafka.pid", home)
-    wait("Kafka", lambda: exited(proc, "Kafka", home / "stdout.log") or _kafka_ready(cfg), 90,
-          home / "stdout.log")
+    wait("Kafka", lambda: exited(proc, "Kafka", home / "stdout.log") or _kafka_ready(cfg), 90, home / "stdout.log")
 
 
 def _kafka_ready(cfg: StackConfig) -> bool:
     if not port_open(cfg.kafka_port):
         return False
     from confluent_kafka.admin import AdminClient
+
     try:
         md = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap}).list_topics(timeout=2)
         return bool(md.brokers)

@@ -1,5 +1,6 @@
 """PostgreSQL from Debian's package: a throwaway cluster in the stack's state directory,
 run as the `postgres` user when we are root (the server refuses to run as root)."""
+
 from __future__ import annotations
 
 import grp
@@ -15,8 +16,7 @@ NAME = "postgres"
 
 
 def _pg_bin() -> Path:
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                      key=lambda p: int(p.parent.parent.name))
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
     if not versions:
         raise StackError("PostgreSQL server binaries not found: apt-get install postgresql")
     return versions[-1].parent
@@ -38,8 +38,9 @@ def data_dir(cfg: StackConfig) -> Path:
 
 
 def _reachable_by(user: str, directory: Path) -> bool:
-    return subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(directory)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(directory)], capture_output=True).returncode == 0
+    )
 
 
 def _as_pg(cmd: list[str]) -> list[str]:
@@ -49,7 +50,8 @@ def _as_pg(cmd: list[str]) -> list[str]:
 def running(cfg: StackConfig) -> bool:
     data = data_dir(cfg) / "data"
     return (data / "postmaster.pid").exists() and subprocess.run(
-        _as_pg([str(_pg_bin() / "pg_ctl"), "-D", str(data), "status"]), capture_output=True).returncode == 0
+        _as_pg([str(_pg_bin() / "pg_ctl"), "-D", str(data), "status"]), capture_output=True
+    ).returncode == 0
 
 
 def start(cfg: StackConfig) -> None:
@@ -63,30 +65,68 @@ def start(cfg: StackConfig) -> None:
         os.chown(base, pw.pw_uid, grp.getgrnam(PG_USER).gr_gid)
         base.chmod(0o755)
     if not (data / "PG_VERSION").exists():
-        subprocess.run(_as_pg([str(pg_bin / "initdb"), "-D", str(data), "-U", PG_USER, "--auth=trust",
-                               "-E", "UTF8", "--locale=C.UTF-8"]), check=True, capture_output=True)
+        subprocess.run(
+            _as_pg(
+                [
+                    str(pg_bin / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    PG_USER,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
     # fsync off: this cluster is a throwaway for demos and tests, never a user's real database
-    opts = (f"-p {cfg.pg_port} -k {base} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-    res = subprocess.run(_as_pg([str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-                                 "-o", opts, "start"]), capture_output=True, text=True)
+    opts = (
+        f"-p {cfg.pg_port} -k {base} -c listen_addresses=127.0.0.1 "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    res = subprocess.run(
+        _as_pg([str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", opts, "start"]),
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         raise StackError(f"PostgreSQL failed to start: {res.stderr.strip()}\n{tail}")
     wait("PostgreSQL", lambda: port_open(cfg.pg_port), 30, log)
-    exists = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(cfg.pg_port), "-U", PG_USER, "-tAc",
-                             f"SELECT 1 FROM pg_database WHERE datname='{PG_DATABASE}'"],
-                            capture_output=True, text=True, check=True).stdout.strip()
+    exists = subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(cfg.pg_port),
+            "-U",
+            PG_USER,
+            "-tAc",
+            f"SELECT 1 FROM pg_database WHERE datname='{PG_DATABASE}'",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     if exists != "1":
-        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(cfg.pg_port), "-U", PG_USER, "-c",
-                        f"CREATE DATABASE {PG_DATABASE}"], check=True, capture_output=True)
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", str(cfg.pg_port), "-U", PG_USER, "-c", f"CREATE DATABASE {PG_DATABASE}"],
+            check=True,
+            capture_output=True,
+        )
 
 
 def stop(cfg: StackConfig, mode: str = "fast") -> bool:
     if not running(cfg):
         return False
-    subprocess.run(_as_pg([str(_pg_bin() / "pg_ctl"), "-D", str(data_dir(cfg) / "data"), "-m", mode, "-w",
-                           "stop"]), capture_output=True)
+    subprocess.run(
+        _as_pg([str(_pg_bin() / "pg_ctl"), "-D", str(data_dir(cfg) / "data"), "-m", mode, "-w", "stop"]),
+        capture_output=True,
+    )
     return True
 
 

@@ -1,6 +1,7 @@
 """What every local service shares: free ports, waiting for readiness, processes started
 in their own session and tracked by PID file (so that `down` stops only what this stack
 started), and the stack's configuration."""
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,8 @@ class StackConfig:
         }
 
 
-
 # ---------------------------------------------------------------- helpers
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -83,8 +84,9 @@ def wait(what: str, check, timeout: float, log: Path | None = None) -> None:
         time.sleep(0.3)
     tail = ""
     if log and log.exists():
-        tail = "\n--- last lines of " + str(log) + " ---\n" + "\n".join(
-            log.read_text(errors="replace").splitlines()[-30:])
+        tail = (
+            "\n--- last lines of " + str(log) + " ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        )
     raise StackError(f"{what} did not become ready within {timeout:.0f}s{tail}")
 
 
@@ -100,16 +102,18 @@ def pid_alive(pidfile: Path, marker: str) -> int | None:
 
 def spawn(cmd: list[str], log: Path, pidfile: Path, cwd: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True
+        )
     pidfile.write_text(str(proc.pid))
     return proc
 
 
 def exited(proc: subprocess.Popen, what: str, log: Path) -> None:
     if proc.poll() is not None:
-        raise StackError(f"{what} exited during start-up (code {proc.returncode}):\n"
-                         + log.read_text(errors="replace")[-3000:])
+        raise StackError(
+            f"{what} exited during start-up (code {proc.returncode}):\n" + log.read_text(errors="replace")[-3000:]
+        )
 
 
 def kill(pidfile: Path, marker: str, timeout: float = 20) -> bool:

@@ -1,5 +1,6 @@
 """An S3-compatible server: s3proxy (filesystem backend) from the jars infra/install.sh
 fetched from Maven Central."""
+
 from __future__ import annotations
 
 import urllib.error
@@ -46,12 +47,18 @@ jclouds.filesystem.basedir={home / "blobs"}
   <logger name="org.gaul.shaded.org.eclipse.jetty" level="WARN"/>
 </configuration>
 """)
-    cmd = [java(), "-Xmx256m", f"-Dlogback.configurationFile={logback}",
-           "-cp", jars(cfg.libs_dir / "s3proxy"), "org.gaul.s3proxy.Main",
-           "--properties", str(conf)]
+    cmd = [
+        java(),
+        "-Xmx256m",
+        f"-Dlogback.configurationFile={logback}",
+        "-cp",
+        jars(cfg.libs_dir / "s3proxy"),
+        "org.gaul.s3proxy.Main",
+        "--properties",
+        str(conf),
+    ]
     proc = spawn(cmd, home / "s3proxy.log", home / "s3proxy.pid", home)
-    wait("s3proxy", lambda: exited(proc, "s3proxy", home / "s3proxy.log") or _s3_ready(cfg), 60,
-          home / "s3proxy.log")
+    wait("s3proxy", lambda: exited(proc, "s3proxy", home / "s3proxy.log") or _s3_ready(cfg), 60, home / "s3proxy.log")
 
 
 def _s3_ready(cfg: StackConfig) -> bool:

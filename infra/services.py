@@ -2,6 +2,7 @@
 `NAME`, `start(cfg)`, `stop(cfg) -> bool` (False: it was not running), `running(cfg)` and
 `pid(cfg)` (for CPU accounting).
 Adding a service is one module and one line here; `infra.stack` loops over them."""
+
 from __future__ import annotations
 
 from types import ModuleType

@@ -9,6 +9,7 @@ State lives in one directory (default `.stack/` in the repo, env VS_STACK_DIR). 
 chosen on the first `up` (env VS_KAFKA_PORT, VS_PG_PORT, VS_S3_PORT, or `--free-ports`)
 and remembered in the state directory, as are the generated S3 credentials.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,8 +88,9 @@ def write_env_file(cfg: StackConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m infra.stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("command", choices=["up", "down", "env", "status"])
     ap.add_argument("--state-dir", type=Path, default=Path(os.environ.get("VS_STACK_DIR", DEFAULT_STATE)))
     ap.add_argument("--only", action="append", choices=list(SERVICES), help="act on this service only (repeatable)")
@@ -102,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             up(cfg, only)
-            print(f"stack up in {cfg.state_dir}; settings (also in {cfg.state_dir / 'stack.env'}):",
-                  file=sys.stderr)
+            print(f"stack up in {cfg.state_dir}; settings (also in {cfg.state_dir / 'stack.env'}):", file=sys.stderr)
             print(env_lines(cfg), end="")
         elif args.command == "down":
             print("stopped:", ", ".join(down(cfg, only)) or "nothing was running")

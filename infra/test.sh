@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing (infra/install.sh), then runs pytest.
+# The whole test suite: installs what is missing (infra/install.sh), runs ruff (lint and
+# format check with pyproject's settings), then pytest.
 # Integration tests start their own Kafka, PostgreSQL and s3proxy on free ports and stop them after.
 # Extra arguments go to pytest (e.g. `infra/test.sh -m "not e2e"`).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 VS_WITH_BROWSER=1 "$repo/infra/install.sh"
 cd "$repo"
+venv="${VS_VENV:-$repo/.venv}"
+# style and lint first: seconds, and a failure here needs no service to explain it
+"$venv/bin/ruff" check .
+"$venv/bin/ruff" format --check .
 export VS_TEST_ARTIFACTS="${VS_TEST_ARTIFACTS:-$repo/test-artifacts}"
-exec "${VS_VENV:-$repo/.venv}/bin/python" -m pytest "$@"
+exec "$venv/bin/python" -m pytest "$@"

@@ -4,6 +4,7 @@ Keys come from PostgreSQL's image_info (a server-side cursor, so millions of key
 sit in memory), or from standard input, one key per line (--stdin).
 Exit status: 0 when every key was delivered, 1 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,10 +60,14 @@ def stdin_keys(stream=None, skipped: Optional[SkippedLines] = None) -> Iterator[
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m producer", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only-missing", action="store_true",
-                    help="only keys with no result and no error row for the current MODEL_NAME")
+    ap = argparse.ArgumentParser(
+        prog="python -m producer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--only-missing",
+        action="store_true",
+        help="only keys with no result and no error row for the current MODEL_NAME",
+    )
     ap.add_argument("--limit", type=int, help="send at most N keys")
     ap.add_argument("--rate", type=float, help="send at most R keys per second (simulates a live stream)")
     ap.add_argument("--stdin", action="store_true", help="read keys from standard input, one per line")
@@ -85,15 +90,20 @@ def main(argv: Optional[list[str]] = None) -> int:
             if not args.only_missing:
                 total = count_images(conn)
                 total = min(total, args.limit) if args.limit is not None else total
-            keys = iter_image_keys(conn, missing_for_model=settings.model_name if args.only_missing else None,
-                                   limit=args.limit)
+            keys = iter_image_keys(
+                conn, missing_for_model=settings.model_name if args.only_missing else None, limit=args.limit
+            )
         if args.stdin and args.limit is not None:
             keys = (k for i, k in zip(range(args.limit), keys))
 
         publisher = KeyPublisher(settings)
         started = time.monotonic()
-        with tqdm(total=total, unit="key", desc=f"-> {settings.kafka_topic} ({partitions} partitions)",
-                  disable=not sys.stderr.isatty()) as bar:
+        with tqdm(
+            total=total,
+            unit="key",
+            desc=f"-> {settings.kafka_topic} ({partitions} partitions)",
+            disable=not sys.stderr.isatty(),
+        ) as bar:
             report = publisher.send_all(keys, rate=args.rate, progress=bar)
     finally:
         if conn is not None:

@@ -1,4 +1,5 @@
 """Sending image keys to Kafka with confluent-kafka's idempotent producer."""
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,10 @@ class DeliveryReport:
 
     def summary(self, seconds: float) -> str:
         rate = self.delivered / seconds if seconds > 0 else 0.0
-        text = (f"sent {self.delivered} of {self.queued} keys in {seconds:.1f}s ({rate:.0f}/s); "
-                f"failed {self.failed}; undelivered {self.undelivered}")
+        text = (
+            f"sent {self.delivered} of {self.queued} keys in {seconds:.1f}s ({rate:.0f}/s); "
+            f"failed {self.failed}; undelivered {self.undelivered}"
+        )
         return text + (f"; skipped {self.skipped} lines that are not keys" if self.skipped else "")
 
 
@@ -40,14 +43,16 @@ class KeyPublisher:
     def __init__(self, settings: Settings, **overrides):
         self.topic = settings.kafka_topic
         self.report = DeliveryReport()
-        self._producer = Producer({
-            **settings.kafka_client_config(),
-            "enable.idempotence": True,  # implies acks=all and no reordering/duplicates on retry
-            "acks": "all",
-            "linger.ms": 10,
-            "delivery.timeout.ms": 120_000,
-            **overrides,
-        })
+        self._producer = Producer(
+            {
+                **settings.kafka_client_config(),
+                "enable.idempotence": True,  # implies acks=all and no reordering/duplicates on retry
+                "acks": "all",
+                "linger.ms": 10,
+                "delivery.timeout.ms": 120_000,
+                **overrides,
+            }
+        )
 
     def _on_delivery(self, err: Optional[KafkaError], msg: Message) -> None:
         if err is None:

@@ -1,5 +1,6 @@
 """Shared fixtures. Unit tests need nothing; integration tests ask for `stack`, which starts
 real Kafka, PostgreSQL and s3proxy once per test session (fresh state dir, free ports)."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,11 @@ def shared_dir() -> Path:
     """../shared (or SHARED_DIR): real weights and labelled photos. Absent = a clear failure."""
     path = Settings().shared_dir
     if not (path / "images" / "dev" / "labels.csv").is_file() or not (path / "models").is_dir():
-        pytest.fail(f"shared data not found at {path}: set SHARED_DIR to the folder holding "
-                    "models/squeezenet1_1_imagenet1k.pth and images/dev/labels.csv", pytrace=False)
+        pytest.fail(
+            f"shared data not found at {path}: set SHARED_DIR to the folder holding "
+            "models/squeezenet1_1_imagenet1k.pth and images/dev/labels.csv",
+            pytrace=False,
+        )
     return path
 
 
@@ -77,9 +81,14 @@ def migrated(stack):
 def settings(migrated, weights_path, monkeypatch) -> Settings:
     """Settings for one test: the test stack, the real weights, a topic and bucket of its own."""
     suffix = uuid.uuid4().hex[:8]
-    env = {**migrated.env(), "KAFKA_TOPIC": f"image-keys-{suffix}", "S3_BUCKET": f"images-{suffix}",
-           "FAUST_APP_ID": f"vs-test-{suffix}", "MODEL_WEIGHTS": str(weights_path),
-           "KAFKA_DEAD_LETTER_TOPIC": f"dead-letters-{suffix}"}
+    env = {
+        **migrated.env(),
+        "KAFKA_TOPIC": f"image-keys-{suffix}",
+        "S3_BUCKET": f"images-{suffix}",
+        "FAUST_APP_ID": f"vs-test-{suffix}",
+        "MODEL_WEIGHTS": str(weights_path),
+        "KAFKA_DEAD_LETTER_TOPIC": f"dead-letters-{suffix}",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     get_settings.cache_clear()

@@ -1,6 +1,7 @@
 """In-memory stand-ins for the services, bytewax-testing style, so the processor's logic
 (retries, backoff cap, give-up, chunking, ordering, stopping) is unit-tested in
 milliseconds. Integration tests use the real services instead."""
+
 from __future__ import annotations
 
 import io
@@ -16,13 +17,15 @@ from consumer.model import TopK
 
 def client_error(code: str, status: int) -> botocore.exceptions.ClientError:
     return botocore.exceptions.ClientError(
-        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject"
+    )
 
 
 @dataclass
 class MemoryS3:
     """get_object over a dict; `errors` maps a key to the exception its GET raises;
     `down_for` GETs in a row fail as if the server were unreachable."""
+
     objects: dict[str, bytes] = field(default_factory=dict)
     errors: dict[str, Exception] = field(default_factory=dict)
     down_for: int = 0
@@ -44,6 +47,7 @@ class MemoryS3:
 @dataclass
 class ListSink:
     """A RowSink that keeps rows in lists; fails (as an outage) `fail_times` times first."""
+
     fail_times: int = 0
     predictions: list = field(default_factory=list)
     errors: list = field(default_factory=list)

@@ -1,6 +1,7 @@
 """The layout is the architecture: settings -> common -> db -> (producer | consumer | viewer |
 upload) with no arrows back up, no import cycles, and no torch where it is not needed.
 Checked on the source (every import, lazy ones included; TYPE_CHECKING blocks excluded)."""
+
 from __future__ import annotations
 
 import ast
@@ -51,8 +52,11 @@ def _imports(path: Path) -> set[str]:
 
 
 def _graph() -> dict[str, set[str]]:
-    files = [REPO / "settings.py", REPO / "upload.py",
-             *[p for top in TOP for p in (REPO / top).rglob("*.py") if (REPO / top).is_dir()]]
+    files = [
+        REPO / "settings.py",
+        REPO / "upload.py",
+        *[p for top in TOP for p in (REPO / top).rglob("*.py") if (REPO / top).is_dir()],
+    ]
     modules = {_module_name(p): p for p in files}
     graph = {}
     for name, path in modules.items():
@@ -64,9 +68,14 @@ GRAPH = _graph()
 
 
 def test_no_part_imports_a_part_above_it_or_beside_it():
-    wrong = [(m, i) for m, deps in GRAPH.items() for i in deps
-             if i.split(".")[0] in TOP and i.split(".")[0] != m.split(".")[0]
-             and i.split(".")[0] not in ALLOWED[m.split(".")[0]]]
+    wrong = [
+        (m, i)
+        for m, deps in GRAPH.items()
+        for i in deps
+        if i.split(".")[0] in TOP
+        and i.split(".")[0] != m.split(".")[0]
+        and i.split(".")[0] not in ALLOWED[m.split(".")[0]]
+    ]
     assert wrong == []
 
 
@@ -82,12 +91,23 @@ def test_there_are_no_import_cycles():
                     seen.add(dep)
                     stack.append((dep, path + [dep]))
         return None
+
     cycles = [c for c in map(cycle_from, GRAPH) if c]
     assert cycles == []
 
 
-@pytest.mark.parametrize("module", ["viewer.app", "viewer.thumbnails", "upload", "producer.__main__",
-                                    "common.imaging", "db.queries", "consumer.status"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "viewer.app",
+        "viewer.thumbnails",
+        "upload",
+        "producer.__main__",
+        "common.imaging",
+        "db.queries",
+        "consumer.status",
+    ],
+)
 def test_torch_free_parts_never_reach_torch(module):
     seen, todo, heavy = set(), [module], []
     while todo:
@@ -102,8 +122,23 @@ def test_torch_free_parts_never_reach_torch(module):
 
 
 def test_pip_install_puts_no_project_module_into_site_packages(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert [n for n in names if ".dist-info/" not in n] == []

@@ -8,8 +8,17 @@ from db.queries import iter_image_keys
 
 
 def make_tree(root: Path) -> None:
-    for rel in ["a.jpg", "B.JPEG", "sub/c.png", "sub/deeper/d.WebP", "e.gif", "f.bmp",
-                "notes.txt", "sub/g.jpg.bak", "h.tiff"]:
+    for rel in [
+        "a.jpg",
+        "B.JPEG",
+        "sub/c.png",
+        "sub/deeper/d.WebP",
+        "e.gif",
+        "f.bmp",
+        "notes.txt",
+        "sub/g.jpg.bak",
+        "h.tiff",
+    ]:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(rel.encode())
@@ -21,8 +30,9 @@ def test_find_images_is_recursive_and_case_insensitive(tmp_path):
     assert found == ["B.JPEG", "a.jpg", "e.gif", "f.bmp", "sub/c.png", "sub/deeper/d.WebP"]
 
 
-@pytest.mark.parametrize("prefix, expected", [("", "sub/c.png"), ("batch1", "batch1/sub/c.png"),
-                                              ("/x/y/", "x/y/sub/c.png")])
+@pytest.mark.parametrize(
+    "prefix, expected", [("", "sub/c.png"), ("batch1", "batch1/sub/c.png"), ("/x/y/", "x/y/sub/c.png")]
+)
 def test_object_key_joins_prefix_and_relative_path(tmp_path, prefix, expected):
     assert upload.object_key(tmp_path, tmp_path / "sub" / "c.png", prefix) == expected
 
@@ -42,8 +52,7 @@ def test_upload_then_rerun_changes_nothing(settings, db_conn, dev_images, tmp_pa
     assert "uploaded 6, skipped 0, failed 0; 6 new keys registered" in capsys.readouterr().out
     s3 = settings.s3_client()
     # (s3proxy's filesystem backend also lists "folder/" markers)
-    listed = {o["Key"] for o in s3.list_objects_v2(Bucket=settings.s3_bucket)["Contents"]
-              if not o["Key"].endswith("/")}
+    listed = {o["Key"] for o in s3.list_objects_v2(Bucket=settings.s3_bucket)["Contents"] if not o["Key"].endswith("/")}
     assert listed == {f"run1/{f.name}" for f in files[:3]} | {f"run1/nested/{f.name}" for f in files[3:]}
     body = s3.get_object(Bucket=settings.s3_bucket, Key=f"run1/{files[0].name}")["Body"].read()
     assert body == files[0].read_bytes()

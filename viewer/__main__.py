@@ -2,6 +2,7 @@
 
 Reads PostgreSQL (read-only sessions; VIEWER_DATABASE_URL, else DATABASE_URL) and S3 for the
 images; served by waitress, a production WSGI server."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,9 @@ from settings import get_settings
 
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
-    ap = argparse.ArgumentParser(prog="python -m viewer", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m viewer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--host", default=settings.viewer_host)
     ap.add_argument("--port", type=int, default=settings.viewer_port)
     args = ap.parse_args(argv)
@@ -22,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from waitress import serve
 
     from viewer.app import create_app
+
     print(f"viewer on http://{args.host}:{args.port}/ (model {settings.model_name})", flush=True)
     serve(create_app(settings), host=args.host, port=args.port, threads=8)
     return 0

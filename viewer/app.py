@@ -1,5 +1,6 @@
 """The viewer's Flask app: server-rendered page shells, a JSON API behind them, and images
 re-encoded from S3. It only reads: its database sessions are read-only."""
+
 from __future__ import annotations
 
 import contextlib
@@ -44,12 +45,14 @@ def _number(name: str, cast: Callable, default=None, lo=None, hi=None):
 
 
 def _filters(model: str) -> queries.Filters:
-    return queries.Filters(model=model,
-                           category=request.args.get("category") or None,
-                           host=request.args.get("host") or None,
-                           min_confidence=_number("min_confidence", float, None, 0.0, 1.0),
-                           max_confidence=_number("max_confidence", float, None, 0.0, 1.0),
-                           search=request.args.get("q") or None)
+    return queries.Filters(
+        model=model,
+        category=request.args.get("category") or None,
+        host=request.args.get("host") or None,
+        min_confidence=_number("min_confidence", float, None, 0.0, 1.0),
+        max_confidence=_number("max_confidence", float, None, 0.0, 1.0),
+        search=request.args.get("q") or None,
+    )
 
 
 class Database:
@@ -65,8 +68,12 @@ class Database:
         with self._lock:
             if self._pool is None:
                 self._pool = psycopg2.pool.ThreadedConnectionPool(
-                    0, self._size, self._dsn, connect_timeout=5,
-                    options="-c default_transaction_read_only=on -c statement_timeout=10000")
+                    0,
+                    self._size,
+                    self._dsn,
+                    connect_timeout=5,
+                    options="-c default_transaction_read_only=on -c statement_timeout=10000",
+                )
         conn = self._pool.getconn()
         broken = False
         try:
@@ -82,8 +89,13 @@ class Database:
 def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = None) -> Flask:
     app = Flask(__name__)
     db = Database(settings.viewer_database_url or settings.database_url)
-    thumbs = Thumbnails(settings.s3_client(), settings.s3_bucket, settings.max_image_pixels,
-                        settings.viewer_thumbnail_cache, settings.max_image_bytes)
+    thumbs = Thumbnails(
+        settings.s3_client(),
+        settings.s3_bucket,
+        settings.max_image_pixels,
+        settings.viewer_thumbnail_cache,
+        settings.max_image_bytes,
+    )
     lag = _cached(kafka_status or _default_kafka_status(settings), seconds=5.0)
     page = {"model": settings.model_name, "refresh_ms": int(settings.viewer_refresh_s * 1000)}
 
@@ -189,8 +201,9 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
     @app.after_request
     def security_headers(resp: Response) -> Response:
         # Inline scripts are never needed: every script is a static file.
-        resp.headers.setdefault("Content-Security-Policy",
-                                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'")
+        resp.headers.setdefault(
+            "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'"
+        )
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         return resp
 
@@ -200,7 +213,9 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
 def _default_kafka_status(settings: Settings) -> Callable[[], dict]:
     def status() -> dict:
         from common.kafka_admin import kafka_status
+
         return kafka_status(settings, timeout=3.0)
+
     return status
 
 
@@ -218,4 +233,5 @@ def _cached(fn: Callable[[], dict], seconds: float) -> Callable[[], dict]:
                     state["value"] = {"error": f"Kafka unavailable: {exc}"}
                 state["at"] = time.monotonic()
             return state["value"]
+
     return get

@@ -1,5 +1,6 @@
 """The viewer's read-only SQL. Every value is a query parameter; filters are composed with
 psycopg2.sql, never by string formatting."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,14 +51,19 @@ def _row(cur, row) -> dict:
     return item
 
 
-def list_predictions(conn: psycopg2.extensions.connection, filters: Filters, limit: int,
-                     offset: int = 0) -> tuple[list[dict], int]:
+def list_predictions(
+    conn: psycopg2.extensions.connection, filters: Filters, limit: int, offset: int = 0
+) -> tuple[list[dict], int]:
     """The newest predictions matching `filters` (a page of them) and how many match in all."""
     where, params = filters.where()
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT " + COLUMNS + " FROM prediction_results WHERE {} "
-                            "ORDER BY time DESC, image_key LIMIT %s OFFSET %s").format(where),
-                    [*params, limit, offset])
+        cur.execute(
+            sql.SQL(
+                "SELECT " + COLUMNS + " FROM prediction_results WHERE {} "
+                "ORDER BY time DESC, image_key LIMIT %s OFFSET %s"
+            ).format(where),
+            [*params, limit, offset],
+        )
         items = [_row(cur, r) for r in cur.fetchall()]
         cur.execute(sql.SQL("SELECT count(*) FROM prediction_results WHERE {}").format(where), params)
         return items, cur.fetchone()[0]
@@ -65,31 +71,39 @@ def list_predictions(conn: psycopg2.extensions.connection, filters: Filters, lim
 
 def get_prediction(conn: psycopg2.extensions.connection, key: str, model: str) -> Optional[dict]:
     with conn.cursor() as cur:
-        cur.execute("SELECT " + COLUMNS + " FROM prediction_results WHERE image_key = %s AND model = %s",
-                    (key, model))
+        cur.execute("SELECT " + COLUMNS + " FROM prediction_results WHERE image_key = %s AND model = %s", (key, model))
         row = cur.fetchone()
         return _row(cur, row) if row else None
 
 
 def get_error(conn: psycopg2.extensions.connection, key: str, model: str) -> Optional[dict]:
     with conn.cursor() as cur:
-        cur.execute("""SELECT image_key, model, error_type, detail, hostname, time, attempts
-                       FROM prediction_errors WHERE image_key = %s AND model = %s""", (key, model))
+        cur.execute(
+            """SELECT image_key, model, error_type, detail, hostname, time, attempts
+                       FROM prediction_errors WHERE image_key = %s AND model = %s""",
+            (key, model),
+        )
         row = cur.fetchone()
         return _row(cur, row) if row else None
 
 
 def recent_errors(conn: psycopg2.extensions.connection, model: str, limit: int) -> list[dict]:
     with conn.cursor() as cur:
-        cur.execute("""SELECT image_key, error_type, detail, hostname, time, attempts FROM prediction_errors
-                       WHERE model = %s ORDER BY time DESC, image_key LIMIT %s""", (model, limit))
+        cur.execute(
+            """SELECT image_key, error_type, detail, hostname, time, attempts FROM prediction_errors
+                       WHERE model = %s ORDER BY time DESC, image_key LIMIT %s""",
+            (model, limit),
+        )
         return [_row(cur, r) for r in cur.fetchall()]
 
 
 def class_histogram(conn: psycopg2.extensions.connection, model: str, limit: int) -> list[dict]:
     with conn.cursor() as cur:
-        cur.execute("""SELECT category, count(*) AS count FROM prediction_results WHERE model = %s
-                       GROUP BY category ORDER BY count DESC, category LIMIT %s""", (model, limit))
+        cur.execute(
+            """SELECT category, count(*) AS count FROM prediction_results WHERE model = %s
+                       GROUP BY category ORDER BY count DESC, category LIMIT %s""",
+            (model, limit),
+        )
         return [_row(cur, r) for r in cur.fetchall()]
 
 
@@ -110,12 +124,15 @@ def host_rates(conn: psycopg2.extensions.connection, model: str, minutes: int, b
     """Images per second per host in `bin_seconds` bins over the last `minutes` minutes
     (bins without rows are absent: a host that stopped shows a gap, not a made-up zero line)."""
     with conn.cursor() as cur:
-        cur.execute("""SELECT hostname,
+        cur.execute(
+            """SELECT hostname,
                               to_timestamp(floor(extract(epoch FROM time) / %(bin)s) * %(bin)s) AS bin,
                               count(*)
                        FROM prediction_results
                        WHERE model = %(model)s AND time > now() - make_interval(mins => %(minutes)s)
-                       GROUP BY 1, 2 ORDER BY 1, 2""", {"bin": bin_seconds, "model": model, "minutes": minutes})
+                       GROUP BY 1, 2 ORDER BY 1, 2""",
+            {"bin": bin_seconds, "model": model, "minutes": minutes},
+        )
         series: dict[str, list] = {}
         for host, t, n in cur.fetchall():
             series.setdefault(host, []).append([t.isoformat(), round(n / bin_seconds, 2)])

@@ -1,6 +1,7 @@
 """Images for the browser: fetched from S3, decoded with the same pixel limit as the workers,
 and always re-encoded as JPEG — the viewer never serves an object's bytes (or its content
 type) as they are, so an uploaded HTML or SVG file cannot run in the viewer's origin."""
+
 from __future__ import annotations
 
 import io

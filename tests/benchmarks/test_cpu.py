@@ -1,4 +1,5 @@
 """benchmarks/cpu.py counts the CPU of a process and its live children (no services)."""
+
 import os
 import subprocess
 import sys
@@ -8,8 +9,9 @@ from benchmarks import cpu
 
 
 def test_a_busy_child_counts_towards_its_parent():
-    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass\n"
-                              "time.sleep(30)"])
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass\ntime.sleep(30)"]
+    )
     try:
         before = cpu.snapshot({"child": child.pid})
         time.sleep(2.0)  # the child spins for 1.5 s of it

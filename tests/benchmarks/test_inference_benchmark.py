@@ -1,4 +1,5 @@
 """The benchmark script runs and prints well-formed figures (its numbers are read by people)."""
+
 import json
 import shutil
 import subprocess
@@ -11,10 +12,19 @@ REPO = Path(__file__).resolve().parents[2]
 def test_inference_benchmark_prints_json(tmp_path, dev_images, weights_path):
     for p in sorted(dev_images.glob("*.JPEG"))[:4]:
         shutil.copy(p, tmp_path)
-    res = subprocess.run([sys.executable, "benchmarks/inference.py", "--images", str(tmp_path), "--seconds", "0.05"],
-                         cwd=REPO, capture_output=True, text=True, timeout=600,
-                         env={"PATH": "/usr/bin:/bin", "MODEL_WEIGHTS": str(weights_path),
-                              "MODEL_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path)})
+    res = subprocess.run(
+        [sys.executable, "benchmarks/inference.py", "--images", str(tmp_path), "--seconds", "0.05"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "MODEL_WEIGHTS": str(weights_path),
+            "MODEL_CACHE_DIR": str(tmp_path / "cache"),
+            "HOME": str(tmp_path),
+        },
+    )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert set(out["model_img_s"]) == {"onnxruntime", "channels_last", "torchscript", "torch"}

@@ -1,4 +1,5 @@
 """Image bytes of every awkward kind, made in memory for tests."""
+
 from __future__ import annotations
 
 import io
@@ -55,11 +56,12 @@ def truncated_jpeg() -> bytes:
 def png_header_claiming(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height pixels but holds almost no data:
     a decoder that trusted it would allocate gigabytes."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
-        chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def png_16bit_huge(side: int = 7700) -> bytes:

@@ -1,4 +1,5 @@
 """The agent's batching logic, in memory through Faust's test_context (no Kafka)."""
+
 import asyncio
 
 import pytest

@@ -1,4 +1,5 @@
 """BatchProcessor on the real S3 and PostgreSQL of the test stack (no Kafka needed)."""
+
 import asyncio
 
 import pytest
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def classifier(weights_path):
     from settings import Settings
+
     return load_classifier(Settings(_env_file=None, model_weights=weights_path, torch_threads=2))
 
 
@@ -55,8 +57,12 @@ def test_a_mixed_batch_gives_one_row_per_message(settings, db_conn, bucket, clas
     ok, errors = results(db_conn)
     assert set(ok) == {p.name for p in photos} | {"cmyk.jpg"}
     assert all(host == settings.hostname and k == 5 for _, host, k in ok.values())
-    assert errors == {"corrupt.jpg": "corrupt", "never-uploaded.jpg": "missing",
-                      "<empty message p1@7>": "bad_message", "\\xff\\xfebad": "bad_message"}
+    assert errors == {
+        "corrupt.jpg": "corrupt",
+        "never-uploaded.jpg": "missing",
+        "<empty message p1@7>": "bad_message",
+        "\\xff\\xfebad": "bad_message",
+    }
     assert sorted(dead) == [(3, "corrupt"), (5, "missing"), (7, "bad_message"), (8, "bad_message")]
 
     asyncio.run(proc.process(messages))  # redelivery: same rows, no duplicates
@@ -90,12 +96,18 @@ def test_chunked_inference_gives_the_same_rows_as_one_model_call(settings, db_co
     for p in photos:
         bucket.put_object(Bucket=settings.s3_bucket, Key=p.name, Body=p.read_bytes())
     bucket.put_object(Bucket=settings.s3_bucket, Key="corrupt.jpg", Body=zoo.truncated_jpeg())
-    messages = [Message(k.encode(), 0, i) for i, k in enumerate([p.name for p in photos[:7]] + ["corrupt.jpg"]
-                                                                 + [p.name for p in photos[7:]])]
+    messages = [
+        Message(k.encode(), 0, i)
+        for i, k in enumerate([p.name for p in photos[:7]] + ["corrupt.jpg"] + [p.name for p in photos[7:]])
+    ]
     rows = {}
     for chunk in (1, 3, 64):
-        proc = BatchProcessor(settings.model_copy(update={"infer_chunk_size": chunk}), classifier, bucket,
-                              RowWriter(lambda: connect(settings)))
+        proc = BatchProcessor(
+            settings.model_copy(update={"infer_chunk_size": chunk}),
+            classifier,
+            bucket,
+            RowWriter(lambda: connect(settings)),
+        )
         report = asyncio.run(proc.process(messages))
         proc.close()
         assert (report.classified, report.failed, report.error_types) == (20, 1, ["corrupt"])

@@ -1,4 +1,5 @@
 """BatchProcessor's logic against in-memory fakes (tests/fakes.py): no services, milliseconds."""
+
 import asyncio
 import io
 
@@ -18,12 +19,18 @@ def jpeg(color=(200, 30, 30), size=(64, 48)) -> bytes:
 
 
 def make(s3=None, sink=None, classifier=None, **overrides):
-    options = {"retry_backoff_max_s": 0.01, "decode_workers": 2, "s3_max_concurrency": 4, "hostname": "unit",
-               **overrides}
+    options = {
+        "retry_backoff_max_s": 0.01,
+        "decode_workers": 2,
+        "s3_max_concurrency": 4,
+        "hostname": "unit",
+        **overrides,
+    }
     settings = Settings(_env_file=None, **options)
     dead, retries = ListDeadLetters(), []
-    proc = BatchProcessor(settings, classifier or FixedClassifier(), s3 or MemoryS3(), sink or ListSink(),
-                          dead, on_retry=retries.append)
+    proc = BatchProcessor(
+        settings, classifier or FixedClassifier(), s3 or MemoryS3(), sink or ListSink(), dead, on_retry=retries.append
+    )
     return proc, dead, retries
 
 
@@ -35,13 +42,16 @@ def sleeps(monkeypatch):
     async def fake_sleep(delay, *a, **k):
         asked.append(delay)
         await real_sleep(0)
+
     monkeypatch.setattr(batch_mod.asyncio, "sleep", fake_sleep)
     return asked
 
 
 def test_each_image_gets_its_own_row_whatever_its_neighbours_do():
-    s3 = MemoryS3({"a.jpg": jpeg(), "b.jpg": jpeg(), "text.jpg": b"hello", "big.jpg": jpeg()},
-                  errors={"denied.jpg": client_error("AccessDenied", 403), "long": client_error("", 414)})
+    s3 = MemoryS3(
+        {"a.jpg": jpeg(), "b.jpg": jpeg(), "text.jpg": b"hello", "big.jpg": jpeg()},
+        errors={"denied.jpg": client_error("AccessDenied", 403), "long": client_error("", 414)},
+    )
     sink = ListSink()
     proc, dead, _ = make(s3, sink, max_image_bytes=10_000)
     s3.objects["big.jpg"] = b"\xff" * 20_000  # over MAX_IMAGE_BYTES: never read
@@ -49,8 +59,13 @@ def test_each_image_gets_its_own_row_whatever_its_neighbours_do():
     report = asyncio.run(proc.process_until_done(msgs))
     assert [p.image_key for p in sink.predictions] == ["a.jpg", "b.jpg"]  # message order kept
     assert {e.image_key: str(e.error_type) for e in sink.errors} == {
-        "denied.jpg": "access_denied", "text.jpg": "not_an_image", "<empty message p0@3>": "bad_message",
-        "missing.jpg": "missing", "long": "bad_key", "big.jpg": "too_large"}
+        "denied.jpg": "access_denied",
+        "text.jpg": "not_an_image",
+        "<empty message p0@3>": "bad_message",
+        "missing.jpg": "missing",
+        "long": "bad_key",
+        "big.jpg": "too_large",
+    }
     assert (report.classified, report.failed) == (2, 6)
     assert sorted(o for o, _, _ in dead.sent) == [1, 2, 3, 4, 5, 6]
     proc.close()
@@ -63,6 +78,7 @@ def test_any_decoder_exception_is_that_images_error_not_the_batchs(monkeypatch):
         if data == b"boom":
             raise RuntimeError("damaged AVIF")  # not one of the errors decode() knows
         return real(data, *args)
+
     monkeypatch.setattr(batch_mod, "load_tensor", odd_decoder)
     sink = ListSink()
     proc, _, retries = make(MemoryS3({"ok.jpg": jpeg(), "odd.avif": b"boom"}), sink)
@@ -85,8 +101,9 @@ def test_outages_are_retried_with_capped_backoff_until_written(sleeps):
 
 def test_a_repeated_bug_becomes_internal_rows_and_dead_letters(sleeps):
     sink = ListSink()
-    proc, dead, retries = make(MemoryS3({"a.jpg": jpeg(), "b.jpg": jpeg()}), sink,
-                               classifier=FixedClassifier(fail_times=99))
+    proc, dead, retries = make(
+        MemoryS3({"a.jpg": jpeg(), "b.jpg": jpeg()}), sink, classifier=FixedClassifier(fail_times=99)
+    )
     report = asyncio.run(proc.process_until_done(messages(b"a.jpg", b"b.jpg", b"\xff")))
     assert report.error_types == ["internal"] * 3
     assert {e.image_key for e in sink.errors} == {"a.jpg", "b.jpg", "\\xff"}
@@ -105,6 +122,7 @@ def test_a_stopping_worker_abandons_a_batch_in_retry_and_writes_nothing(sleeps):
             await asyncio.sleep(0)
         proc.stopping = True
         return await task
+
     with pytest.raises(Abandoned):
         asyncio.run(run())
     assert sink.predictions == sink.errors == dead.sent == []

@@ -1,4 +1,5 @@
 """Every engine must classify like plain torch; the default one on >= 99.5% of the dev photos."""
+
 import pytest
 import torch
 
@@ -12,7 +13,7 @@ from settings import Settings
 def dev_batches(dev_images):
     paths = sorted(dev_images.glob("*.JPEG"))
     tensors = [load_tensor(p.read_bytes(), 60_000_000) for p in paths]
-    return [torch.stack(tensors[i:i + 50]) for i in range(0, len(tensors), 50)]
+    return [torch.stack(tensors[i : i + 50]) for i in range(0, len(tensors), 50)]
 
 
 def top1(classifier, batches) -> list[int]:
@@ -21,14 +22,17 @@ def top1(classifier, batches) -> list[int]:
 
 @pytest.fixture(scope="module")
 def reference(weights_path, dev_batches):
-    return top1(load_classifier(Settings(_env_file=None, model_weights=weights_path, model_engine="torch",
-                                         torch_threads=2)), dev_batches)
+    return top1(
+        load_classifier(Settings(_env_file=None, model_weights=weights_path, model_engine="torch", torch_threads=2)),
+        dev_batches,
+    )
 
 
 @pytest.mark.parametrize("engine", [e for e in ENGINES if e != "torch"])
 def test_engine_agrees_with_plain_torch(engine, weights_path, dev_batches, reference, tmp_path):
-    settings = Settings(_env_file=None, model_weights=weights_path, model_engine=engine, torch_threads=2,
-                        model_cache_dir=tmp_path)
+    settings = Settings(
+        _env_file=None, model_weights=weights_path, model_engine=engine, torch_threads=2, model_cache_dir=tmp_path
+    )
     got = top1(load_classifier(settings), dev_batches)
     agreement = sum(a == b for a, b in zip(got, reference)) / len(reference)
     assert len(got) == 500

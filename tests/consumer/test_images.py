@@ -11,9 +11,18 @@ from tests.consumer import images_zoo as zoo
 LIMIT = 60_000_000
 
 
-@pytest.mark.parametrize("make", [zoo.grayscale_jpeg, zoo.cmyk_jpeg, zoo.transparent_png,
-                                  zoo.palette_gif_animated, zoo.one_pixel_png, lambda: zoo.png_16bit(40000)],
-                         ids=["grayscale", "cmyk", "alpha", "gif", "1x1", "16bit"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        zoo.grayscale_jpeg,
+        zoo.cmyk_jpeg,
+        zoo.transparent_png,
+        zoo.palette_gif_animated,
+        zoo.one_pixel_png,
+        lambda: zoo.png_16bit(40000),
+    ],
+    ids=["grayscale", "cmyk", "alpha", "gif", "1x1", "16bit"],
+)
 def test_every_colour_mode_becomes_a_normalised_rgb_tensor(make):
     t = load_tensor(make(), LIMIT)
     assert t.shape == (3, 224, 224) and t.dtype == torch.float32
@@ -36,12 +45,16 @@ def test_grayscale_gives_equal_channels():
     assert r.tobytes() == g.tobytes() == b.tobytes()
 
 
-@pytest.mark.parametrize("data, error_type", [
-    (b"", "empty"),
-    (b"this is a text file, not a jpeg", "not_an_image"),
-    (zoo.truncated_jpeg(), "corrupt"),
-    (b"\xff\xd8\xff\xe0" + b"\x00" * 100, "not_an_image"),
-], ids=["empty", "text", "truncated", "garbage-jpeg-header"])
+@pytest.mark.parametrize(
+    "data, error_type",
+    [
+        (b"", "empty"),
+        (b"this is a text file, not a jpeg", "not_an_image"),
+        (zoo.truncated_jpeg(), "corrupt"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 100, "not_an_image"),
+    ],
+    ids=["empty", "text", "truncated", "garbage-jpeg-header"],
+)
 def test_bad_bytes_give_a_typed_error(data, error_type):
     with pytest.raises(ImageError) as info:
         load_tensor(data, LIMIT)
@@ -65,9 +78,14 @@ def test_pixel_limit_comes_from_the_caller():
 
 
 def test_preprocessing_matches_torchvision_reference(dev_images):
-    reference = T.Compose([T.Resize(256, interpolation=T.InterpolationMode.BILINEAR, antialias=True),
-                           T.CenterCrop(224), T.ToTensor(),
-                           T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+    reference = T.Compose(
+        [
+            T.Resize(256, interpolation=T.InterpolationMode.BILINEAR, antialias=True),
+            T.CenterCrop(224),
+            T.ToTensor(),
+            T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]
+    )
     for path in sorted(dev_images.glob("*.JPEG"))[:20]:
         expected = reference(Image.open(path).convert("RGB"))
         assert torch.allclose(load_tensor(path.read_bytes(), LIMIT), expected, atol=1e-6), path.name
@@ -81,7 +99,7 @@ def test_fast_decode_agrees_with_the_reference_on_dev_photos(dev_images, weights
     paths = sorted(dev_images.glob("*.JPEG"))
     agree = 0
     for i in range(0, len(paths), 50):
-        data = [p.read_bytes() for p in paths[i:i + 50]]
+        data = [p.read_bytes() for p in paths[i : i + 50]]
         ref = classifier.predict(torch.stack([load_tensor(d, LIMIT, fast=False) for d in data]))
         fast = classifier.predict(torch.stack([load_tensor(d, LIMIT, fast=True) for d in data]))
         agree += sum(a[0].class_index == b[0].class_index for a, b in zip(ref, fast))

@@ -1,4 +1,5 @@
 """How a raw Kafka message becomes an image key, or a recorded reason it cannot."""
+
 from common.errors import ImageError
 from consumer.batch import Message, error_key, parse_key
 

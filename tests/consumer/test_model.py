@@ -19,7 +19,7 @@ def test_real_weights_reach_reference_accuracy_on_dev_photos(classifier, dev_ima
     rows = list(csv.DictReader((dev_images / "labels.csv").read_text().splitlines()))
     top1 = top5 = 0
     for i in range(0, len(rows), 50):
-        chunk = rows[i:i + 50]
+        chunk = rows[i : i + 50]
         batch = torch.stack([load_tensor((dev_images / r["filename"]).read_bytes(), 60_000_000) for r in chunk])
         for row, topk in zip(chunk, classifier.predict(batch)):
             names = [t.category for t in topk]
@@ -56,6 +56,7 @@ def test_without_any_weights_it_refuses_instead_of_using_random_ones(tmp_path, m
     # no MODEL_WEIGHTS, no shared weights, and torchvision's download fails (as offline)
     def offline(*args, **kwargs):
         raise urllib.error.URLError("network unreachable")
+
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     with pytest.raises(WeightsError, match="refusing to run with random weights"):

@@ -1,4 +1,5 @@
 """db/ on the real PostgreSQL of the test stack."""
+
 import psycopg2
 import pytest
 
@@ -7,13 +8,22 @@ from db.queries import Prediction, PredictionError, count_images, iter_image_key
 
 pytestmark = pytest.mark.integration
 
-NASTY_KEYS = ["it's.jpg", 'say "cheese".png', "a;b;c.jpg", "'; DROP TABLE image_info; --.jpg",
-              "<script>alert(1)</script>.jpg", "emoji-🐈‍⬛.webp", "k" * 1000 + ".jpg", "back\\slash.jpg"]
+NASTY_KEYS = [
+    "it's.jpg",
+    'say "cheese".png',
+    "a;b;c.jpg",
+    "'; DROP TABLE image_info; --.jpg",
+    "<script>alert(1)</script>.jpg",
+    "emoji-🐈‍⬛.webp",
+    "k" * 1000 + ".jpg",
+    "back\\slash.jpg",
+]
 
 
 def pred(key, category="tabby", conf=0.5, model="squeezenet1_1", host="h1"):
-    return Prediction(key, model, category, conf, 281, [{"class_index": 281, "category": category,
-                                                         "confidence": conf}], host, 12.5)
+    return Prediction(
+        key, model, category, conf, 281, [{"class_index": 281, "category": category, "confidence": conf}], host, 12.5
+    )
 
 
 def rows(conn, sql, params=()):
@@ -29,17 +39,33 @@ def test_migrate_is_idempotent(db_conn):
 
 
 def test_prediction_results_has_the_agreed_columns(db_conn):
-    cols = {r[0] for r in rows(db_conn, "SELECT column_name FROM information_schema.columns "
-                                        "WHERE table_name = 'prediction_results'")}
-    assert {"image_key", "category", "confidence", "hostname", "time", "class_index", "top_k", "model",
-            "latency_ms"} <= cols
+    cols = {
+        r[0]
+        for r in rows(
+            db_conn, "SELECT column_name FROM information_schema.columns WHERE table_name = 'prediction_results'"
+        )
+    }
+    assert {
+        "image_key",
+        "category",
+        "confidence",
+        "hostname",
+        "time",
+        "class_index",
+        "top_k",
+        "model",
+        "latency_ms",
+    } <= cols
 
 
 def test_register_images_keeps_existing_rows(db_conn):
     assert register_images(db_conn, [("a.jpg", 10), ("b.jpg", 20)]) == 2
     assert register_images(db_conn, [("a.jpg", 999), ("c.jpg", 30)]) == 1
     assert rows(db_conn, "SELECT image_key, size_bytes FROM image_info ORDER BY 1") == [
-        ("a.jpg", 10), ("b.jpg", 20), ("c.jpg", 30)]
+        ("a.jpg", 10),
+        ("b.jpg", 20),
+        ("c.jpg", 30),
+    ]
     assert count_images(db_conn) == 3
 
 
@@ -59,8 +85,11 @@ def test_iter_image_keys_streams_in_order_with_limit(db_conn):
 
 def test_missing_for_model_skips_keys_with_a_result_or_an_error(db_conn):
     register_images(db_conn, [(k, None) for k in ("a", "b", "c", "d")])
-    write_batch(db_conn, [pred("a"), pred("c", model="squeezenet1_0")],
-                [PredictionError("b", "squeezenet1_1", "corrupt", "bad", "h1")])
+    write_batch(
+        db_conn,
+        [pred("a"), pred("c", model="squeezenet1_0")],
+        [PredictionError("b", "squeezenet1_1", "corrupt", "bad", "h1")],
+    )
     assert list(iter_image_keys(db_conn, missing_for_model="squeezenet1_1")) == ["c", "d"]
     assert list(iter_image_keys(db_conn, missing_for_model="squeezenet1_0")) == ["a", "b", "d"]
 
@@ -68,15 +97,21 @@ def test_missing_for_model_skips_keys_with_a_result_or_an_error(db_conn):
 def test_a_redelivered_batch_updates_rows_instead_of_duplicating(db_conn):
     write_batch(db_conn, [pred("x", conf=0.2), pred("y")])
     write_batch(db_conn, [pred("x", category="lynx", conf=0.9, host="h2")])
-    assert rows(db_conn, "SELECT image_key, category, confidence, hostname FROM prediction_results "
-                         "ORDER BY 1") == [("x", "lynx", pytest.approx(0.9), "h2"),
-                                           ("y", "tabby", pytest.approx(0.5), "h1")]
+    assert rows(db_conn, "SELECT image_key, category, confidence, hostname FROM prediction_results ORDER BY 1") == [
+        ("x", "lynx", pytest.approx(0.9), "h2"),
+        ("y", "tabby", pytest.approx(0.5), "h1"),
+    ]
 
 
 def test_a_key_twice_in_one_batch_gives_one_row(db_conn):
-    write_batch(db_conn, [pred("x", conf=0.1), pred("x", conf=0.3)],
-                [PredictionError("e", "squeezenet1_1", "corrupt", "1", "h"),
-                 PredictionError("e", "squeezenet1_1", "corrupt", "2", "h")])
+    write_batch(
+        db_conn,
+        [pred("x", conf=0.1), pred("x", conf=0.3)],
+        [
+            PredictionError("e", "squeezenet1_1", "corrupt", "1", "h"),
+            PredictionError("e", "squeezenet1_1", "corrupt", "2", "h"),
+        ],
+    )
     assert rows(db_conn, "SELECT count(*) FROM prediction_results") == [(1,)]
     assert rows(db_conn, "SELECT detail, attempts FROM prediction_errors") == [("2", 1)]
 

@@ -1,4 +1,5 @@
 """The least-privilege worker role, on the real PostgreSQL."""
+
 import psycopg2
 import pytest
 
@@ -12,8 +13,9 @@ pytestmark = pytest.mark.integration
 def worker_conn(db_conn, migrated):
     create_worker_login(db_conn, "worker_test", "s3cret")
     create_worker_login(db_conn, "worker_test", "s3cret-2")  # idempotent: updates the password
-    conn = psycopg2.connect(host="127.0.0.1", port=migrated.pg_port, dbname="visionscaling",
-                            user="worker_test", password="s3cret-2")
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=migrated.pg_port, dbname="visionscaling", user="worker_test", password="s3cret-2"
+    )
     yield conn
     conn.close()
 
@@ -29,13 +31,16 @@ def test_a_worker_can_do_its_job(db_conn, worker_conn):
         assert cur.fetchall() == [(2,)]
 
 
-@pytest.mark.parametrize("statement", [
-    "INSERT INTO image_info (image_key) VALUES ('x')",
-    "DELETE FROM image_info",
-    "DELETE FROM prediction_results",
-    "DROP TABLE prediction_errors",
-    "CREATE TABLE evil (x int)",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO image_info (image_key) VALUES ('x')",
+        "DELETE FROM image_info",
+        "DELETE FROM prediction_results",
+        "DROP TABLE prediction_errors",
+        "CREATE TABLE evil (x int)",
+    ],
+)
 def test_a_worker_can_do_nothing_else(worker_conn, statement):
     with pytest.raises(psycopg2.errors.InsufficientPrivilege):
         with worker_conn, worker_conn.cursor() as cur:
@@ -54,8 +59,9 @@ def test_login_names_are_quoted_not_interpolated(db_conn):
 @pytest.fixture
 def viewer_conn(db_conn, migrated):
     create_viewer_login(db_conn, "viewer_test", "s3cret")
-    conn = psycopg2.connect(host="127.0.0.1", port=migrated.pg_port, dbname="visionscaling",
-                            user="viewer_test", password="s3cret")
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=migrated.pg_port, dbname="visionscaling", user="viewer_test", password="s3cret"
+    )
     yield conn
     conn.close()
 
@@ -69,11 +75,14 @@ def test_a_viewer_reads_everything(db_conn, viewer_conn):
         assert cur.fetchone() == (1, 1, 0)
 
 
-@pytest.mark.parametrize("statement", [
-    "INSERT INTO image_info (image_key) VALUES ('x')",
-    "UPDATE prediction_results SET category = 'x'",
-    "DELETE FROM prediction_errors",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO image_info (image_key) VALUES ('x')",
+        "UPDATE prediction_results SET category = 'x'",
+        "DELETE FROM prediction_errors",
+    ],
+)
 def test_a_viewer_writes_nothing(viewer_conn, statement):
     with pytest.raises(psycopg2.errors.InsufficientPrivilege):
         with viewer_conn, viewer_conn.cursor() as cur:

@@ -1,6 +1,7 @@
 """What the end-to-end tests share: a corpus of real photos in S3, a stream of their keys
 paced through the real producer into real `faust worker` processes, and the exactly-once
 check with the figures each run reports (test-artifacts/reliability-*.json)."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,13 @@ def check_exactly_once(settings, keys: list[str]) -> dict:
     assert not errors, f"unexpected error rows: {errors[:5]}"
     assert not missing, f"{len(missing)} keys missing, e.g. {sorted(missing)[:5]}"
     assert len(got) == len(set(got)) == len(keys), "duplicate or extra rows"
-    return {"keys": len(keys), "rows": len(got), "missing": len(missing), "duplicates": len(got) - len(set(got)),
-            "redelivered": sum(d - 1 for _, d in rows)}
+    return {
+        "keys": len(keys),
+        "rows": len(got),
+        "missing": len(missing),
+        "duplicates": len(got) - len(set(got)),
+        "redelivered": sum(d - 1 for _, d in rows),
+    }
 
 
 def report(name: str, figures: dict) -> None:
@@ -52,8 +58,9 @@ def report(name: str, figures: dict) -> None:
     print(f"\nRELIABILITY {name}: {json.dumps(figures)}")
 
 
-def start_stream(settings, env, tag: str, keys: list[str], seconds: float,
-                 workers: int = 2) -> tuple[Fleet, subprocess.Popen]:
+def start_stream(
+    settings, env, tag: str, keys: list[str], seconds: float, workers: int = 2
+) -> tuple[Fleet, subprocess.Popen]:
     """`workers` workers (2), and a producer sending `keys` paced over `seconds` (`--rate`), so the faults
     land mid-stream however fast the machine classifies."""
     fleet = Fleet(settings, env, f"{tag}-{uuid.uuid4().hex[:6]}")
@@ -65,8 +72,15 @@ def start_stream(settings, env, tag: str, keys: list[str], seconds: float,
     key_file.write_text("".join(k + "\n" for k in keys))
     with open(key_file) as stdin:
         rate = f"{len(keys) / seconds:.1f}"
-        producer = subprocess.Popen([sys.executable, "-m", "producer", "--stdin", "--rate", rate], env=env, cwd=REPO,
-                                    stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "producer", "--stdin", "--rate", rate],
+            env=env,
+            cwd=REPO,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     return fleet, producer
 
 

@@ -1,6 +1,7 @@
 """A zoo of bad and awkward input, uploaded and produced like any image, through real
 workers: what can be classified is, the rest becomes error rows (and dead letters), and
 the workers stay alive and process the good images around them."""
+
 from __future__ import annotations
 
 import io
@@ -34,11 +35,17 @@ def bomb_png() -> bytes:
 def test_bad_input_zoo(settings, db_conn, dev_images, stack_env):
     photo = (dev_images / "n01530575_brambling.JPEG").read_bytes()
     must_classify = {
-        "zoo/alpha.png": zoo.transparent_png(), "zoo/cmyk.jpg": zoo.cmyk_jpeg(),
-        "zoo/16bit.png": zoo.png_16bit(40000), "zoo/animated.gif": zoo.palette_gif_animated(),
-        "zoo/1x1.png": zoo.one_pixel_png(), "zoo/gray.jpg": zoo.grayscale_jpeg(),
-        "zoo/it's \"quoted\".jpg": photo, "zoo/semi;colon; DROP TABLE image_info;--.jpg": photo,
-        "zoo/<script>alert(1)</script>.jpg": photo, "zoo/emoji-🐈‍⬛.jpg": photo, LONG_KEY: photo,
+        "zoo/alpha.png": zoo.transparent_png(),
+        "zoo/cmyk.jpg": zoo.cmyk_jpeg(),
+        "zoo/16bit.png": zoo.png_16bit(40000),
+        "zoo/animated.gif": zoo.palette_gif_animated(),
+        "zoo/1x1.png": zoo.one_pixel_png(),
+        "zoo/gray.jpg": zoo.grayscale_jpeg(),
+        'zoo/it\'s "quoted".jpg': photo,
+        "zoo/semi;colon; DROP TABLE image_info;--.jpg": photo,
+        "zoo/<script>alert(1)</script>.jpg": photo,
+        "zoo/emoji-🐈‍⬛.jpg": photo,
+        LONG_KEY: photo,
         **{f"good/{p.name}": p.read_bytes() for p in sorted(dev_images.glob("*.JPEG"))[:40]},
     }
     must_fail = {
@@ -62,8 +69,10 @@ def test_bad_input_zoo(settings, db_conn, dev_images, stack_env):
         fleet.start("worker-1")
         fleet.start("worker-2")
         fleet.wait_for("both workers in the consumer group", lambda: fleet.members() == 2, 180)
-        assert f"sent {len(keys)} of {len(keys)}" in run([sys.executable, "-m", "producer", "--stdin"], env,
-                                                         input=stdin).stdout
+        assert (
+            f"sent {len(keys)} of {len(keys)}"
+            in run([sys.executable, "-m", "producer", "--stdin"], env, input=stdin).stdout
+        )
         raw = Producer(s.kafka_client_config())
         raw.produce(s.kafka_topic, value=b"", partition=0)
         raw.produce(s.kafka_topic, value=b"\xff\xfe\xfa not utf-8", partition=1)
@@ -91,8 +100,9 @@ def test_bad_input_zoo(settings, db_conn, dev_images, stack_env):
     assert len(bad_messages) == 2 and any(k.startswith("<empty message p0@") for k in bad_messages)
 
     # the same failures were published to the dead-letter topic, with their reasons
-    consumer = Consumer({**s.kafka_client_config(), "group.id": f"dlq-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {**s.kafka_client_config(), "group.id": f"dlq-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe([s.kafka_dead_letter_topic])
     letters, deadline = {}, time.monotonic() + 30
     while len(letters) < len(errors) and time.monotonic() < deadline:

@@ -4,6 +4,7 @@ PostgreSQL and S3 taken away mid-stream. Every key must end in exactly one row.
 Figures of each run go to test-artifacts/reliability-*.json (README, RELIABILITY section).
 VS_FAULT_KILLS (default 5) sets how many kills the kill test makes; 20 is the soak run.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,6 +18,7 @@ from infra.fleet import counts
 from tests.e2e.streams import check_exactly_once, corpus, producer_succeeded, report, setup, start_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
 
 def test_workers_killed_with_sigkill_lose_nothing(settings, db_conn, dev_images, stack_env):
     kills_wanted = int(os.environ.get("VS_FAULT_KILLS", "5"))
@@ -45,8 +47,16 @@ def test_workers_killed_with_sigkill_lose_nothing(settings, db_conn, dev_images,
         fleet.stop()
     assert len(kills) >= kills_wanted, f"the stream ended after {len(kills)} kills (seed {seed})"
     figures = check_exactly_once(s, keys)
-    report("kill9", {**figures, "kills": len(kills), "seed": seed, "kill_log": kills,
-                     "seconds": round(time.monotonic() - started, 1)})
+    report(
+        "kill9",
+        {
+            **figures,
+            "kills": len(kills),
+            "seed": seed,
+            "kill_log": kills,
+            "seconds": round(time.monotonic() - started, 1),
+        },
+    )
 
 
 def _outage(settings, db_conn, dev_images, stack_env, stack, name, stop, start, pause_s, copies=2):
@@ -75,15 +85,12 @@ def _outage(settings, db_conn, dev_images, stack_env, stack, name, stop, start, 
 
 
 def test_kafka_broker_restart_mid_stream(settings, db_conn, dev_images, stack_env, stack):
-    _outage(settings, db_conn, dev_images, stack_env, stack, "kafka-restart",
-            kafka.stop, kafka.start, pause_s=5)
+    _outage(settings, db_conn, dev_images, stack_env, stack, "kafka-restart", kafka.stop, kafka.start, pause_s=5)
 
 
 def test_postgres_down_for_30s_mid_stream(settings, db_conn, dev_images, stack_env, stack):
-    _outage(settings, db_conn, dev_images, stack_env, stack, "postgres-down",
-            postgres.stop, postgres.start, pause_s=30)
+    _outage(settings, db_conn, dev_images, stack_env, stack, "postgres-down", postgres.stop, postgres.start, pause_s=30)
 
 
 def test_s3_unreachable_for_10s_mid_stream(settings, db_conn, dev_images, stack_env, stack):
-    _outage(settings, db_conn, dev_images, stack_env, stack, "s3-down",
-            s3.stop, s3.start, pause_s=10)
+    _outage(settings, db_conn, dev_images, stack_env, stack, "s3-down", s3.stop, s3.start, pause_s=10)

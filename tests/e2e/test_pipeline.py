@@ -1,5 +1,6 @@
 """The whole pipeline on the real local stack: upload.py -> producer -> two `faust worker`
 processes -> PostgreSQL, with the 500 labelled dev photos and the real weights."""
+
 from __future__ import annotations
 
 import csv
@@ -36,6 +37,7 @@ def test_500_dev_photos_through_two_workers(settings, db_conn, dev_images, stack
 
         def status() -> dict:
             return json.loads(run([sys.executable, "-m", "consumer.status", "--json"], env).stdout)
+
         fleet.wait_for("offsets committed (lag 0)", lambda: status()["kafka"]["total_lag"] == 0, 60)
         st = status()
         assert st["kafka"]["group_state"] == "STABLE" and len(st["kafka"]["members"]) == 2

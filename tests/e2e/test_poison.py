@@ -2,6 +2,7 @@
 same partition. The good keys must get their rows within seconds (nothing stalls a partition),
 each poison its error row (nothing retried forever, nothing `internal`), the workers stay
 alive and their memory bounded. Figures: test-artifacts/reliability-poison.json."""
+
 from __future__ import annotations
 
 import time
@@ -29,8 +30,7 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def test_each_poison_gets_its_row_and_never_stalls_the_good_key_behind_it(settings, db_conn, dev_images,
-                                                                          stack_env):
+def test_each_poison_gets_its_row_and_never_stalls_the_good_key_behind_it(settings, db_conn, dev_images, stack_env):
     # key or object -> the error types it may end as
     objects = {
         "poison/16bit-7700.png": (zoo.png_16bit_huge(), None),  # a valid image: classified, memory bounded
@@ -42,9 +42,9 @@ def test_each_poison_gets_its_row_and_never_stalls_the_good_key_behind_it(settin
         "poison/3mb.jpg": (b"\xff\xd8\xff\xe0" + bytes(3_000_000), {"too_large"}),  # over MAX_IMAGE_BYTES
     }
     keys_only = {
-        "k" * 3000: {"bad_key"},                       # over PostgreSQL's index limit as a key
-        "é" * 1000: {"bad_key"},                       # 2,000 bytes of UTF-8
-        "x" * 900_000: {"bad_key"},                    # S3 answered 414; now refused before a request
+        "k" * 3000: {"bad_key"},  # over PostgreSQL's index limit as a key
+        "é" * 1000: {"bad_key"},  # 2,000 bytes of UTF-8
+        "x" * 900_000: {"bad_key"},  # S3 answered 414; now refused before a request
         "../other-bucket/x.png": {"bad_key", "missing", "access_denied"},
     }
     raw_messages = {b"": "bad_message", b"\xff\xfe not utf-8": "bad_message"}
@@ -103,8 +103,19 @@ def test_each_poison_gets_its_row_and_never_stalls_the_good_key_behind_it(settin
     assert good_latency_s < 60, f"a good key waited {good_latency_s:.0f}s behind a poison"
     # a worker's baseline is ~1.0 GB (torch, ONNX Runtime); the 16-bit and 1x8000 PNGs once took it to 3 GB
     assert max(rss.values()) < 1500, rss
-    report("poison", {"messages": len(poisons) + len(good), "poisons": len(poisons), "good": len(good),
-                      "rows": sum(counts(settings)), "missing": 0, "duplicates": 0,
-                      "all_rows_s": round(all_rows_s, 1), "max_good_latency_s": round(good_latency_s, 2),
-                      "peak_rss_mb": rss, "batch_retries": retries,
-                      "error_types": {k[:60]: t for k, (t, _) in errors.items()}})
+    report(
+        "poison",
+        {
+            "messages": len(poisons) + len(good),
+            "poisons": len(poisons),
+            "good": len(good),
+            "rows": sum(counts(settings)),
+            "missing": 0,
+            "duplicates": 0,
+            "all_rows_s": round(all_rows_s, 1),
+            "max_good_latency_s": round(good_latency_s, 2),
+            "peak_rss_mb": rss,
+            "batch_retries": retries,
+            "error_types": {k[:60]: t for k, (t, _) in errors.items()},
+        },
+    )

@@ -1,6 +1,7 @@
 """SIGTERM is how a worker normally ends (a rolling deploy, a scale-down): it must end within
 SHUTDOWN_TIMEOUT_S plus Faust's own stop, lose nothing and write nothing twice, also while its
 batch waits out an outage. Real stack, real `faust worker` processes, real producer."""
+
 from __future__ import annotations
 
 import pytest
@@ -52,8 +53,9 @@ def _sigterm_during_outage(settings, stack_env, dev_images, stack, name, stop, s
     try:
         fleet.wait_for("the first 100 rows", lambda: sum(counts(s)) >= 100, 300)
         stop(stack)
-        fleet.wait_for("worker-1 retrying its batch",
-                       lambda: fleet.metric("worker-1", "vs_batch_retries_total") >= 1, 120)
+        fleet.wait_for(
+            "worker-1 retrying its batch", lambda: fleet.metric("worker-1", "vs_batch_retries_total") >= 1, 120
+        )
         took, code = fleet.terminate("worker-1")
         # before the bounded drain, Faust waited for the batch until the service came back
         assert took < SHUTDOWN_TIMEOUT_S + STOP_MARGIN_S, f"worker-1 took {took:.1f}s to stop during the outage"
@@ -69,10 +71,8 @@ def _sigterm_during_outage(settings, stack_env, dev_images, stack, name, stop, s
 
 
 def test_sigterm_while_postgres_is_down(settings, db_conn, dev_images, stack_env, stack):
-    _sigterm_during_outage(settings, stack_env, dev_images, stack, "sigterm-pg",
-                           postgres.stop, postgres.start)
+    _sigterm_during_outage(settings, stack_env, dev_images, stack, "sigterm-pg", postgres.stop, postgres.start)
 
 
 def test_sigterm_while_s3_is_down(settings, db_conn, dev_images, stack_env, stack):
-    _sigterm_during_outage(settings, stack_env, dev_images, stack, "sigterm-s3",
-                           s3.stop, s3.start)
+    _sigterm_during_outage(settings, stack_env, dev_images, stack, "sigterm-s3", s3.stop, s3.start)

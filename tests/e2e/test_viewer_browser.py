@@ -1,6 +1,7 @@
 """The web viewer in real headless Chromium (Debian's, driven by Playwright) while two
 `faust worker` processes classify the dev photos on the real stack. Screenshots go to
 test-artifacts/."""
+
 from __future__ import annotations
 
 import shutil
@@ -21,8 +22,15 @@ from infra.services import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 SCRIPT_KEY = "evil/<script>alert('xss')</script>.jpg"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +50,13 @@ def start_viewer(env: dict) -> tuple[subprocess.Popen, str]:
     port = free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with open(ARTIFACTS / "viewer.log", "w") as log:  # the viewer keeps its own descriptor
-        proc = subprocess.Popen([sys.executable, "-m", "viewer", "--port", str(port)], env=env, cwd=REPO,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "viewer", "--port", str(port)],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -91,8 +104,9 @@ def test_the_viewer_shows_the_fleet_classifying(settings, db_conn, dev_images, s
         # The grid: 48 thumbnails that really decoded, each with a category and three bars.
         page.goto(url + "/")
         page.wait_for_function("document.querySelectorAll('.card img').length === 48")
-        page.wait_for_function("[...document.querySelectorAll('.card img')].slice(0, 12)"
-                               ".every(i => i.complete && i.naturalWidth > 0)")
+        page.wait_for_function(
+            "[...document.querySelectorAll('.card img')].slice(0, 12).every(i => i.complete && i.naturalWidth > 0)"
+        )
         assert page.locator("#total").inner_text().startswith("501 matching")
         cards = page.locator(".card")
         assert all(c.strip() for c in cards.locator(".category").all_inner_texts())
@@ -106,8 +120,9 @@ def test_the_viewer_shows_the_fleet_classifying(settings, db_conn, dev_images, s
         page.wait_for_url("**category=*")
         expected = min(48, category["count"])
         page.wait_for_function(f"document.querySelectorAll('.card').length === {expected}")
-        assert set(page.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.category)")) == \
-            {category["category"]}
+        assert set(page.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.category)")) == {
+            category["category"]
+        }
         assert page.locator("#total").inner_text().startswith(f"{category['count']} matching")
 
         # A <script> key is text: searched for, shown, never run.
@@ -125,8 +140,14 @@ def test_the_viewer_shows_the_fleet_classifying(settings, db_conn, dev_images, s
         page.goto(url + "/")
         page.wait_for_function("document.querySelectorAll('.card').length === 48")
         put(settings, "live/arrived-later.jpg", photo)
-        subprocess.run([sys.executable, "-m", "producer", "--stdin"], input=b"live/arrived-later.jpg\n",
-                       env=env, cwd=REPO, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "producer", "--stdin"],
+            input=b"live/arrived-later.jpg\n",
+            env=env,
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
         page.wait_for_selector(".card[data-key='live/arrived-later.jpg']", timeout=60_000)
         assert page.locator("#total").inner_text().startswith("502 matching")
 

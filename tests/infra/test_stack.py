@@ -14,8 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.integration
 def test_stack_is_up_and_a_second_up_changes_nothing(stack):
     assert stack_mod.status(stack) == {"postgres": True, "kafka": True, "s3": True}
-    pids = {name: (stack.state_dir / name / f"{name}.pid").read_text()
-            for name in ("kafka", "s3proxy")}
+    pids = {name: (stack.state_dir / name / f"{name}.pid").read_text() for name in ("kafka", "s3proxy")}
     stack_mod.up(stack)  # idempotent: running services are left alone
     assert pids == {name: (stack.state_dir / name / f"{name}.pid").read_text() for name in pids}
     env = (stack.state_dir / "stack.env").read_text()
@@ -32,8 +31,12 @@ def test_s3_checks_signatures(stack):
 
     def client(secret: str):
         return boto3.session.Session().client(
-            "s3", endpoint_url=env["S3_ENDPOINT_URL"], region_name="us-east-1",
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=secret)
+            "s3",
+            endpoint_url=env["S3_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=secret,
+        )
 
     client(env["AWS_SECRET_ACCESS_KEY"]).list_buckets()
     with pytest.raises(botocore.exceptions.ClientError, match="SignatureDoesNotMatch|Forbidden|AccessDenied"):
@@ -70,8 +73,11 @@ def test_docker_compose_is_valid_and_pinned():
     assert (REPO / svc["worker-1"]["build"] / "Dockerfile").is_file()
     assert svc["worker-1"]["command"][:3] == ["faust", "-A", "consumer.app"]
     # every app setting the compose file sets is a real setting
-    fields = {f.upper() for f in Settings.model_fields} | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                                          "AWS_DEFAULT_REGION"}
+    fields = {f.upper() for f in Settings.model_fields} | {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+    }
     assert set(svc["worker-1"]["environment"]) <= fields
     # the variables it requires are documented
     example = (REPO / ".env.example").read_text()

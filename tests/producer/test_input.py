@@ -1,4 +1,5 @@
 """The producer's input and summary, without services."""
+
 import io
 
 from producer.__main__ import SkippedLines, stdin_keys
@@ -21,5 +22,6 @@ def test_text_streams_work_too():
 def test_the_summary_counts_a_failed_key_once():
     report = DeliveryReport(queued=10, delivered=7, failed=2, skipped=4)
     assert report.undelivered == 1  # no report at all: neither delivered nor failed
-    assert report.summary(1.0) == ("sent 7 of 10 keys in 1.0s (7/s); failed 2; undelivered 1; "
-                                   "skipped 4 lines that are not keys")
+    assert report.summary(1.0) == (
+        "sent 7 of 10 keys in 1.0s (7/s); failed 2; undelivered 1; skipped 4 lines that are not keys"
+    )

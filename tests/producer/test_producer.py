@@ -1,4 +1,5 @@
 """The producer against the real Kafka and PostgreSQL of the test stack."""
+
 import io
 import uuid
 
@@ -14,11 +15,18 @@ pytestmark = pytest.mark.integration
 
 
 def consume_all(settings, expected: int, timeout: float = 30.0) -> list[tuple[int, bytes, bytes]]:
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"t-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            **settings.kafka_client_config(),
+            "group.id": f"t-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([settings.kafka_topic])
     out = []
     import time
+
     deadline = time.monotonic() + timeout
     while len(out) < expected and time.monotonic() < deadline:
         msg = consumer.poll(0.5)
@@ -56,8 +64,11 @@ def test_every_registered_key_is_sent_once_keyed_by_itself(settings, db_conn, ca
 
 def test_only_missing_and_limit(settings, db_conn, capsys):
     register_images(db_conn, [(k, 1) for k in ("a", "b", "c", "d", "e")])
-    write_batch(db_conn, [Prediction("a", settings.model_name, "x", 0.5, 1, [], "h")],
-                [PredictionError("b", settings.model_name, "corrupt", "bad", "h")])
+    write_batch(
+        db_conn,
+        [Prediction("a", settings.model_name, "x", 0.5, 1, [], "h")],
+        [PredictionError("b", settings.model_name, "corrupt", "bad", "h")],
+    )
     assert producer_cli.main(["--only-missing", "--limit", "2"]) == 0
     assert "sent 2 of 2 keys" in capsys.readouterr().out
     assert sorted(v for _, _, v in consume_all(settings, 2)) == [b"c", b"d"]
@@ -72,6 +83,7 @@ def test_keys_from_stdin(settings, monkeypatch, capsys):
 
 def test_rate_limits_the_stream(settings, monkeypatch, capsys):
     import time
+
     monkeypatch.setattr("sys.stdin", io.StringIO("".join(f"k{i}\n" for i in range(20))))
     started = time.monotonic()
     assert producer_cli.main(["--stdin", "--rate", "40"]) == 0
@@ -81,6 +93,7 @@ def test_rate_limits_the_stream(settings, monkeypatch, capsys):
 def test_undeliverable_keys_make_a_non_zero_exit(settings, monkeypatch, capsys):
     ensure_topic(settings)
     from producer.publish import KeyPublisher
+
     publisher = KeyPublisher(settings, **{"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 1500})
     report = publisher.send_all(["lost-1", "lost-2"])
     assert report.delivered == 0 and report.failed == 2

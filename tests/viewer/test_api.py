@@ -1,5 +1,6 @@
 """The viewer's JSON API and pages on the real stack (PostgreSQL, s3proxy), over a few hundred
 real predictions written by the workers' own BatchProcessor with the real weights."""
+
 import asyncio
 import io
 import uuid
@@ -30,8 +31,13 @@ def world(migrated, weights_path, dev_images):
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
-        settings = Settings(_env_file=None, s3_bucket=f"viewer-{uuid.uuid4().hex[:8]}", model_weights=weights_path,
-                            kafka_topic=f"viewer-{uuid.uuid4().hex[:8]}", torch_threads=2)
+        settings = Settings(
+            _env_file=None,
+            s3_bucket=f"viewer-{uuid.uuid4().hex[:8]}",
+            model_weights=weights_path,
+            kafka_topic=f"viewer-{uuid.uuid4().hex[:8]}",
+            torch_threads=2,
+        )
         s3 = settings.s3_client()
         ensure_bucket(s3, settings.s3_bucket)
         photos = sorted(dev_images.glob("*.JPEG"))[:PHOTOS]
@@ -47,7 +53,7 @@ def world(migrated, weights_path, dev_images):
         proc = BatchProcessor(settings, load_classifier(settings), s3, RowWriter(lambda: connect(settings)))
         keys = list(objects)
         for i in range(0, len(keys), 32):
-            asyncio.run(proc.process([Message(k.encode(), 0, i + j) for j, k in enumerate(keys[i:i + 32])]))
+            asyncio.run(proc.process([Message(k.encode(), 0, i + j) for j, k in enumerate(keys[i : i + 32])]))
         proc.close()
         app = create_app(settings)
         yield settings, conn, app.test_client()
@@ -82,8 +88,10 @@ def test_pages_cover_every_row_once(world):
 def test_filters_narrow_the_rows_as_sql_would(world):
     _, conn, client = world
     top = client.get("/api/classes?limit=5").get_json()["items"]
-    assert top[0]["count"] == query(conn, "SELECT count(*) FROM prediction_results GROUP BY category "
-                                          "ORDER BY 1 DESC LIMIT 1")[0][0]
+    assert (
+        top[0]["count"]
+        == query(conn, "SELECT count(*) FROM prediction_results GROUP BY category ORDER BY 1 DESC LIMIT 1")[0][0]
+    )
     category = top[0]["category"]
     data = client.get("/api/predictions", query_string={"category": category, "limit": 500}).get_json()
     assert data["total"] == top[0]["count"] and {i["category"] for i in data["items"]} == {category}
@@ -124,6 +132,7 @@ def test_stats_count_hosts_errors_and_rates(world):
     assert round(sum(rate * 60 for _, rate in series)) == PHOTOS + 1
     assert "does not exist" in stats["kafka"]["error"]  # nothing was produced to this test's topic
     from confluent_kafka.admin import AdminClient
+
     topics = AdminClient(settings.kafka_client_config()).list_topics(timeout=10).topics
     assert settings.kafka_topic not in topics, "asking for the lag must not auto-create the topic"
     errors = client.get("/api/errors").get_json()["items"]

@@ -1,5 +1,6 @@
 """The viewer's HTTP behaviour that needs no services: bad parameters, a database that is
 down, and the headers that keep user-controlled content inert."""
+
 import pytest
 
 from settings import Settings
@@ -8,21 +9,25 @@ from viewer.app import create_app
 
 @pytest.fixture
 def client():
-    settings = Settings(_env_file=None, database_url="postgresql://nobody@127.0.0.1:1/none",
-                        s3_endpoint_url="http://127.0.0.1:1")
+    settings = Settings(
+        _env_file=None, database_url="postgresql://nobody@127.0.0.1:1/none", s3_endpoint_url="http://127.0.0.1:1"
+    )
     app = create_app(settings, kafka_status=lambda: {"error": "not asked"})
     return app.test_client()
 
 
-@pytest.mark.parametrize("query, message", [
-    ("min_confidence=abc", "min_confidence must be a number"),
-    ("max_confidence=1.5", "max_confidence must be between 0.0 and 1.0"),
-    ("limit=0", "limit must be between 1 and 500"),
-    ("offset=-1", "offset must be between 0"),
-    ("offset=9223372036854775808", "offset must be between 0 and 9223372036854775807"),
-    ("category=a%00b", "NUL"),
-    ("host=%00", "NUL"),
-])
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("min_confidence=abc", "min_confidence must be a number"),
+        ("max_confidence=1.5", "max_confidence must be between 0.0 and 1.0"),
+        ("limit=0", "limit must be between 1 and 500"),
+        ("offset=-1", "offset must be between 0"),
+        ("offset=9223372036854775808", "offset must be between 0 and 9223372036854775807"),
+        ("category=a%00b", "NUL"),
+        ("host=%00", "NUL"),
+    ],
+)
 def test_bad_parameters_are_400_with_the_reason(client, query, message):
     resp = client.get("/api/predictions?" + query)
     assert resp.status_code == 400 and message in resp.get_json()["error"]

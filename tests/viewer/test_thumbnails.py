@@ -1,4 +1,5 @@
 """Rendering images for the browser (no services)."""
+
 import io
 
 import pytest
