@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 from typing import Optional
 
 import faust
@@ -34,10 +35,22 @@ import common  # noqa: F401
 import db  # noqa: F401
 from consumer.lifecycle import WorkerLifecycle, dead_letter_sender
 from consumer.messages import Message
-from settings import get_settings
+from settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-settings = get_settings()
+
+
+def _settings() -> Settings:
+    """The worker's settings; `faust -A consumer.app worker --help` must not need valid ones."""
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        try:
+            return get_settings()
+        except SystemExit:
+            return Settings.model_construct()  # the defaults, unvalidated: only the help text is read
+    return get_settings()
+
+
+settings = _settings()
 
 
 def _credentials() -> Optional[faust.types.auth.CredentialsT]:

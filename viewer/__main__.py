@@ -13,13 +13,15 @@ from settings import get_settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = get_settings()
     ap = argparse.ArgumentParser(
         prog="python -m viewer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--host", default=settings.viewer_host)
-    ap.add_argument("--port", type=int, default=settings.viewer_port)
+    ap.add_argument("--host", help="default: VIEWER_HOST (127.0.0.1)")
+    ap.add_argument("--port", type=int, help="default: VIEWER_PORT (8080)")
     args = ap.parse_args(argv)
+    settings = get_settings()
+    args.host = args.host or settings.viewer_host
+    args.port = settings.viewer_port if args.port is None else args.port
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from waitress import serve
 

@@ -77,6 +77,7 @@ def test_pixel_limit_comes_from_the_caller():
     assert load_tensor(data, 20_000).shape == (3, 224, 224)
 
 
+@pytest.mark.model
 def test_preprocessing_matches_torchvision_reference(dev_images):
     reference = T.Compose(
         [
@@ -91,6 +92,7 @@ def test_preprocessing_matches_torchvision_reference(dev_images):
         assert torch.allclose(load_tensor(path.read_bytes(), LIMIT), expected, atol=1e-6), path.name
 
 
+@pytest.mark.model
 def test_fast_decode_agrees_with_the_reference_on_dev_photos(dev_images, weights_path):
     from consumer.model import load_classifier
     from settings import Settings
