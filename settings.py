@@ -18,6 +18,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_DIR = Path(__file__).resolve().parent
+BUILTIN_MODELS = ("squeezenet1_1", "squeezenet1_0")
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # also an S3 folder and a Prometheus label
 
 
 class Settings(BaseSettings):
@@ -63,8 +65,13 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(10.0, gt=0)
 
     # --- model
-    model_name: Literal["squeezenet1_1", "squeezenet1_0"] = "squeezenet1_1"
+    # a built-in torchvision model (BUILTIN_MODELS: ImageNet's 1000 classes), or the name of a
+    # model trained on your own categories (python -m training): its production version is served
+    model_name: str = Field("squeezenet1_1", pattern=MODEL_NAME_PATTERN)
     model_weights: Optional[Path] = None  # None = shared_dir's weights, else torchvision's download
+    model_bucket: str = "models"  # where trained versions' artefacts live (immutable, per version)
+    model_prefix: str = "registry/"
+    model_poll_s: float = Field(5.0, gt=0)  # how often workers look for a new production/shadow version
     shared_dir: Path = REPO_DIR.parent / "shared"
     model_engine: Literal["onnxruntime", "channels_last", "torchscript", "torch"] = "onnxruntime"
     model_cache_dir: Path = Path.home() / ".cache" / "visionscaling"  # the exported ONNX graph
@@ -92,6 +99,11 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Optional[Path]) -> Optional[Path]:
         return v.expanduser() if v is not None else None
+
+    @property
+    def builtin_model(self) -> bool:
+        """True for torchvision's ImageNet models, False for a registered model of your own."""
+        return self.model_name in BUILTIN_MODELS
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka (confluent-kafka) connection options, security included."""

@@ -36,7 +36,7 @@ from consumer.images import load_tensor
 from consumer.messages import BatchReport, DeadLetterSink, Message
 from consumer.model import Classifier
 from consumer.sink import RowSink
-from db.queries import Prediction, PredictionError
+from db.queries import Prediction, PredictionError, ShadowPrediction
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class BatchProcessor:
         self.settings = settings
         self.dead_letter = dead_letter
         self.classifier = classifier
+        self.shadow: Optional[Classifier] = None  # a shadow version: run on every image, never the answer
         self.s3 = s3
         self.writer = sink
         self.on_retry = on_retry or (lambda reason: None)
@@ -121,7 +122,9 @@ class BatchProcessor:
 
     async def process(self, messages: Sequence[Message]) -> BatchReport:
         loop = asyncio.get_running_loop()
-        model, host = self.classifier.name, self.settings.hostname
+        # one version for the whole batch, whatever the worker swaps in meanwhile
+        models = (self.classifier, self.shadow)
+        model, version, host = models[0].name, models[0].version, self.settings.hostname
         t0 = time.perf_counter()
         failures: list[tuple[Message, PredictionError]] = []
         work: list[tuple[Message, str]] = []
@@ -132,7 +135,7 @@ class BatchProcessor:
             else:
                 work.append((m, key))
 
-        classified, image_errors, seconds = await self._classify(work)
+        classified, image_errors, seconds, shadow_tops = await self._classify(work, models)
         failures += [(m, PredictionError(k, model, e.error_type, e.detail, host)) for m, k, e in image_errors]
         t3 = time.perf_counter()
 
@@ -149,11 +152,30 @@ class BatchProcessor:
                     top_k=[x.as_dict() for x in top],
                     hostname=host,
                     latency_ms=(now - m.timestamp) * 1000 if m.timestamp else None,
+                    model_version=version,
                 ),
             )
             for m, k, top in classified
         ]
-        refused = await loop.run_in_executor(self._db, self.writer.write, predictions, failures)
+        shadows = (
+            [
+                ShadowPrediction(
+                    k,
+                    model,
+                    models[1].version,
+                    top[0].category,
+                    top[0].confidence,
+                    top[0].class_index,
+                    [x.as_dict() for x in top],
+                    host,
+                    ms,
+                )
+                for k, (top, ms) in shadow_tops.items()
+            ]
+            if models[1] is not None
+            else []
+        )
+        refused = await loop.run_in_executor(self._db, self.writer.write, predictions, failures, shadows)
         t4 = time.perf_counter()
         if refused:  # rows the database would not take were recorded as errors instead
             gone = {id(m) for m, _ in refused}
@@ -170,10 +192,11 @@ class BatchProcessor:
             [written - m.timestamp for m, _ in predictions if m.timestamp],
         )
 
-    async def _classify(self, work: list[tuple[Message, str]]):
+    async def _classify(self, work: list[tuple[Message, str]], models: tuple):
         """Download, decode and classify `work`, overlapping the three. Returns the classified
-        (message, key, top-k) in `work` order, the per-image errors, and the stage seconds:
-        download = wall time until the last object arrived; decode and infer = their busy time."""
+        (message, key, top-k) in `work` order, the per-image errors, the stage seconds
+        (download = wall time until the last object arrived; decode, infer and shadow = busy
+        time), and the shadow model's (top-k, ms) per key."""
         loop = asyncio.get_running_loop()
         chunk_size = self.settings.infer_chunk_size
         start = time.perf_counter()
@@ -181,10 +204,12 @@ class BatchProcessor:
         chunks: list[asyncio.Future] = []
         errors: dict[int, ImageError] = {}
         seconds = {"download": 0.0, "decode": 0.0, "infer": 0.0}
+        if models[1] is not None:
+            seconds["shadow"] = 0.0
 
         def flush() -> None:
             if ready:
-                chunks.append(loop.run_in_executor(self._infer, self._predict, list(ready)))
+                chunks.append(loop.run_in_executor(self._infer, self._predict, list(ready), *models))
                 ready.clear()
 
         async def one(i: int, key: str) -> None:
@@ -204,10 +229,15 @@ class BatchProcessor:
             await asyncio.gather(*tasks)
             flush()
             topks: dict[int, list] = {}
-            for done in await asyncio.gather(*chunks):
-                took, part = done
+            shadow_topks: dict[int, tuple[list, float]] = {}
+            for took, part, shadow_took, shadow_part in await asyncio.gather(*chunks):
                 seconds["infer"] += took
                 topks.update(part)
+                if shadow_part:
+                    seconds["shadow"] += shadow_took
+                    shadow_topks.update(
+                        {i: (top, shadow_took * 1000 / len(shadow_part)) for i, top in shadow_part.items()}
+                    )
         except BaseException:
             # a transient failure or a cancellation: stop what is still running first
             for t in tasks:
@@ -216,12 +246,26 @@ class BatchProcessor:
             raise
         classified = [(m, k, topks[i]) for i, (m, k) in enumerate(work) if i in topks]
         failed = [(m, k, errors[i]) for i, (m, k) in enumerate(work) if i in errors]
-        return classified, failed, seconds
+        shadow_by_key = {k: shadow_topks[i] for i, (_, k) in enumerate(work) if i in shadow_topks}
+        return classified, failed, seconds, shadow_by_key
 
-    def _predict(self, part: list[tuple[int, torch.Tensor]]) -> tuple[float, dict[int, list]]:
+    def _predict(self, part: list[tuple[int, torch.Tensor]], classifier: Classifier, shadow: Optional[Classifier]):
+        """(seconds, top-k by index) of the production model, and the same for the shadow one."""
+        batch = torch.stack([x for _, x in part])
         t = time.perf_counter()
-        topks = self.classifier.predict(torch.stack([x for _, x in part]))
-        return time.perf_counter() - t, {i: top for (i, _), top in zip(part, topks)}
+        topks = classifier.predict(batch)
+        took = time.perf_counter() - t
+        if shadow is None:
+            return took, {i: top for (i, _), top in zip(part, topks)}, 0.0, {}
+        t = time.perf_counter()
+        shadow_topks = shadow.predict(batch)
+        shadow_took = time.perf_counter() - t
+        return (
+            took,
+            {i: top for (i, _), top in zip(part, topks)},
+            shadow_took,
+            {i: top for (i, _), top in zip(part, shadow_topks)},
+        )
 
     async def _send_dead_letters(self, failures: list[tuple[Message, PredictionError]]) -> None:
         """After the error rows are committed (they are the record), tell whoever listens on

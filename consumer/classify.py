@@ -56,9 +56,30 @@ def classify_paths(classifier: Classifier, paths: list[Path], settings: Settings
             topks = iter(classifier.predict(torch.stack(good)) if good else [])
             for path, item in zip(chunk, loaded):
                 if isinstance(item, torch.Tensor):
-                    yield {"path": str(path), "model": classifier.name, "topk": [t.as_dict() for t in next(topks)]}
+                    model = f"{classifier.name}@{classifier.version}" if classifier.version else classifier.name
+                    yield {"path": str(path), "model": model, "topk": [t.as_dict() for t in next(topks)]}
                 else:
                     yield {"path": str(path), "error": item}
+
+
+def _classifier(settings: Settings, ref: Optional[str]) -> Classifier:
+    """--model NAME[@N]: a built-in model, or a registered version (NAME alone: production)."""
+    from settings import BUILTIN_MODELS
+
+    if ref is None or ref in BUILTIN_MODELS:
+        return load_classifier(settings.model_copy(update={"model_name": ref or settings.model_name}))
+    from consumer.model import load_registered
+    from db import registry
+    from db.connection import connect
+
+    name, version = registry.parse_ref(ref)
+    conn = connect(settings)
+    try:
+        with conn:
+            mv = registry.get(conn, name, version)
+    finally:
+        conn.close()
+    return load_registered(settings, mv)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -70,6 +91,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--weights", type=Path, help="state_dict file (default MODEL_WEIGHTS)")
     ap.add_argument("--engine", choices=ENGINES, help="inference engine (default MODEL_ENGINE)")
     ap.add_argument("--batch-size", type=int, help="images per model call (default BATCH_SIZE)")
+    ap.add_argument(
+        "--model",
+        metavar="NAME[@N]",
+        help="a built-in model or one from the registry (default MODEL_NAME; NAME alone: its production version)",
+    )
     args = ap.parse_args(argv)
     overrides = {
         k: v
@@ -78,8 +104,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     }
     settings = Settings(**overrides)
     try:
-        classifier = load_classifier(settings)
-    except WeightsError as exc:
+        classifier = _classifier(settings, args.model)
+    except (WeightsError, ValueError) as exc:  # ValueError: db.registry.RegistryError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     paths = list(expand(args.paths))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Optional
 
 from consumer import metrics
 from consumer.messages import BatchReport, Message
+from consumer.rollout import ModelWatcher
 
 if TYPE_CHECKING:
     from consumer.batch import BatchProcessor
@@ -37,6 +38,7 @@ class WorkerLifecycle:
         self.stopped = asyncio.Event()
         self._inflight: Optional[asyncio.Future] = None
         self.metrics_port: Optional[int] = None
+        self.watcher: Optional[ModelWatcher] = None  # a registered model: new versions between batches
 
     # ------------------------------------------------------------------ start
 
@@ -48,6 +50,9 @@ class WorkerLifecycle:
         loop = asyncio.get_running_loop()
         self.metrics_port = metrics.serve(self.settings.metrics_port, health=self.health)
         self.processor = await loop.run_in_executor(None, self._build_processor)
+        if not self.settings.builtin_model:
+            self.watcher = _registry_watcher(self.settings)
+            self.watcher.start(self.processor)
         await loop.run_in_executor(None, ensure_topic, self.settings)
         if self.settings.kafka_dead_letter_topic:
             await loop.run_in_executor(
@@ -66,6 +71,8 @@ class WorkerLifecycle:
         then the caller must not acknowledge it."""
         if self.stopping or self.processor is None:
             return None
+        if self.watcher is not None:
+            self.watcher.between_batches(self.processor)
         task = asyncio.ensure_future(self.processor.process_until_done(messages))
         self._inflight = task
         metrics.IN_FLIGHT.inc(len(messages))
@@ -127,8 +134,26 @@ class WorkerLifecycle:
     def close(self) -> None:
         """After the consumer stopped: thread pools and the database connection."""
         self.stopped.set()
+        if self.watcher is not None:
+            self.watcher.cancel()
         if self.processor is not None:
             self.processor.close()
+
+
+def _registry_watcher(settings: Settings) -> ModelWatcher:
+    from consumer.model import load_registered
+    from db.connection import connect
+    from db.registry import serving
+
+    def query():
+        conn = connect(settings)
+        try:
+            with conn:
+                return serving(conn, settings.model_name)
+        finally:
+            conn.close()
+
+    return ModelWatcher(settings.model_name, settings.model_poll_s, query, lambda mv: load_registered(settings, mv))
 
 
 def dead_letter_sender(topic) -> Callable:

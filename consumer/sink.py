@@ -5,14 +5,14 @@ one bad row becomes an error row and its neighbours are still classified."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Optional, Protocol
 
 import psycopg2
 
 from common.errors import ErrorType, TransientError, pg_error_is_transient
 from consumer.messages import Message
-from db.queries import Prediction, PredictionError, write_batch
+from db.queries import Prediction, PredictionError, ShadowPrediction, write_batch
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,10 @@ Refused = list[tuple[Message, PredictionError]]
 
 class RowSink(Protocol):
     def write(
-        self, predictions: list[tuple[Message, Prediction]], failures: list[tuple[Message, PredictionError]]
+        self,
+        predictions: list[tuple[Message, Prediction]],
+        failures: list[tuple[Message, PredictionError]],
+        shadows: Sequence[ShadowPrediction] = (),
     ) -> Refused:
         """Write all rows or raise TransientError; returns the messages whose row was refused,
         each with the error row recorded for it instead."""
@@ -41,11 +44,13 @@ class RowWriter:
         self.connect = connect
         self._conn = None
 
-    def _write(self, predictions: list[Prediction], errors: list[PredictionError]) -> None:
+    def _write(
+        self, predictions: list[Prediction], errors: list[PredictionError], shadows: Sequence[ShadowPrediction] = ()
+    ) -> None:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = self.connect()
-            write_batch(self._conn, predictions, errors)
+            write_batch(self._conn, predictions, errors, shadows)
         except psycopg2.Error as exc:
             if pg_error_is_transient(exc):
                 self.close()
@@ -53,12 +58,16 @@ class RowWriter:
             raise RowsRefused(f"{type(exc).__name__} [{exc.pgcode}]: {str(exc).strip()}"[:1000]) from exc
 
     def write(
-        self, predictions: list[tuple[Message, Prediction]], failures: list[tuple[Message, PredictionError]]
+        self,
+        predictions: list[tuple[Message, Prediction]],
+        failures: list[tuple[Message, PredictionError]],
+        shadows: Sequence[ShadowPrediction] = (),
     ) -> list[tuple[Message, PredictionError]]:
         """Write everything; returns the messages whose row was refused, with the error row
-        recorded for them instead (TransientError when the database is unreachable)."""
+        recorded for them instead (TransientError when the database is unreachable). Shadow
+        rows are not the record of anything: when the batch is refused they are left out."""
         try:
-            self._write([p for _, p in predictions], [e for _, e in failures])
+            self._write([p for _, p in predictions], [e for _, e in failures], shadows)
             return []
         except RowsRefused as exc:
             log.warning("batch of %d rows refused (%s); writing them one by one", len(predictions) + len(failures), exc)

@@ -25,6 +25,23 @@ class Prediction:
     hostname: str
     latency_ms: Optional[float] = None
     time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    model_version: int = 0  # 0: a built-in model; N: the registered version NAME@N
+
+
+@dataclass(frozen=True)
+class ShadowPrediction:
+    """What a shadow version said about an image; never the answer (shadow_predictions)."""
+
+    image_key: str
+    model: str
+    version: int
+    category: str
+    confidence: float
+    class_index: int
+    top_k: list[dict]
+    hostname: str
+    infer_ms: Optional[float] = None
+    time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,7 @@ def iter_image_keys(
     conn: psycopg2.extensions.connection,
     *,
     missing_for_model: Optional[str] = None,
+    older_than_version: int = 0,
     limit: Optional[int] = None,
     itersize: int = 5000,
 ) -> Iterator[str]:
@@ -66,12 +84,13 @@ def iter_image_keys(
     transaction of its own: memory stays flat for millions of keys, and a producer pacing
     its keys for hours (--rate) never holds a transaction open (which would hold back
     vacuum). With missing_for_model, only keys with neither a result nor an error row for
-    that model (what a rerun still has to send)."""
+    that model (what a rerun still has to send); with older_than_version N too, keys whose
+    result was written by a version older than N count as missing (re-classify them)."""
     where = ["(%(after)s::text IS NULL OR i.image_key > %(after)s)"]
     if missing_for_model is not None:
         where.append(
             "NOT EXISTS (SELECT 1 FROM prediction_results r"
-            "  WHERE r.image_key = i.image_key AND r.model = %(model)s)"
+            "  WHERE r.image_key = i.image_key AND r.model = %(model)s AND r.model_version >= %(version)s)"
             " AND NOT EXISTS (SELECT 1 FROM prediction_errors e"
             "  WHERE e.image_key = i.image_key AND e.model = %(model)s)"
         )
@@ -83,7 +102,7 @@ def iter_image_keys(
         if page <= 0:
             return
         with conn, conn.cursor() as cur:
-            cur.execute(sql, {"after": after, "model": missing_for_model, "page": page})
+            cur.execute(sql, {"after": after, "model": missing_for_model, "version": older_than_version, "page": page})
             keys = [row[0] for row in cur.fetchall()]
         yield from keys  # outside the transaction: the consumer may take its time
         sent += len(keys)
@@ -135,13 +154,25 @@ def progress(conn: psycopg2.extensions.connection, model: str) -> dict:
 
 _UPSERT_PREDICTIONS = """
 INSERT INTO prediction_results
-    (image_key, model, category, confidence, class_index, top_k, hostname, time, latency_ms)
+    (image_key, model, category, confidence, class_index, top_k, hostname, time, latency_ms, model_version)
 VALUES %s
 ON CONFLICT (image_key, model) DO UPDATE SET
     category = EXCLUDED.category, confidence = EXCLUDED.confidence,
     class_index = EXCLUDED.class_index, top_k = EXCLUDED.top_k, hostname = EXCLUDED.hostname,
-    time = EXCLUDED.time, latency_ms = EXCLUDED.latency_ms,
+    time = EXCLUDED.time, latency_ms = EXCLUDED.latency_ms, model_version = EXCLUDED.model_version,
     deliveries = prediction_results.deliveries + 1
+-- a newer version's result replaces an older one's, never the reverse (a worker still on v1
+-- after a promote, or a redelivery to one, must not put v1 back over v2)
+WHERE prediction_results.model_version <= EXCLUDED.model_version
+"""
+
+_UPSERT_SHADOWS = """
+INSERT INTO shadow_predictions
+    (image_key, model, version, category, confidence, class_index, top_k, hostname, time, infer_ms)
+VALUES %s
+ON CONFLICT (image_key, model, version) DO UPDATE SET
+    category = EXCLUDED.category, confidence = EXCLUDED.confidence, class_index = EXCLUDED.class_index,
+    top_k = EXCLUDED.top_k, hostname = EXCLUDED.hostname, time = EXCLUDED.time, infer_ms = EXCLUDED.infer_ms
 """
 
 # A key that was classified after an earlier failure loses its error row.
@@ -179,41 +210,59 @@ SELECT pg_advisory_xact_lock(h) FROM (
 
 
 def write_batch(
-    conn: psycopg2.extensions.connection, predictions: Iterable[Prediction], errors: Iterable[PredictionError] = ()
+    conn: psycopg2.extensions.connection,
+    predictions: Iterable[Prediction],
+    errors: Iterable[PredictionError] = (),
+    shadows: Iterable[ShadowPrediction] = (),
 ) -> None:
-    """Write a batch's results and errors in one transaction (all or nothing). Keys longer
-    than common.keys.MAX_STORED_KEY_BYTES are stored in their bounded form."""
+    """Write a batch's results, errors and shadow results in one transaction (all or nothing).
+    Keys longer than common.keys.MAX_STORED_KEY_BYTES are stored in their bounded form."""
     preds = _last_per_key(replace(p, image_key=stored_key(p.image_key)) for p in predictions)
     errs = _last_per_key(replace(e, image_key=stored_key(e.image_key), detail=e.detail[:2000]) for e in errors)
-    if not preds and not errs:
+    shads = list(
+        {(s.image_key, s.model, s.version): replace(s, image_key=stored_key(s.image_key)) for s in shadows}.values()
+    )
+    if not preds and not errs and not shads:
         return
     with conn, conn.cursor() as cur:
-        execute_values(cur, _LOCK_KEYS, sorted({(r.model, r.image_key) for r in [*preds, *errs]}), page_size=100_000)
+        if preds or errs:
+            keys = sorted({(r.model, r.image_key) for r in [*preds, *errs]})
+            execute_values(cur, _LOCK_KEYS, keys, page_size=100_000)
         if preds:
-            execute_values(
-                cur,
-                _UPSERT_PREDICTIONS,
-                [
-                    (
-                        p.image_key,
-                        p.model,
-                        p.category,
-                        p.confidence,
-                        p.class_index,
-                        json.dumps(p.top_k),
-                        p.hostname,
-                        p.time,
-                        p.latency_ms,
-                    )
-                    for p in preds
-                ],
-                page_size=1000,
-            )
+            rows = [
+                (
+                    p.image_key,
+                    p.model,
+                    p.category,
+                    p.confidence,
+                    p.class_index,
+                    json.dumps(p.top_k),
+                    p.hostname,
+                    p.time,
+                    p.latency_ms,
+                    p.model_version,
+                )
+                for p in preds
+            ]
+            execute_values(cur, _UPSERT_PREDICTIONS, rows, page_size=1000)
             execute_values(cur, _CLEAR_ERRORS, [(p.image_key, p.model) for p in preds], page_size=1000)
         if errs:
-            execute_values(
-                cur,
-                _UPSERT_ERRORS,
-                [(e.image_key, e.model, str(e.error_type), e.detail, e.hostname, e.time) for e in errs],
-                page_size=1000,
-            )
+            rows = [(e.image_key, e.model, str(e.error_type), e.detail, e.hostname, e.time) for e in errs]
+            execute_values(cur, _UPSERT_ERRORS, rows, page_size=1000)
+        if shads:
+            rows = [
+                (
+                    s.image_key,
+                    s.model,
+                    s.version,
+                    s.category,
+                    s.confidence,
+                    s.class_index,
+                    json.dumps(s.top_k),
+                    s.hostname,
+                    s.time,
+                    s.infer_ms,
+                )
+                for s in shads
+            ]
+            execute_values(cur, _UPSERT_SHADOWS, rows, page_size=1000)

@@ -59,6 +59,20 @@ def stdin_keys(stream=None, skipped: Optional[SkippedLines] = None) -> Iterator[
         yield key
 
 
+def _production_version(conn, settings) -> int:
+    """For --only-missing: a registered model's production version (rows of older versions
+    are sent again, to be re-classified); 0 for a built-in model."""
+    if settings.builtin_model:
+        return 0
+    from db.registry import serving
+
+    with conn:
+        production, _ = serving(conn, settings.model_name)
+    if production is None:
+        raise SystemExit(f"error: MODEL_NAME={settings.model_name} has no production version in the registry")
+    return production.version
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m producer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -66,7 +80,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument(
         "--only-missing",
         action="store_true",
-        help="only keys with no result and no error row for the current MODEL_NAME",
+        help="only keys with no result and no error row for MODEL_NAME, or (a model of your own) "
+        "whose result was written by a version older than the production one",
     )
     ap.add_argument("--limit", type=int, help="send at most N keys")
     ap.add_argument("--rate", type=float, help="send at most R keys per second (simulates a live stream)")
@@ -90,8 +105,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             if not args.only_missing:
                 total = count_images(conn)
                 total = min(total, args.limit) if args.limit is not None else total
+            version = _production_version(conn, settings) if args.only_missing else 0
             keys = iter_image_keys(
-                conn, missing_for_model=settings.model_name if args.only_missing else None, limit=args.limit
+                conn,
+                missing_for_model=settings.model_name if args.only_missing else None,
+                older_than_version=version,
+                limit=args.limit,
             )
         if args.stdin and args.limit is not None:
             keys = (k for i, k in zip(range(args.limit), keys))

@@ -3,6 +3,7 @@ real Kafka, PostgreSQL and s3proxy once per test session (fresh state dir, free 
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import uuid
@@ -106,3 +107,19 @@ def db_conn(settings):
         cur.execute("TRUNCATE image_info, prediction_results, prediction_errors")
     yield conn
     conn.close()
+
+
+@pytest.fixture(scope="session")
+def coarse_dir(shared_dir, tmp_path_factory):
+    """A labelled folder whose categories are not ImageNet's: ../shared/images/coarse.csv maps
+    ImageNet classes to eight coarse categories; joined with the dev photos' labels it labels
+    240 photos. Symbolic links in a temporary folder: no photo is copied or committed."""
+    coarse = {r["class_index"]: r["coarse"] for r in csv.DictReader((shared_dir / "images" / "coarse.csv").open())}
+    root = tmp_path_factory.mktemp("coarse")
+    dev = shared_dir / "images" / "dev"
+    for row in csv.DictReader((dev / "labels.csv").open()):
+        category = coarse.get(row["class_index"])
+        if category:
+            (root / category).mkdir(exist_ok=True)
+            os.symlink(dev / row["filename"], root / category / row["filename"])
+    return root

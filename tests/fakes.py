@@ -53,13 +53,16 @@ class ListSink:
     errors: list = field(default_factory=list)
     attempts: int = 0
 
-    def write(self, predictions, failures):
+    shadows: list = field(default_factory=list)
+
+    def write(self, predictions, failures, shadows=()):
         self.attempts += 1
         if self.fail_times > 0:
             self.fail_times -= 1
             raise TransientError("PostgreSQL unavailable: fake outage")
         self.predictions += [p for _, p in predictions]
         self.errors += [e for _, e in failures]
+        self.shadows += list(shadows)
         return []
 
     def close(self) -> None:
@@ -77,15 +80,16 @@ class ListDeadLetters:
 class FixedClassifier:
     """Every image is class 0 ("thing"); `fail_times` calls raise a bug-like exception."""
 
-    def __init__(self, fail_times: int = 0):
+    def __init__(self, fail_times: int = 0, version: int = 0, category: str = "thing"):
         self.name, self.engine_name, self.fail_times, self.calls = "fake-model", "fake", fail_times, []
+        self.version, self.category = version, category
 
     def predict(self, batch) -> list[list[TopK]]:
         self.calls.append(len(batch))
         if self.fail_times > 0:
             self.fail_times -= 1
             raise ValueError("a bug in the model call")
-        return [[TopK(0, "thing", 0.9)] for _ in range(len(batch))]
+        return [[TopK(0, self.category, 0.9)] for _ in range(len(batch))]
 
 
 def messages(*values: Optional[bytes]) -> list[Message]:

@@ -26,6 +26,7 @@ COMMANDS = {
     "status": [sys.executable, "-m", "consumer.status"],
     "viewer": [sys.executable, "-m", "viewer"],
     "stack": [sys.executable, "-m", "infra.stack"],
+    "training": [sys.executable, "-m", "training"],
     "worker": [str(BIN / "faust"), "-A", "consumer.app", "worker"],
 }
 

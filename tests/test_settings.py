@@ -31,7 +31,7 @@ def test_invalid_values_are_rejected(monkeypatch):
     with pytest.raises(ValidationError):
         Settings(_env_file=None)
     monkeypatch.setenv("BATCH_SIZE", "8")
-    monkeypatch.setenv("MODEL_NAME", "resnet50")
+    monkeypatch.setenv("MODEL_NAME", "../etc/passwd")  # a registered model's name is a plain word
     with pytest.raises(ValidationError):
         Settings(_env_file=None)
 

@@ -179,6 +179,15 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
         with db.connection() as conn:
             return jsonify(items=queries.recent_errors(conn, model(), _number("limit", int, 50, 1, 1000)))
 
+    @app.get("/models")
+    def models_page():
+        return render_template("models.html", nav="models", **page)
+
+    @app.get("/api/models")
+    def api_models():
+        with db.connection() as conn:
+            return jsonify(names=queries.models(conn, settings.model_name), versions=queries.model_versions(conn))
+
     @app.get("/api/hosts")
     def api_hosts():
         with db.connection() as conn:

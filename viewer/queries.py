@@ -11,7 +11,7 @@ from psycopg2 import sql
 
 from db.queries import progress
 
-COLUMNS = "image_key, model, category, confidence, class_index, top_k, hostname, time, latency_ms"
+COLUMNS = "image_key, model, model_version, category, confidence, class_index, top_k, hostname, time, latency_ms"
 
 
 @dataclass(frozen=True)
@@ -139,3 +139,40 @@ def host_rates(conn: psycopg2.extensions.connection, model: str, minutes: int, b
         cur.execute("SELECT now()")
         now = cur.fetchone()[0]
     return {"bin_seconds": bin_seconds, "minutes": minutes, "now": now.isoformat(), "hosts": series}
+
+
+def models(conn: psycopg2.extensions.connection, default: str) -> list[str]:
+    """Model names to filter on: the default one, every registered one, and any with rows."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT name FROM models UNION SELECT DISTINCT model FROM prediction_results")
+        names = {r[0] for r in cur.fetchall()}
+    return [default, *sorted(names - {default})]
+
+
+def model_versions(conn: psycopg2.extensions.connection) -> list[dict]:
+    """Every registered version with its stage and metrics, and per name the shadow agreement."""
+    from db import registry
+
+    out = []
+    versions = registry.list_versions(conn)
+    for mv in versions:
+        item = {
+            k: getattr(mv, k)
+            for k in (
+                "name",
+                "version",
+                "stage",
+                "base_model",
+                "categories",
+                "metrics",
+                "sha256",
+                "uri",
+                "data_fingerprint",
+            )
+        }
+        item["created_at"] = mv.created_at.isoformat() if mv.created_at else None
+        out.append(item)
+    agreement = {name: registry.shadow_agreement(conn, name) for name in {mv.name for mv in versions}}
+    return [
+        {**item, "shadow_agreement": agreement[item["name"]] if item["stage"] == "shadow" else None} for item in out
+    ]

@@ -195,3 +195,24 @@ def test_iterating_keys_holds_no_transaction_open_between_pages(db_conn, setting
     assert state == [("idle",)]
     assert first + list(it) == [f"k{i:04d}" for i in range(25)]
     conn.close()
+
+
+def test_only_missing_with_versions_resends_rows_of_older_versions(db_conn):
+    from dataclasses import replace
+
+    register_images(db_conn, [(k, 1) for k in ("a", "b", "c")])
+    write_batch(
+        db_conn, [replace(pred("a", model="mine"), model_version=1), replace(pred("b", model="mine"), model_version=2)]
+    )
+    assert list(iter_image_keys(db_conn, missing_for_model="mine", older_than_version=2)) == ["a", "c"]
+    assert list(iter_image_keys(db_conn, missing_for_model="mine")) == ["c"]
+
+
+def test_an_older_version_never_overwrites_a_newer_ones_row(db_conn):
+    from dataclasses import replace
+
+    write_batch(db_conn, [replace(pred("k", "v2-cat", model="mine"), model_version=2)])
+    write_batch(db_conn, [replace(pred("k", "v1-cat", model="mine"), model_version=1)])  # a late v1 worker
+    assert rows(db_conn, "SELECT category, model_version FROM prediction_results") == [("v2-cat", 2)]
+    write_batch(db_conn, [replace(pred("k", "v3-cat", model="mine"), model_version=3)])
+    assert rows(db_conn, "SELECT category, model_version FROM prediction_results") == [("v3-cat", 3)]

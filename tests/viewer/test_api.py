@@ -158,3 +158,41 @@ def test_thumbnails_are_jpeg_from_s3_and_cached(world):
     assert client.get("/thumb", query_string={"key": SCRIPT_KEY, "size": 160}).data == resp.data  # cached
     assert client.get("/thumb", query_string={"key": SCRIPT_KEY, "size": 320}).status_code == 404  # not cached
     assert client.get("/thumb?key=corrupt.jpg&size=160").status_code == 422
+
+
+def test_the_models_api_lists_registered_versions_with_metrics_and_escapes_names(world):
+    from db import registry
+
+    settings, conn, client = world
+    name = f"odd-{uuid.uuid4().hex[:6]}"
+    with conn, conn.cursor() as cur:
+        for version in (1, 2):
+            registry.next_version(cur, name)
+            registry.insert(
+                cur,
+                registry.ModelVersion(
+                    name,
+                    version,
+                    "0" * 64,
+                    f"s3://models/{name}/{version}/",
+                    "squeezenet1_1",
+                    ["<script>alert(1)</script>", "plain"],
+                    {},
+                    {
+                        "top1": 0.5,
+                        "confusion": [[1, 0], [1, 0]],
+                        "categories": ["<script>alert(1)</script>", "plain"],
+                        "val_images": 2,
+                    },
+                    "f" * 64,
+                ),
+            )
+    registry.set_stage(conn, name, 2, "production")
+    registry.set_stage(conn, name, 1, "shadow")
+    data = client.get("/api/models").get_json()
+    mine = {v["version"]: v for v in data["versions"] if v["name"] == name}
+    assert {v: m["stage"] for v, m in mine.items()} == {1: "shadow", 2: "production"}
+    assert mine[1]["shadow_agreement"]["images"] == 0 and mine[2]["shadow_agreement"] is None
+    assert name in data["names"] and data["names"][0] == settings.model_name
+    page = client.get("/models")
+    assert page.status_code == 200 and b"<script>alert" not in page.data  # names arrive as JSON, shown as text

@@ -64,7 +64,8 @@ function card(item) {
   return el("article", {class: "card", "data-key": item.image_key, "data-category": item.category},
     el("a", {href}, el("img", {src: thumb(160), srcset: thumb(320) + " 2x", alt: item.image_key, loading: "lazy",
                                width: 160, height: 160})),
-    el("div", {class: "category"}, item.category),
+    el("div", {class: "category"}, item.category,
+       item.model_version ? el("span", {class: "muted"}, ` · ${item.model}@${item.model_version}`) : ""),
     top,
     el("div", {class: "key"}, item.image_key),
     el("div", {class: "muted"}, item.hostname + " · " + shortTime(item.time)));
@@ -74,17 +75,21 @@ function predictionsPage() {
   const form = document.getElementById("filters");
   const params = new URLSearchParams(location.search);
   for (const [k, v] of params) if (form.elements[k]) form.elements[k].value = v;
-  const filters = Object.fromEntries(["q", "category", "host", "min_confidence", "max_confidence"]
+  const filters = Object.fromEntries(["model", "q", "category", "host", "min_confidence", "max_confidence"]
     .map((k) => [k, params.get(k) || ""]));
   const limit = 48;
   let offset = Math.max(0, Number(params.get("offset")) || 0);
   let shown = "";
 
-  api("/api/hosts").then(({items}) => {
+  api("/api/models").then(({names}) => {
+    for (const m of names) form.elements.model.append(el("option", {value: m}, m));
+    form.elements.model.value = filters.model || MODEL;
+  }).catch(() => {});
+  api("/api/hosts", {model: filters.model}).then(({items}) => {
     for (const h of items) form.elements.host.append(el("option", {value: h}, h));
     form.elements.host.value = filters.host;
   }).catch(() => {});
-  api("/api/classes", {limit: 1000}).then(({items}) => {
+  api("/api/classes", {limit: 1000, model: filters.model}).then(({items}) => {
     const list = document.getElementById("categories");
     for (const c of items) list.append(el("option", {value: c.category}));
   }).catch(() => {});
@@ -187,4 +192,40 @@ function classesPage() {
   });
 }
 
-({predictions: predictionsPage, fleet: fleetPage, classes: classesPage})[body.dataset.page]?.();
+function confusionTable(m) {
+  const head = el("tr", {}, el("th", {}, "true \\ predicted"), ...m.categories.map((c) => el("th", {}, c)));
+  const body = m.confusion.map((row, i) => el("tr", {}, el("th", {}, m.categories[i]),
+    ...row.map((n, j) => el("td", {class: i === j ? "diag" : (n ? "off" : "")}, n))));
+  return el("table", {class: "confusion"}, el("thead", {}, head), el("tbody", {}, ...body));
+}
+
+function modelsPage() {
+  live(async () => {
+    const {versions} = await api("/api/models");
+    const list = document.getElementById("versions");
+    if (!versions.length) {
+      list.replaceChildren(el("p", {class: "muted"}, "No model of your own yet: python -m training fit DATA --name NAME"));
+      return;
+    }
+    list.replaceChildren(...versions.slice().reverse().map((v) => {
+      const m = v.metrics || {};
+      const per = Object.entries(m.per_category || {}).map(([c, x]) =>
+        el("tr", {}, el("td", {}, c), el("td", {}, (m.images_per_category || {})[c] ?? ""), el("td", {}, x.precision),
+           el("td", {}, x.recall), el("td", {}, x.f1)));
+      const agreement = v.shadow_agreement && v.shadow_agreement.images
+        ? `shadow agreement with ${v.shadow_agreement.production}: ${pct(v.shadow_agreement.agreement)} on ` +
+          `${v.shadow_agreement.images} images, ${v.shadow_agreement.shadow_ms_per_image} ms/image` : "";
+      return el("section", {class: "model " + v.stage},
+        el("h2", {}, `${v.name}@${v.version} `, el("span", {class: "stage"}, v.stage)),
+        el("p", {}, `validation top-1 ${m.top1 !== undefined ? pct(m.top1) : "–"} on ${m.val_images ?? "–"} images; ` +
+           `${v.categories.length} categories; trained ${m.training_seconds ?? "–"} s; ${v.created_at}`),
+        agreement ? el("p", {}, agreement) : "",
+        el("details", {}, el("summary", {}, "per category and confusion matrix"),
+          el("table", {}, el("thead", {}, el("tr", {}, ...["category", "images", "precision", "recall", "F1"]
+            .map((h) => el("th", {}, h)))), el("tbody", {}, ...per)),
+          m.confusion ? confusionTable(m) : ""));
+    }));
+  });
+}
+
+({predictions: predictionsPage, fleet: fleetPage, classes: classesPage, models: modelsPage})[body.dataset.page]?.();

@@ -1,0 +1,263 @@
+"""python -m training — train SqueezeNet on your own categories, version it, roll it out.
+
+    python -m training fit DATA --name NAME [--unfreeze N] [--val-fraction 0.2] [--seed 0]
+    python -m training fit --labels CSV --name NAME      # image_key,category rows; images from S3_BUCKET
+    python -m training list [NAME]
+    python -m training show NAME[@N]
+    python -m training promote NAME@N                    # workers switch to it within MODEL_POLL_S
+    python -m training shadow NAME@N                     # workers also run it; rows in shadow_predictions
+    python -m training retire NAME@N
+    python -m training compare NAME                      # shadow vs production agreement, extra CPU
+
+DATA holds one folder per category (DATA/<category>/*.jpg). Each `fit` makes an immutable
+version NAME@N (weights, categories, metrics, hashes) in S3 (MODEL_BUCKET/MODEL_PREFIX) and in
+the `models` table, as a candidate. Rollback is promoting the previous version again.
+Exit status: 0 done, 1 bad training input, 2 a registry request that cannot be done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+
+def _fit(args, settings) -> int:
+    import io
+
+    import torch
+
+    from common import artefacts
+    from consumer.model import load_base_model
+    from db import registry
+    from db.connection import connect
+    from training import dataset, report, train
+
+    try:
+        if args.labels:
+            items = dataset.from_labels_csv(args.labels, dataset.fetcher(settings.s3_client(), settings.s3_bucket))
+        else:
+            items = dataset.from_folder(args.data)
+        print(f"decoding {len(items)} files…", file=sys.stderr)
+        ds = dataset.load(items, settings.max_image_pixels, settings.max_image_aspect, settings.decode_workers)
+        labels = [label for _, label in ds.images]
+        train_idx, val_idx = dataset.split(labels, args.val_fraction, args.seed)
+    except dataset.DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{len(ds.categories)} categories, {len(train_idx)} training and {len(val_idx)} validation images:")
+    print(dataset.describe(ds))
+
+    base_name = "squeezenet1_1"
+    base, source, base_weights = load_base_model(settings, base_name)
+    torch.set_num_threads(settings.torch_threads)
+    result = train.fit(
+        base,
+        base_name,
+        [img for img, _ in ds.images],
+        labels,
+        train_idx,
+        val_idx,
+        len(ds.categories),
+        train.FitOptions(unfreeze=args.unfreeze, seed=args.seed, patience=args.patience, max_epochs=args.max_epochs),
+        progress=_progress(),
+    )
+    logits = train.predict_logits(result.model, [img for img, _ in ds.images], val_idx)
+    measured = report.metrics(logits, [labels[i] for i in val_idx], ds.categories)
+    measured.update(
+        {
+            "train_images": len(train_idx),
+            "images_per_category": ds.counts(),
+            "training_seconds": round(result.seconds, 2),
+            "epochs": result.epochs,
+            "best_epoch": result.best_epoch,
+            "val_loss": round(result.val_loss, 4),
+            "unfreeze": args.unfreeze,
+            "seed": args.seed,
+            "val_fraction": args.val_fraction,
+            "skipped": ds.skipped,
+        }
+    )
+    print(report.render_text(measured, ds.counts(), result.seconds))
+
+    buf = io.BytesIO()
+    torch.save(result.model.state_dict(), buf)
+    weights = buf.getvalue()
+    digest = artefacts.sha256(weights)
+    preprocessing = {
+        "decode": "common.imaging.decode (fast)",
+        "transform": "torchvision reference: resize 256, center crop 224, ImageNet mean/std",
+    }
+    conn = connect(settings)
+    try:
+        with conn, conn.cursor() as cur:
+            version = registry.next_version(cur, args.name)  # the name stays locked until commit
+            uri = artefacts.uri(settings, args.name, version)
+            mv = registry.ModelVersion(
+                args.name, version, digest, uri, base_name, ds.categories, preprocessing, measured, ds.fingerprint
+            )
+            manifest = {
+                **{
+                    k: getattr(mv, k)
+                    for k in (
+                        "name",
+                        "version",
+                        "sha256",
+                        "uri",
+                        "base_model",
+                        "categories",
+                        "preprocessing",
+                        "data_fingerprint",
+                    )
+                },
+                "base_weights": {"source": source, "id": base_weights},
+                "metrics": measured,
+            }
+            artefacts.put(
+                settings.s3_client(),
+                uri,
+                {
+                    artefacts.WEIGHTS: weights,
+                    artefacts.MANIFEST: json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
+                    artefacts.CONFUSION_PNG: report.confusion_png(measured),
+                },
+            )
+            registry.insert(cur, mv)
+    finally:
+        conn.close()
+    if args.report_dir:
+        args.report_dir.mkdir(parents=True, exist_ok=True)
+        (args.report_dir / "report.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        (args.report_dir / "confusion.png").write_bytes(report.confusion_png(measured))
+    print(f"registered {mv.ref} (candidate) at {uri}; sha256 {digest[:16]}…")
+    print(f"try it:   python -m consumer.classify --model {mv.ref} DIR")
+    print(f"serve it: python -m training promote {mv.ref}   (or shadow {mv.ref} first)")
+    return 0
+
+
+def _progress():
+    """A line per epoch, rewritten in place on a terminal."""
+    tty = sys.stderr.isatty()
+
+    def show(phase: str, epoch: int, train_loss: float, val_loss: float) -> None:
+        end = "\r" if tty else "\n"
+        print(
+            f"  {phase} epoch {epoch:>3}: train loss {train_loss:.4f}, validation loss {val_loss:.4f}",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def _registry(args, settings) -> int:
+    from db import registry
+    from db.connection import connect
+
+    conn = connect(settings)
+    try:
+        if args.command == "list":
+            with conn:
+                rows = registry.list_versions(conn, args.name)
+            print(f"{'model':<32} {'stage':<11} {'top1':>6} {'images':>7}  created")
+            for mv in rows:
+                top1 = mv.metrics.get("top1")
+                images = mv.metrics.get("train_images", 0) + mv.metrics.get("val_images", 0)
+                print(
+                    f"{mv.ref:<32} {mv.stage:<11} {top1 if top1 is not None else '-':>6} {images:>7}  "
+                    f"{mv.created_at:%Y-%m-%d %H:%M}"
+                )
+            return 0
+        name, version = registry.parse_ref(args.ref)
+        if args.command == "show":
+            with conn:
+                mv = registry.get(conn, name, version)
+            print(
+                json.dumps(
+                    {k: (str(v) if k.endswith("_at") else v) for k, v in mv.__dict__.items()},
+                    indent=2,
+                    ensure_ascii=True,
+                )
+            )
+            return 0
+        if version is None:
+            raise registry.RegistryError(f"{args.command} needs a version: {name}@N")
+        stage = {"promote": "production", "shadow": "shadow", "retire": "retired"}[args.command]
+        mv = registry.set_stage(conn, name, version, stage)
+        print(f"{mv.ref} is now {mv.stage}")
+        return 0
+    except registry.RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+
+
+def _compare(args, settings) -> int:
+    from db.connection import connect
+    from training.compare import compare, render
+
+    conn = connect(settings)
+    try:
+        with conn:
+            result = compare(conn, args.name)
+    finally:
+        conn.close()
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    return 0 if result.get("images") else 2
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    fit = sub.add_parser("fit", help="train a new version on a labelled folder (or --labels CSV)")
+    fit.add_argument("data", nargs="?", type=Path, help="folder with one sub-folder per category")
+    fit.add_argument("--labels", type=Path, help="CSV of image_key,category for images in S3_BUCKET")
+    fit.add_argument("--name", required=True, help="model name (MODEL_NAME of the workers that serve it)")
+    fit.add_argument("--unfreeze", type=int, default=0, help="also fine-tune the last N fire modules (0-8)")
+    fit.add_argument("--val-fraction", type=float, default=0.2)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--patience", type=int, default=10, help="epochs without a better validation loss")
+    fit.add_argument("--max-epochs", type=int, default=200)
+    fit.add_argument("--report-dir", type=Path, help="also write report.json and confusion.png here")
+    lst = sub.add_parser("list", help="versions and their stages")
+    lst.add_argument("name", nargs="?")
+    for command, what in (
+        ("show", "one version (default: production, else latest)"),
+        ("promote", "make NAME@N the production version"),
+        ("shadow", "run NAME@N beside production on every batch"),
+        ("retire", "stop serving NAME@N"),
+    ):
+        sub.add_parser(command, help=what).add_argument("ref", metavar="NAME[@N]")
+    cmp_ = sub.add_parser("compare", help="agreement of the shadow version with production")
+    cmp_.add_argument("name")
+    cmp_.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if args.command == "fit" and (args.data is None) == (args.labels is None):
+        ap.error("fit needs DATA (a folder) or --labels CSV, not both")
+
+    from settings import get_settings
+
+    settings = get_settings()
+    if args.command == "fit":
+        import re
+
+        from settings import BUILTIN_MODELS, MODEL_NAME_PATTERN
+
+        if args.name in BUILTIN_MODELS:
+            ap.error(f"{args.name} is a built-in model's name; choose another")
+        if not re.match(MODEL_NAME_PATTERN, args.name):
+            ap.error(f"--name {args.name!r}: letters, digits, '_', '.', '-' (up to 64), not NAME@N")
+        return _fit(args, settings)
+    if args.command == "compare":
+        return _compare(args, settings)
+    return _registry(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
