@@ -55,7 +55,7 @@ class FitOptions:
     batch_size: int = 64
     fine_tune_epochs: int = 30
     fine_tune_patience: int = 5
-    fine_tune_lr: float = 1e-4
+    fine_tune_lr: float = 3e-5
 
 
 @dataclass
@@ -110,10 +110,12 @@ def _epochs(
     history: list[dict],
     phase: str,
     progress: Optional[Callable] = None,
+    start_loss: float = math.inf,
 ) -> tuple[int, float]:
     """Train until the validation loss has not improved for `patience` epochs; the best
-    epoch's weights are loaded back into `model`."""
-    best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
+    epoch's weights are loaded back into `model` (epoch 0: none beat `start_loss`, the
+    weights it came with are kept)."""
+    best_loss, best_epoch, best_state = start_loss, 0, copy.deepcopy(model.state_dict())
     for epoch in range(1, max_epochs + 1):
         train_loss = step()
         val_loss = evaluate()
@@ -221,9 +223,11 @@ def fit(
             history,
             f"unfreeze-{options.unfreeze}",
             progress,
+            start_loss=val_loss,  # fine-tuning must beat the head it starts from, or is undone
         )
         epochs = len(history)
-        best_epoch, val_loss = tuned_epoch, tuned_loss
+        if tuned_epoch:
+            best_epoch, val_loss = tuned_epoch, tuned_loss
     model.eval()
     return FitResult(model, epochs, best_epoch, val_loss, time.monotonic() - started, history)
 

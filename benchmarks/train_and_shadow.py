@@ -7,7 +7,7 @@
   same batches (what a worker's inference stage does with and without `training shadow`),
   at chunk size INFER_CHUNK_SIZE on one thread, as a worker runs it.
 
-    python benchmarks/training.py [--seconds 3] [--out FILE]
+    python benchmarks/train_and_shadow.py [--seconds 3] [--out FILE]
 """
 
 from __future__ import annotations
