@@ -1,13 +1,24 @@
-# The pipeline's own image: upload.py, the producer, `python -m db`, the Faust workers and the viewer.
+# The pipeline's own image: upload.py, the producer, `python -m db`, the Faust workers, training
+# and the viewer. CPU-only torch: nodes without a GPU should not pull a multi-GB CUDA build
+# (override TORCH_INDEX_URL to build for another platform).
 FROM python:3.11.11-slim-bookworm
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    # the only writable places at run time: the ONNX export cache and Faust's data directory
+    HOME=/tmp MODEL_CACHE_DIR=/tmp/visionscaling-cache FAUST_DATADIR=/tmp/visionscaling-faust
 WORKDIR /app
-COPY pyproject.toml README.md settings.py upload.py ./
+COPY pyproject.toml README.md ./
+# dependencies only (the project's modules are never installed into site-packages: they run
+# from /app); torch and torchvision from the CPU index first, the rest from PyPI
+RUN pip install --index-url "$TORCH_INDEX_URL" torch==2.15.0 torchvision==0.29.2 && pip install .
+COPY settings.py upload.py ./
+COPY common common
 COPY db db
 COPY producer producer
 COPY consumer consumer
+COPY training training
 COPY viewer viewer
-RUN pip install .
-# model weights are mounted (MODEL_WEIGHTS) or downloaded by torchvision at first start
+# model weights are mounted (MODEL_WEIGHTS) or downloaded by torchvision at first start;
+# code read-only for the user the containers run as
 USER nobody
 CMD ["faust", "-A", "consumer.app", "worker", "-l", "info"]

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_DIR = Path(__file__).resolve().parent
@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     kafka_dead_letter_topic: str = "image-keys-dead-letter"  # empty: no dead-letter topic
     kafka_partitions: int = Field(3, ge=1)
     kafka_replication_factor: int = Field(1, ge=1)
+    kafka_min_insync_replicas: int = Field(1, ge=1)  # topics' min.insync.replicas (2 with replication 3)
     # validated: a typo would otherwise make the clients hang on a handshake they cannot do
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_ssl_cafile: Optional[Path] = None  # CA bundle for SSL / SASL_SSL (default: system CAs)
@@ -99,6 +100,15 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Optional[Path]) -> Optional[Path]:
         return v.expanduser() if v is not None else None
+
+    @model_validator(mode="after")
+    def _replicas(self) -> Settings:
+        if self.kafka_min_insync_replicas > self.kafka_replication_factor:
+            raise ValueError(
+                f"KAFKA_MIN_INSYNC_REPLICAS={self.kafka_min_insync_replicas} exceeds KAFKA_REPLICATION_FACTOR="
+                f"{self.kafka_replication_factor}: no write could ever be acknowledged"
+            )
+        return self
 
     @property
     def builtin_model(self) -> bool:

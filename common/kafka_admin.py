@@ -25,7 +25,11 @@ def ensure_topic(settings: Settings, timeout: float = 30.0, name: str | None = N
         future = admin.create_topics(
             [
                 NewTopic(
-                    name, num_partitions=settings.kafka_partitions, replication_factor=settings.kafka_replication_factor
+                    name,
+                    num_partitions=settings.kafka_partitions,
+                    replication_factor=settings.kafka_replication_factor,
+                    # with acks=all, a write needs this many replicas in sync: 2 of 3 survives a broker
+                    config={"min.insync.replicas": str(settings.kafka_min_insync_replicas)},
                 )
             ],
             operation_timeout=timeout,

@@ -1,5 +1,7 @@
-"""Apache Kafka (KRaft, broker and controller in one JVM) from the jars infra/install.sh
-fetched from Maven Central."""
+"""Apache Kafka (KRaft) from the jars infra/install.sh fetched from Maven Central: one node
+(broker and controller in one JVM) for the demo, or a cluster of N such nodes (every node a
+broker and a voter of the controller quorum) for the replication tests
+(`python -m infra.stack up --kafka-nodes 3`). Internal topics are replicated min(3, N) times."""
 
 from __future__ import annotations
 
@@ -14,41 +16,61 @@ from infra.process import StackConfig, StackError, exited, jars, java, kill, pid
 NAME = "kafka"
 
 
-def home_dir(cfg: StackConfig) -> Path:
-    return cfg.state_dir / "kafka"
+def nodes(cfg: StackConfig) -> list[int]:
+    return list(range(1, cfg.kafka_nodes + 1))
+
+
+def node_ports(cfg: StackConfig, node: int) -> tuple[int, int]:
+    """(broker port, controller port) of a node (1-based)."""
+    if node == 1:
+        return cfg.kafka_port, cfg.kafka_controller_port
+    extra = cfg.kafka_extra_ports[2 * (node - 2) : 2 * (node - 1)]
+    if len(extra) != 2:
+        raise StackError(f"no ports for Kafka node {node}: the stack was created with fewer nodes")
+    return extra[0], extra[1]
+
+
+def home_dir(cfg: StackConfig, node: int = 1) -> Path:
+    return cfg.state_dir / ("kafka" if node == 1 else f"kafka-node{node}")
+
+
+def node_running(cfg: StackConfig, node: int) -> bool:
+    return node_pid(cfg, node) is not None
 
 
 def running(cfg: StackConfig) -> bool:
-    return pid_alive(home_dir(cfg) / "kafka.pid", str(home_dir(cfg))) is not None
+    return all(node_running(cfg, n) for n in nodes(cfg))
 
 
-def start(cfg: StackConfig) -> None:
-    home = home_dir(cfg)
-    if running(cfg):
-        return
-    home.mkdir(parents=True, exist_ok=True)
-    props, log4j = home / "server.properties", home / "log4j2.properties"
-    props.write_text(f"""\
+def _properties(cfg: StackConfig, node: int) -> str:
+    port, cport = node_ports(cfg, node)
+    voters = ",".join(f"{n}@127.0.0.1:{node_ports(cfg, n)[1]}" for n in nodes(cfg))
+    rf, isr = min(3, cfg.kafka_nodes), min(2, cfg.kafka_nodes)
+    return f"""\
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{cfg.kafka_controller_port}
-listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},CONTROLLER://127.0.0.1:{cfg.kafka_controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}
+node.id={node}
+controller.quorum.voters={voters}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs={home / "data"}
+log.dirs={home_dir(cfg, node) / "data"}
 num.partitions=3
-offsets.topic.replication.factor=1
+default.replication.factor={rf}
+offsets.topic.replication.factor={rf}
 offsets.topic.num.partitions=3
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor={rf}
+transaction.state.log.min.isr={isr}
+share.coordinator.state.topic.replication.factor={rf}
+share.coordinator.state.topic.min.isr={isr}
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
-""")
-    log4j.write_text(f"""\
+"""
+
+
+def _log4j(home: Path) -> str:
+    return f"""\
 rootLogger.level=INFO
 rootLogger.appenderRef.file.ref=file
 appender.file.type=File
@@ -60,10 +82,12 @@ logger.kafka.name=kafka
 logger.kafka.level=WARN
 logger.apache.name=org.apache.kafka
 logger.apache.level=WARN
-""")
-    java_bin, cp = java(), jars(cfg.libs_dir / "kafka")
-    jvm = [
-        java_bin,
+"""
+
+
+def _jvm(cfg: StackConfig, home: Path) -> list[str]:
+    return [
+        java(),
         f"-Xmx{cfg.kafka_heap_mb}m",
         f"-Xms{cfg.kafka_heap_mb}m",
         "-server",
@@ -71,41 +95,79 @@ logger.apache.level=WARN
         "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
         f"-Dkafka.logs.dir={home}",
-        f"-Dlog4j2.configurationFile={log4j}",
+        f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
         "-cp",
-        cp,
+        jars(cfg.libs_dir / "kafka"),
     ]
-    if not (home / "data" / "meta.properties").exists():
-        cluster_id = (
-            subprocess.run([*jvm, "kafka.tools.StorageTool", "random-uuid"], capture_output=True, text=True, check=True)
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+
+
+def _cluster_id(cfg: StackConfig) -> str:
+    """One id for every node of the cluster, chosen on the first start and kept."""
+    path = cfg.state_dir / "kafka-cluster-id"
+    if not path.exists():
+        home = home_dir(cfg, 1)
         res = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            [*_jvm(cfg, home), "kafka.tools.StorageTool", "random-uuid"], capture_output=True, text=True, check=True
+        )
+        path.write_text(res.stdout.strip().splitlines()[-1])
+    return path.read_text().strip()
+
+
+def start_node(cfg: StackConfig, node: int, wait_ready: bool = True) -> subprocess.Popen | None:
+    home = home_dir(cfg, node)
+    if node_running(cfg, node):
+        return None
+    home.mkdir(parents=True, exist_ok=True)
+    props = home / "server.properties"
+    props.write_text(_properties(cfg, node))
+    (home / "log4j2.properties").write_text(_log4j(home))
+    jvm = _jvm(cfg, home)
+    if not (home / "data" / "meta.properties").exists():
+        res = subprocess.run(
+            [*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(cfg), "-c", str(props)],
             capture_output=True,
             text=True,
         )
         if res.returncode != 0:
-            raise StackError(f"kafka storage format failed: {res.stdout}{res.stderr}")
+            raise StackError(f"kafka storage format failed for node {node}: {res.stdout}{res.stderr}")
     proc = spawn([*jvm, "kafka.Kafka", str(props)], home / "stdout.log", home / "kafka.pid", home)
-    wait("Kafka", lambda: exited(proc, "Kafka", home / "stdout.log") or _kafka_ready(cfg), 90, home / "stdout.log")
+    if wait_ready:
+        log = home / "stdout.log"
+        wait(f"Kafka node {node}", lambda: exited(proc, f"Kafka node {node}", log) or _ready(cfg), 90, log)
+    return proc
 
 
-def _kafka_ready(cfg: StackConfig) -> bool:
-    if not port_open(cfg.kafka_port):
+def start(cfg: StackConfig) -> None:
+    """Every node; a cluster's nodes start together (a quorum needs a majority to elect)."""
+    started = {n: start_node(cfg, n, wait_ready=False) for n in nodes(cfg)}
+    log = home_dir(cfg, 1) / "stdout.log"
+
+    def ready() -> bool:
+        for n, proc in started.items():
+            if proc is not None:
+                exited(proc, f"Kafka node {n}", home_dir(cfg, n) / "stdout.log")
+        return _ready(cfg)
+
+    wait("Kafka", ready, 120, log)
+
+
+def _ready(cfg: StackConfig) -> bool:
+    """Every running node is a registered broker."""
+    if not port_open(cfg.kafka_port) and cfg.kafka_nodes == 1:
         return False
     from confluent_kafka.admin import AdminClient
 
+    up = {n for n in nodes(cfg) if node_running(cfg, n)}
     try:
         md = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap}).list_topics(timeout=2)
-        return bool(md.brokers)
+        return up <= set(md.brokers)
     except Exception:  # noqa: BLE001 - not ready yet is any error here
         return False
 
 
-def stop(cfg: StackConfig, hard: bool = False) -> bool:
-    home = home_dir(cfg)
+def stop_node(cfg: StackConfig, node: int, hard: bool = False) -> bool:
+    """Stop one node (hard: SIGKILL, as a machine that dies)."""
+    home = home_dir(cfg, node)
     if hard:
         pid = pid_alive(home / "kafka.pid", str(home))
         if pid:
@@ -114,5 +176,13 @@ def stop(cfg: StackConfig, hard: bool = False) -> bool:
     return kill(home / "kafka.pid", str(home), timeout=30)
 
 
+def stop(cfg: StackConfig, hard: bool = False) -> bool:
+    return any([stop_node(cfg, n, hard) for n in reversed(nodes(cfg))])
+
+
+def node_pid(cfg: StackConfig, node: int) -> int | None:
+    return pid_alive(home_dir(cfg, node) / "kafka.pid", str(home_dir(cfg, node)))
+
+
 def pid(cfg: StackConfig) -> int | None:
-    return pid_alive(home_dir(cfg) / "kafka.pid", str(home_dir(cfg)))
+    return node_pid(cfg, 1)

@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PG_USER = "postgres"
@@ -33,6 +33,8 @@ class StackConfig:
     s3_secret_key: str
     s3_bucket: str = "images"
     kafka_heap_mb: int = 512
+    kafka_nodes: int = 1
+    kafka_extra_ports: list[int] = field(default_factory=list)  # (broker, controller) of nodes 2..N
 
     @property
     def database_url(self) -> str:
@@ -40,7 +42,8 @@ class StackConfig:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        brokers = [self.kafka_port, *self.kafka_extra_ports[0::2]][: self.kafka_nodes]
+        return ",".join(f"127.0.0.1:{port}" for port in brokers)
 
     @property
     def s3_endpoint(self) -> str:

@@ -1,6 +1,7 @@
 """Bring the local stack (Kafka, PostgreSQL, S3) up or down.
 
     python -m infra.stack up      # idempotent; waits for every service; prints its settings
+    python -m infra.stack up --kafka-nodes 3   # first start only: a 3-node KRaft cluster
     python -m infra.stack down    # stops only the processes this stack started (by PID)
     python -m infra.stack env     # prints the settings as `export` lines
     python -m infra.stack status
@@ -31,15 +32,25 @@ def default_libs_dir() -> Path:
     return Path(os.environ.get("VS_LIBS_DIR", DEFAULT_STATE / "libs"))
 
 
-def load_or_create(state_dir: Path, libs_dir: Path | None = None, free_ports: bool = False) -> StackConfig:
-    """The stack's config: read from state_dir/config.json, or chosen now and saved there."""
+def load_or_create(
+    state_dir: Path, libs_dir: Path | None = None, free_ports: bool = False, kafka_nodes: int | None = None
+) -> StackConfig:
+    """The stack's config: read from state_dir/config.json, or chosen now and saved there.
+    kafka_nodes (default 1) is chosen on the first `up` too; another count later is an error."""
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     saved = state_dir / "config.json"
     if saved.exists():
         data = json.loads(saved.read_text())
         data["state_dir"], data["libs_dir"] = Path(data["state_dir"]), Path(data["libs_dir"])
-        return StackConfig(**data)
+        cfg = StackConfig(**data)
+        if kafka_nodes is not None and kafka_nodes != cfg.kafka_nodes:
+            raise services.StackError(
+                f"the stack in {state_dir} was created with {cfg.kafka_nodes} Kafka node(s): "
+                f"`down`, remove {saved} (and its data), then `up --kafka-nodes {kafka_nodes}`"
+            )
+        return cfg
+    nodes = kafka_nodes or 1
 
     def port(env: str, default: int) -> int:
         return services.free_port() if free_ports else int(os.environ.get(env, default))
@@ -54,6 +65,9 @@ def load_or_create(state_dir: Path, libs_dir: Path | None = None, free_ports: bo
         # generated per stack, never written in code; kept in the state dir (mode 0600)
         s3_access_key="vs-" + secrets.token_hex(6),
         s3_secret_key=secrets.token_urlsafe(24),
+        kafka_nodes=nodes,
+        # nodes 2..N: a broker and a controller port each (59094, 59095, 59096, ... by default)
+        kafka_extra_ports=[services.free_port() if free_ports else 59094 + i for i in range(2 * (nodes - 1))],
     )
     data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     saved.write_text(json.dumps(data, indent=2))
@@ -95,12 +109,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-dir", type=Path, default=Path(os.environ.get("VS_STACK_DIR", DEFAULT_STATE)))
     ap.add_argument("--only", action="append", choices=list(SERVICES), help="act on this service only (repeatable)")
     ap.add_argument("--free-ports", action="store_true", help="on first start, pick free ports")
+    ap.add_argument(
+        "--kafka-nodes", type=int, choices=range(1, 10), metavar="N", help="on first start: a KRaft cluster of N nodes"
+    )
     args = ap.parse_args(argv)
     only = tuple(args.only or SERVICES)
     if args.command == "down" and not (args.state_dir / "config.json").exists():
         print("nothing to stop: no stack in", args.state_dir)
         return 0
-    cfg = load_or_create(args.state_dir, free_ports=args.free_ports)
+    try:
+        cfg = load_or_create(args.state_dir, free_ports=args.free_ports, kafka_nodes=args.kafka_nodes)
+    except services.StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         if args.command == "up":
             up(cfg, only)

@@ -184,3 +184,41 @@ def test_classify_a_folder_with_a_registered_version_before_promoting_it(trained
         timeout=300,
     )
     assert missing.returncode == 2 and f"no model {name}@99" in missing.stderr
+
+
+def test_fit_from_a_labels_csv_of_keys_in_the_bucket(migrated, settings, coarse_dir, tmp_path, weights_path):
+    """--labels: `image_key,category` rows for images already in S3_BUCKET, fetched as workers do."""
+    from upload import ensure_bucket
+
+    s3 = settings.s3_client()
+    ensure_bucket(s3, settings.s3_bucket)
+    rows = ["image_key,category"]
+    for category in ("dog", "food"):
+        for p in sorted(coarse_dir.glob(f"{category}/*"))[:4]:
+            key = f"labelled/{category} {p.name}"
+            s3.put_object(Bucket=settings.s3_bucket, Key=key, Body=p.read_bytes())
+            rows.append(f'"{key}",{category}')
+    rows.append("labelled/never-uploaded.jpg,dog")  # listed as skipped, not fatal
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "fit",
+            "--labels",
+            str(tmp_path / "labels.csv"),
+            "--name",
+            f"csv-{uuid.uuid4().hex[:6]}",
+            "--max-epochs",
+            "3",
+        ],
+        env={**os.environ, "MODEL_WEIGHTS": str(weights_path), "TORCH_THREADS": "2"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2 categories, 6 training and 2 validation images" in res.stdout
+    assert "labelled/never-uploaded.jpg" in res.stdout and "registered csv-" in res.stdout
