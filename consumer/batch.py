@@ -26,12 +26,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Union
 
-import botocore.exceptions
 import torch
 
-from common.errors import ErrorType, ImageError, TransientError, backoff, classify_s3_error, s3_error_of
+from common.errors import ErrorType, ImageError, TransientError, backoff
 from common.keys import error_key as _error_key
 from common.keys import parse_key as _parse_key
+from consumer.fetch import fetch_image
 from consumer.images import load_tensor
 from consumer.messages import BatchReport, DeadLetterSink, Message
 from consumer.model import Classifier
@@ -85,26 +85,7 @@ class BatchProcessor:
     # ------------------------------------------------------------ blocking steps
 
     def _fetch(self, key: str) -> Union[bytes, ImageError]:
-        bucket = self.settings.s3_bucket
-        try:
-            obj = self.s3.get_object(Bucket=bucket, Key=key)
-            size = obj.get("ContentLength")
-            if size is not None and size > self.settings.max_image_bytes:
-                obj["Body"].close()  # never read what is over the limit
-                return ImageError(
-                    ErrorType.TOO_LARGE, f"{size} bytes exceeds MAX_IMAGE_BYTES={self.settings.max_image_bytes}"
-                )
-            return obj["Body"].read()
-        except botocore.exceptions.ClientError as exc:
-            code, status = s3_error_of(exc)
-            kind = classify_s3_error(code, status)
-            if kind is None:
-                raise TransientError(f"S3 error {code or status} for {key[:200]!r}: {exc}") from exc
-            if kind is ErrorType.MISSING:
-                return ImageError(kind, f"s3://{bucket}/{key} does not exist")
-            return ImageError(kind, f"S3 answered {status} {code or '(no code)'}")
-        except (botocore.exceptions.BotoCoreError, OSError) as exc:
-            raise TransientError(f"S3 unreachable: {exc}") from exc
+        return fetch_image(self.s3, self.settings.s3_bucket, key, self.settings.max_image_bytes)
 
     def _load(self, data: Union[bytes, ImageError]) -> tuple[Union[torch.Tensor, ImageError], float]:
         if isinstance(data, ImageError):

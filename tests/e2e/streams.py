@@ -67,13 +67,17 @@ def start_stream(
     for i in range(workers):
         fleet.start(f"worker-{i + 1}")
     fleet.wait_for(f"{workers} workers in the consumer group", lambda: fleet.members() == workers, 180)
-    # --stdin: the producer needs no PostgreSQL, so a database outage tests the workers alone
-    key_file = ARTIFACTS / f"{fleet.tag}-keys.txt"
+    return fleet, start_producer(env, keys, fleet.tag, rate=len(keys) / seconds)
+
+
+def start_producer(env, keys: list[str], tag: str, rate: float | None = None) -> subprocess.Popen:
+    """`python -m producer --stdin` sending `keys` (paced at `rate` keys/s when given). From
+    stdin, the producer needs no PostgreSQL, so a database outage tests the workers alone."""
+    key_file = ARTIFACTS / f"{tag}-{uuid.uuid4().hex[:4]}-keys.txt"
     key_file.write_text("".join(k + "\n" for k in keys))
-    with open(key_file) as stdin:
-        rate = f"{len(keys) / seconds:.1f}"
-        producer = subprocess.Popen(
-            [sys.executable, "-m", "producer", "--stdin", "--rate", rate],
+    with open(key_file) as stdin:  # the producer keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "producer", "--stdin", *(["--rate", f"{rate:.1f}"] if rate else [])],
             env=env,
             cwd=REPO,
             stdin=stdin,
@@ -81,7 +85,6 @@ def start_stream(
             stderr=subprocess.STDOUT,
             text=True,
         )
-    return fleet, producer
 
 
 def producer_succeeded(producer: subprocess.Popen) -> None:

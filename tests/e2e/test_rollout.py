@@ -12,8 +12,16 @@ import uuid
 import pytest
 
 from db.connection import connect
-from infra.fleet import ARTIFACTS, REPO, counts
-from tests.e2e.streams import check_exactly_once, corpus, producer_succeeded, report, setup, start_stream
+from infra.fleet import REPO, counts
+from tests.e2e.streams import (
+    check_exactly_once,
+    corpus,
+    producer_succeeded,
+    report,
+    setup,
+    start_producer,
+    start_stream,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.model]
 
@@ -69,7 +77,7 @@ def test_promote_mid_stream_shadow_and_rollback_without_a_restart(
         s3 = s.s3_client()
         for k in extra:
             s3.copy_object(Bucket=s.s3_bucket, Key=k, CopySource={"Bucket": s.s3_bucket, "Key": k[len("again/") :]})
-        _, producer2 = start_producer(env, extra)
+        producer2 = start_producer(env, extra, "rollout-shadow")
         producer_succeeded(producer2)
         fleet.wait_rows(len(keys) + len(extra), 300)
         compared = training(env, "compare", name)
@@ -80,7 +88,7 @@ def test_promote_mid_stream_shadow_and_rollback_without_a_restart(
         rolled = [f"rolled/{k}" for k in keys[:100]]
         for k in rolled:
             s3.copy_object(Bucket=s.s3_bucket, Key=k, CopySource={"Bucket": s.s3_bucket, "Key": k[len("rolled/") :]})
-        _, producer3 = start_producer(env, rolled + keys[:50])  # the 50 old keys: already v2
+        producer3 = start_producer(env, rolled + keys[:50], "rollout-rollback")  # the 50 old keys: already v2
         producer_succeeded(producer3)
         fleet.wait_rows(len(keys) + len(extra) + len(rolled), 300)
         time.sleep(3)
@@ -121,19 +129,3 @@ def test_promote_mid_stream_shadow_and_rollback_without_a_restart(
             "compare": compared.splitlines()[0],
         },
     )
-
-
-def start_producer(env, keys):
-    key_file = ARTIFACTS / f"rollout-{uuid.uuid4().hex[:6]}-keys.txt"
-    key_file.write_text("".join(k + "\n" for k in keys))
-    with open(key_file) as stdin:  # the producer keeps its own descriptor
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "producer", "--stdin"],
-            env=env,
-            cwd=REPO,
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    return None, proc
