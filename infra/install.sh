@@ -37,6 +37,15 @@ fetch_jars() {  # name, marker jar glob
 fetch_jars kafka 'kafka_2.13-*.jar'
 fetch_jars s3proxy 's3proxy-*.jar'
 
+# helm, for the chart's offline checks (tests/deploy): built from the Go module proxy once
+# (~3 min on 2 cores), kept in .stack/bin. VS_WITH_HELM=1 (infra/test.sh sets it).
+helm_bin="$(dirname "$libs")/bin/helm"
+if [ "${VS_WITH_HELM:-0}" = 1 ] && [ ! -x "$helm_bin" ]; then
+  command -v go >/dev/null || { echo "[install] helm needs Go (apt-get install golang-go)" >&2; exit 1; }
+  echo "[install] Go module proxy: helm v3.22.0 -> $helm_bin"
+  GOBIN="$(dirname "$helm_bin")" GOFLAGS=-mod=mod go install helm.sh/helm/v3/cmd/helm@v3.22.0
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
   echo "[install] Python venv -> $venv"
   "$python" -m venv "$venv"

@@ -1,0 +1,111 @@
+"""The Helm chart, checked offline: `helm lint`, `helm template`, the rendered manifests
+validated against the Kubernetes schemas (kubernetes-validate ships them), and what the chart
+promises about workers, probes and autoscaling. KEDA's ScaledObject is a custom resource
+that kubernetes-validate has no schema for: it is checked field by field here instead."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "visionscaling"
+HELM = Path(os.environ.get("VS_HELM", REPO / ".stack" / "bin" / "helm"))
+K8S_VERSION = "1.33.0"
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    if not HELM.is_file():
+        pytest.fail(f"helm not found at {HELM}: run VS_WITH_HELM=1 infra/install.sh (or set VS_HELM)", pytrace=False)
+    return HELM
+
+
+def render(helm: Path, *sets: str) -> list[dict]:
+    args = [str(helm), "template", "vs", "./" + str(CHART.relative_to(REPO))]
+    for s in sets:
+        args += ["--set", s]
+    res = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return [d for d in yaml.safe_load_all(res.stdout) if d]
+
+
+def by_kind(docs: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for d in docs:
+        out.setdefault(d["kind"], []).append(d)
+    return out
+
+
+def test_helm_lint_passes(helm):
+    res = subprocess.run(
+        [str(helm), "lint", "./" + str(CHART.relative_to(REPO))], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_rendered_manifests_are_valid_kubernetes_objects(helm):
+    import kubernetes_validate
+
+    docs = render(helm, "producer.enabled=true")
+    checked = 0
+    for doc in docs:
+        if doc["apiVersion"].startswith("keda.sh/"):
+            continue  # a CRD: see test_the_scaled_object_targets_the_workers_and_the_group
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        checked += 1
+    assert checked >= 7
+
+
+def test_workers_stop_within_their_grace_period_and_probe_the_worker_itself(helm):
+    kinds = by_kind(render(helm))
+    worker = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-worker"))
+    pod = worker["spec"]["template"]["spec"]
+    settings = next(d for d in kinds["ConfigMap"])["data"]
+    assert pod["terminationGracePeriodSeconds"] > float(settings["SHUTDOWN_TIMEOUT_S"]) + 10
+    container = pod["containers"][0]
+    assert container["command"][:3] == ["faust", "-A", "consumer.app"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["ports"][0]["containerPort"] == int(settings["METRICS_PORT"])
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"]
+    assert "replicas" not in worker["spec"]  # KEDA owns the count
+    env = {e["name"]: e for e in container["env"]}
+    assert "secretKeyRef" in env["DATABASE_URL"]["valueFrom"]
+    assert not any("PASSWORD" in k for k in settings)  # credentials only in the Secret
+
+
+def test_the_scaled_object_targets_the_workers_and_the_group(helm):
+    kinds = by_kind(render(helm))
+    (scaled,) = kinds["ScaledObject"]
+    settings = kinds["ConfigMap"][0]["data"]
+    worker = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-worker"))
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    assert scaled["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
+    assert scaled["spec"]["maxReplicaCount"] <= int(settings["KAFKA_PARTITIONS"])
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"]["consumerGroup"] == settings["FAUST_APP_ID"]
+    assert trigger["metadata"]["topic"] == settings["KAFKA_TOPIC"]
+
+
+def test_more_workers_than_partitions_is_refused(helm):
+    res = subprocess.run(
+        [
+            str(helm),
+            "template",
+            "vs",
+            "./" + str(CHART.relative_to(REPO)),
+            "--set",
+            "worker.autoscaling.maxReplicas=20",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode != 0 and "must not exceed settings.KAFKA_PARTITIONS" in res.stderr
