@@ -70,16 +70,10 @@ def _classifier(settings: Settings, ref: Optional[str]) -> Classifier:
         return load_classifier(settings.model_copy(update={"model_name": ref or settings.model_name}))
     from consumer.model import load_registered
     from db import registry
-    from db.connection import connect
+    from db.connection import in_transaction
 
     name, version = registry.parse_ref(ref)
-    conn = connect(settings)
-    try:
-        with conn:
-            mv = registry.get(conn, name, version)
-    finally:
-        conn.close()
-    return load_registered(settings, mv)
+    return load_registered(settings, in_transaction(settings, lambda conn: registry.get(conn, name, version)))
 
 
 def main(argv: Optional[list[str]] = None) -> int:

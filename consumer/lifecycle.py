@@ -142,18 +142,15 @@ class WorkerLifecycle:
 
 def _registry_watcher(settings: Settings) -> ModelWatcher:
     from consumer.model import load_registered
-    from db.connection import connect
+    from db.connection import in_transaction
     from db.registry import serving
 
-    def query():
-        conn = connect(settings)
-        try:
-            with conn:
-                return serving(conn, settings.model_name)
-        finally:
-            conn.close()
-
-    return ModelWatcher(settings.model_name, settings.model_poll_s, query, lambda mv: load_registered(settings, mv))
+    return ModelWatcher(
+        settings.model_name,
+        settings.model_poll_s,
+        lambda: in_transaction(settings, lambda conn: serving(conn, settings.model_name)),
+        lambda mv: load_registered(settings, mv),
+    )
 
 
 def dead_letter_sender(topic) -> Callable:

@@ -13,18 +13,13 @@ import sys
 from typing import Optional
 
 from common.kafka_admin import kafka_status
-from db.connection import connect
+from db.connection import in_transaction
 from db.queries import progress
 from settings import Settings, get_settings
 
 
 def database_status(settings: Settings) -> dict:
-    conn = connect(settings)
-    try:
-        with conn:
-            return progress(conn, settings.model_name)
-    finally:
-        conn.close()
+    return in_transaction(settings, lambda conn: progress(conn, settings.model_name))
 
 
 def render(status: dict) -> str:

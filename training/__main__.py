@@ -197,15 +197,10 @@ def _registry(args, settings) -> int:
 
 
 def _compare(args, settings) -> int:
-    from db.connection import connect
+    from db.connection import in_transaction
     from training.compare import compare, render
 
-    conn = connect(settings)
-    try:
-        with conn:
-            result = compare(conn, args.name)
-    finally:
-        conn.close()
+    result = in_transaction(settings, lambda conn: compare(conn, args.name))
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0 if result.get("images") else 2
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from PIL import Image
 
@@ -164,12 +162,6 @@ def split(labels: list[int], val_fraction: float, seed: int) -> tuple[list[int],
     return sorted(train), sorted(val)
 
 
-def image_bytes(img: Image.Image) -> bytes:
-    out = io.BytesIO()
-    img.save(out, "PNG")
-    return out.getvalue()
-
-
 def fetcher(s3, bucket: str) -> Callable[[str], bytes]:
     def fetch(key: str) -> bytes:
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -177,7 +169,7 @@ def fetcher(s3, bucket: str) -> Callable[[str], bytes]:
     return fetch
 
 
-def describe(ds: Dataset, val_idx: Optional[list[int]] = None) -> str:
+def describe(ds: Dataset) -> str:
     counts = ds.counts()
     width = max(len(c) for c in counts)
     lines = [f"  {c!r:<{width + 2}} {n:>5} images" for c, n in counts.items()]
