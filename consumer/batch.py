@@ -1,11 +1,8 @@
 """One batch of Kafka messages -> rows in PostgreSQL, independent of Faust.
 
-Stages: parse keys -> download from S3 concurrently -> decode+preprocess in a thread pool
--> the model, in chunks of INFER_CHUNK_SIZE images in the one inference thread -> one
-transaction. The stages overlap inside a batch: each image is decoded as soon as it has
-arrived, and a chunk goes to the model as soon as it is decoded, so the model works while
-the rest of the batch downloads and decodes. The event loop only awaits; every blocking
-step runs in an executor.
+Stages: parse keys -> download, decode and classify the images (consumer/stages.py, which
+overlaps the three) -> one transaction. The event loop only awaits; every blocking step
+runs in an executor.
 
 Failures are split by what they mean (common/errors.py):
 - about one image (missing or denied object, a key S3 or PostgreSQL refuses, bytes that do
@@ -26,16 +23,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Union
 
-import torch
-
 from common.errors import ErrorType, ImageError, TransientError, backoff
 from common.keys import error_key as _error_key
 from common.keys import parse_key as _parse_key
-from consumer.fetch import fetch_image
-from consumer.images import load_tensor
 from consumer.messages import BatchReport, DeadLetterSink, Message
 from consumer.model import Classifier
 from consumer.sink import RowSink
+from consumer.stages import ImageStages
 from db.queries import Prediction, PredictionError, ShadowPrediction
 from settings import Settings
 
@@ -77,27 +71,8 @@ class BatchProcessor:
         self.on_retry = on_retry or (lambda reason: None)
         self.stopping = False  # set by the worker's stop: retries end, the batch is abandoned
         self.retrying = False  # the batch in flight is waiting out a failure
-        self._io = ThreadPoolExecutor(settings.s3_max_concurrency, thread_name_prefix="s3")
-        self._decode = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
-        self._infer = ThreadPoolExecutor(1, thread_name_prefix="infer")
+        self.stages = ImageStages(settings, s3)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="db")
-
-    # ------------------------------------------------------------ blocking steps
-
-    def _fetch(self, key: str) -> Union[bytes, ImageError]:
-        return fetch_image(self.s3, self.settings.s3_bucket, key, self.settings.max_image_bytes)
-
-    def _load(self, data: Union[bytes, ImageError]) -> tuple[Union[torch.Tensor, ImageError], float]:
-        if isinstance(data, ImageError):
-            return data, 0.0
-        t = time.perf_counter()
-        s = self.settings
-        try:
-            return load_tensor(data, s.max_image_pixels, s.fast_decode, s.max_image_aspect), time.perf_counter() - t
-        except ImageError as exc:
-            return exc, time.perf_counter() - t
-        except Exception as exc:  # noqa: BLE001 - preprocessing one image must never fail the batch
-            return ImageError(ErrorType.CORRUPT, f"{type(exc).__name__}: {exc}"[:500]), time.perf_counter() - t
 
     # ------------------------------------------------------------ the batch
 
@@ -116,7 +91,7 @@ class BatchProcessor:
             else:
                 work.append((m, key))
 
-        classified, image_errors, seconds, shadow_tops = await self._classify(work, models)
+        classified, image_errors, seconds, shadow_tops = await self.stages.classify(work, models)
         failures += [(m, PredictionError(k, model, e.error_type, e.detail, host)) for m, k, e in image_errors]
         t3 = time.perf_counter()
 
@@ -171,81 +146,6 @@ class BatchProcessor:
             {**seconds, "write": t4 - t3, "batch": t4 - t0},
             [str(e.error_type) for _, e in failures],
             [written - m.timestamp for m, _ in predictions if m.timestamp],
-        )
-
-    async def _classify(self, work: list[tuple[Message, str]], models: tuple):
-        """Download, decode and classify `work`, overlapping the three. Returns the classified
-        (message, key, top-k) in `work` order, the per-image errors, the stage seconds
-        (download = wall time until the last object arrived; decode, infer and shadow = busy
-        time), and the shadow model's (top-k, ms) per key."""
-        loop = asyncio.get_running_loop()
-        chunk_size = self.settings.infer_chunk_size
-        start = time.perf_counter()
-        ready: list[tuple[int, torch.Tensor]] = []
-        chunks: list[asyncio.Future] = []
-        errors: dict[int, ImageError] = {}
-        seconds = {"download": 0.0, "decode": 0.0, "infer": 0.0}
-        if models[1] is not None:
-            seconds["shadow"] = 0.0
-
-        def flush() -> None:
-            if ready:
-                chunks.append(loop.run_in_executor(self._infer, self._predict, list(ready), *models))
-                ready.clear()
-
-        async def one(i: int, key: str) -> None:
-            blob = await loop.run_in_executor(self._io, self._fetch, key)
-            seconds["download"] = time.perf_counter() - start
-            tensor, took = await loop.run_in_executor(self._decode, self._load, blob)
-            seconds["decode"] += took
-            if isinstance(tensor, ImageError):
-                errors[i] = tensor
-                return
-            ready.append((i, tensor))
-            if len(ready) >= chunk_size:
-                flush()
-
-        tasks = [asyncio.ensure_future(one(i, k)) for i, (_, k) in enumerate(work)]
-        try:
-            await asyncio.gather(*tasks)
-            flush()
-            topks: dict[int, list] = {}
-            shadow_topks: dict[int, tuple[list, float]] = {}
-            for took, part, shadow_took, shadow_part in await asyncio.gather(*chunks):
-                seconds["infer"] += took
-                topks.update(part)
-                if shadow_part:
-                    seconds["shadow"] += shadow_took
-                    shadow_topks.update(
-                        {i: (top, shadow_took * 1000 / len(shadow_part)) for i, top in shadow_part.items()}
-                    )
-        except BaseException:
-            # a transient failure or a cancellation: stop what is still running first
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, *chunks, return_exceptions=True)
-            raise
-        classified = [(m, k, topks[i]) for i, (m, k) in enumerate(work) if i in topks]
-        failed = [(m, k, errors[i]) for i, (m, k) in enumerate(work) if i in errors]
-        shadow_by_key = {k: shadow_topks[i] for i, (_, k) in enumerate(work) if i in shadow_topks}
-        return classified, failed, seconds, shadow_by_key
-
-    def _predict(self, part: list[tuple[int, torch.Tensor]], classifier: Classifier, shadow: Optional[Classifier]):
-        """(seconds, top-k by index) of the production model, and the same for the shadow one."""
-        batch = torch.stack([x for _, x in part])
-        t = time.perf_counter()
-        topks = classifier.predict(batch)
-        took = time.perf_counter() - t
-        if shadow is None:
-            return took, {i: top for (i, _), top in zip(part, topks)}, 0.0, {}
-        t = time.perf_counter()
-        shadow_topks = shadow.predict(batch)
-        shadow_took = time.perf_counter() - t
-        return (
-            took,
-            {i: top for (i, _), top in zip(part, topks)},
-            shadow_took,
-            {i: top for (i, _), top in zip(part, shadow_topks)},
         )
 
     async def _send_dead_letters(self, failures: list[tuple[Message, PredictionError]]) -> None:
@@ -317,6 +217,6 @@ class BatchProcessor:
         return BatchReport(len(messages), 0, len(failures), error_types=[ErrorType.INTERNAL.value] * len(failures))
 
     def close(self) -> None:
-        for pool in (self._io, self._decode, self._infer, self._db):
-            pool.shutdown(wait=False, cancel_futures=True)
+        self.stages.close()
+        self._db.shutdown(wait=False, cancel_futures=True)
         self.writer.close()

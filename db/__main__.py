@@ -1,4 +1,5 @@
 """python -m db migrate                    create or update the schema in DATABASE_URL
+python -m db recount                    recompute the viewer's running totals from the tables
 python -m db create-worker-login NAME   a login in the least-privilege vs_worker role;
                                         its password is read from WORKER_DB_PASSWORD
 python -m db create-viewer-login NAME   a read-only login (vs_viewer role) for the web viewer;
@@ -11,6 +12,7 @@ import os
 import sys
 
 from db.connection import connect
+from db.counts import recount
 from db.migrate import migrate
 from db.roles import VIEWER_ROLE, WORKER_ROLE, create_login
 from settings import get_settings
@@ -25,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m db", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("command", choices=["migrate", *LOGINS])
+    ap.add_argument("command", choices=["migrate", "recount", *LOGINS])
     ap.add_argument("name", nargs="?", help="login name for create-*-login")
     args = ap.parse_args(argv)
     if args.command in LOGINS:
@@ -38,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             applied = migrate(conn)
             print("applied: " + ", ".join(applied) if applied else "schema up to date")
+        elif args.command == "recount":
+            recount(conn)
+            print("running totals recomputed")
         else:
             create_login(conn, args.name, password, role)
             print(f"login {args.name} is a member of {role}")

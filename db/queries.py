@@ -12,6 +12,7 @@ import psycopg2.extensions
 from psycopg2.extras import execute_values
 
 from common.keys import stored_key
+from db import counts
 
 
 @dataclass(frozen=True)
@@ -120,35 +121,36 @@ def count_images(conn: psycopg2.extensions.connection) -> int:
 def progress(conn: psycopg2.extensions.connection, model: str) -> dict:
     """How far `model` is: rows per host (last minute, in all), errors by type, and the
     registered keys that have neither a result nor an error row yet. Runs in the caller's
-    transaction (the viewer's read-only one, or `with conn:`)."""
+    transaction (the viewer's read-only one, or `with conn:`). Totals come from the running
+    counts (db.counts); only the last minute is read from the table, through its time index."""
+    totals: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    registered = done = 0
+    for outcome, host, label, n in counts.summed(conn, model):
+        if outcome == "result":
+            totals[host] = totals.get(host, 0) + n
+        elif outcome == "error":
+            errors[label] = errors.get(label, 0) + n
+        elif outcome == "registered":
+            registered += n
+        elif outcome == "done":
+            done += n
     with conn.cursor() as cur:
         cur.execute(
-            """SELECT hostname, count(*) FILTER (WHERE time > now() - interval '1 minute'), count(*)
-                       FROM prediction_results WHERE model = %s GROUP BY 1 ORDER BY 1""",
+            """SELECT hostname, count(*) FROM prediction_results
+               WHERE time > now() - interval '1 minute' AND model = %s GROUP BY 1""",
             (model,),
         )
-        hosts = [{"hostname": h, "last_minute": m, "total": t} for h, m, t in cur.fetchall()]
-        cur.execute(
-            "SELECT error_type, count(*) FROM prediction_errors WHERE model = %s GROUP BY 1 ORDER BY 1", (model,)
-        )
-        errors = dict(cur.fetchall())
-        cur.execute(
-            """SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
-                           SELECT 1 FROM prediction_results r WHERE r.image_key = i.image_key AND r.model = %s)
-                         AND NOT EXISTS (
-                           SELECT 1 FROM prediction_errors e WHERE e.image_key = i.image_key AND e.model = %s))
-                       FROM image_info i""",
-            (model, model),
-        )
-        keys, pending = cur.fetchone()
+        recent = dict(cur.fetchall())
+    hosts = [{"hostname": h, "last_minute": recent.get(h, 0), "total": totals[h]} for h in sorted(totals)]
     return {
         "model": model,
         "hosts": hosts,
-        "errors": errors,
-        "results_total": sum(h["total"] for h in hosts),
+        "errors": dict(sorted(errors.items())),
+        "results_total": sum(totals.values()),
         "errors_total": sum(errors.values()),
-        "registered_keys": keys,
-        "keys_without_row": pending,
+        "registered_keys": registered,
+        "keys_without_row": max(0, registered - done),
     }
 
 

@@ -149,8 +149,8 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
         limit = _number("limit", int, 48, 1, 500)
         offset = _number("offset", int, 0, 0)
         with db.connection() as conn:
-            items, total = queries.list_predictions(conn, filters, limit, offset)
-        return jsonify(items=items, total=total, limit=limit, offset=offset)
+            items, total, floor = queries.list_predictions(conn, filters, limit, offset)
+        return jsonify(items=items, total=total, total_is_floor=floor, limit=limit, offset=offset)
 
     @app.get("/api/prediction")
     def api_prediction():

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import psycopg2.extensions
 from psycopg2 import sql
 
+from db import counts
 from db.queries import progress
 
 COLUMNS = "image_key, model, model_version, category, confidence, class_index, top_k, hostname, time, latency_ms"
@@ -53,8 +54,9 @@ def _row(cur, row) -> dict:
 
 def list_predictions(
     conn: psycopg2.extensions.connection, filters: Filters, limit: int, offset: int = 0
-) -> tuple[list[dict], int]:
-    """The newest predictions matching `filters` (a page of them) and how many match in all."""
+) -> tuple[list[dict], int, bool]:
+    """The newest predictions matching `filters` (a page of them), how many match in all, and
+    whether that number is only a floor (see count_matching)."""
     where, params = filters.where()
     with conn.cursor() as cur:
         cur.execute(
@@ -65,8 +67,27 @@ def list_predictions(
             [*params, limit, offset],
         )
         items = [_row(cur, r) for r in cur.fetchall()]
-        cur.execute(sql.SQL("SELECT count(*) FROM prediction_results WHERE {}").format(where), params)
-        return items, cur.fetchone()[0]
+    return (items, *count_matching(conn, filters))
+
+
+# Past this many matches a filter the running totals cannot answer says "at least": counting
+# every match of a confidence or key-search filter on 10 M rows would take seconds per page.
+COUNT_CAP = 10_000
+
+
+def count_matching(conn: psycopg2.extensions.connection, filters: Filters) -> tuple[int, bool]:
+    """How many results match and whether that is only a floor: exact from the running totals
+    for model/category/host filters, else counted up to COUNT_CAP ("more than COUNT_CAP")."""
+    if filters.min_confidence is None and filters.max_confidence is None and not filters.search:
+        return counts.count_results(conn, filters.model, filters.category, filters.host), False
+    where, params = filters.where()
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT count(*) FROM (SELECT 1 FROM prediction_results WHERE {} LIMIT %s) AS m").format(where),
+            [*params, COUNT_CAP + 1],
+        )
+        n = cur.fetchone()[0]
+    return min(n, COUNT_CAP), n > COUNT_CAP
 
 
 def get_prediction(conn: psycopg2.extensions.connection, key: str, model: str) -> Optional[dict]:
@@ -98,19 +119,20 @@ def recent_errors(conn: psycopg2.extensions.connection, model: str, limit: int) 
 
 
 def class_histogram(conn: psycopg2.extensions.connection, model: str, limit: int) -> list[dict]:
-    with conn.cursor() as cur:
-        cur.execute(
-            """SELECT category, count(*) AS count FROM prediction_results WHERE model = %s
-                       GROUP BY category ORDER BY count DESC, category LIMIT %s""",
-            (model, limit),
-        )
-        return [_row(cur, r) for r in cur.fetchall()]
+    per_class: dict[str, int] = {}
+    for outcome, _, label, n in counts.summed(conn, model):
+        if outcome == "result":
+            per_class[label] = per_class.get(label, 0) + n
+    ranked = sorted(per_class.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    return [{"category": c, "count": n} for c, n in ranked if n > 0]
 
 
 def hostnames(conn: psycopg2.extensions.connection, model: str) -> list[str]:
-    with conn.cursor() as cur:
-        cur.execute("SELECT DISTINCT hostname FROM prediction_results WHERE model = %s ORDER BY 1", (model,))
-        return [r[0] for r in cur.fetchall()]
+    per_host: dict[str, int] = {}
+    for outcome, host, _, n in counts.summed(conn, model):
+        if outcome == "result":
+            per_host[host] = per_host.get(host, 0) + n
+    return sorted(h for h, n in per_host.items() if n > 0)
 
 
 def totals(conn: psycopg2.extensions.connection, model: str) -> dict:
@@ -144,8 +166,8 @@ def host_rates(conn: psycopg2.extensions.connection, model: str, minutes: int, b
 def models(conn: psycopg2.extensions.connection, default: str) -> list[str]:
     """Model names to filter on: the default one, every registered one, and any with rows."""
     with conn.cursor() as cur:
-        cur.execute("SELECT name FROM models UNION SELECT DISTINCT model FROM prediction_results")
-        names = {r[0] for r in cur.fetchall()}
+        cur.execute("SELECT DISTINCT name FROM models")
+        names = {r[0] for r in cur.fetchall()} | counts.model_names(conn)
     return [default, *sorted(names - {default})]
 
 

@@ -6,7 +6,7 @@ import io
 import pytest
 from PIL import Image
 
-import consumer.batch as batch_mod
+import consumer.stages as stages_mod
 from consumer.batch import Abandoned, BatchProcessor
 from settings import Settings
 from tests.fakes import FixedClassifier, ListDeadLetters, ListSink, MemoryS3, client_error, messages
@@ -43,7 +43,7 @@ def sleeps(monkeypatch):
         asked.append(delay)
         await real_sleep(0)
 
-    monkeypatch.setattr(batch_mod.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(stages_mod.asyncio, "sleep", fake_sleep)
     return asked
 
 
@@ -72,14 +72,14 @@ def test_each_image_gets_its_own_row_whatever_its_neighbours_do():
 
 
 def test_any_decoder_exception_is_that_images_error_not_the_batchs(monkeypatch):
-    real = batch_mod.load_tensor
+    real = stages_mod.load_tensor
 
     def odd_decoder(data, *args):
         if data == b"boom":
             raise RuntimeError("damaged AVIF")  # not one of the errors decode() knows
         return real(data, *args)
 
-    monkeypatch.setattr(batch_mod, "load_tensor", odd_decoder)
+    monkeypatch.setattr(stages_mod, "load_tensor", odd_decoder)
     sink = ListSink()
     proc, _, retries = make(MemoryS3({"ok.jpg": jpeg(), "odd.avif": b"boom"}), sink)
     asyncio.run(proc.process_until_done(messages(b"ok.jpg", b"odd.avif")))

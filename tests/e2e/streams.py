@@ -1,17 +1,16 @@
 """What the end-to-end tests share: a corpus of real photos in S3, a stream of their keys
 paced through the real producer into real `faust worker` processes, and the exactly-once
-check with the figures each run reports (test-artifacts/reliability-*.json)."""
+check with the figures each run reports (test-artifacts/reliability-*.json). The processes
+themselves come from the `e2e` fixture (conftest.py), which stops them after each test."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import uuid
 
 import upload
 from db.connection import connect
-from infra.fleet import ARTIFACTS, REPO, Fleet, fleet_env
+from infra.fleet import ARTIFACTS, fleet_env
 
 CORPUS_BUCKET = "corpus"
 
@@ -56,35 +55,6 @@ def report(name: str, figures: dict) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / f"reliability-{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(f"\nRELIABILITY {name}: {json.dumps(figures)}")
-
-
-def start_stream(
-    settings, env, tag: str, keys: list[str], seconds: float, workers: int = 2
-) -> tuple[Fleet, subprocess.Popen]:
-    """`workers` workers (2), and a producer sending `keys` paced over `seconds` (`--rate`), so the faults
-    land mid-stream however fast the machine classifies."""
-    fleet = Fleet(settings, env, f"{tag}-{uuid.uuid4().hex[:6]}")
-    for i in range(workers):
-        fleet.start(f"worker-{i + 1}")
-    fleet.wait_for(f"{workers} workers in the consumer group", lambda: fleet.members() == workers, 180)
-    return fleet, start_producer(env, keys, fleet.tag, rate=len(keys) / seconds)
-
-
-def start_producer(env, keys: list[str], tag: str, rate: float | None = None) -> subprocess.Popen:
-    """`python -m producer --stdin` sending `keys` (paced at `rate` keys/s when given). From
-    stdin, the producer needs no PostgreSQL, so a database outage tests the workers alone."""
-    key_file = ARTIFACTS / f"{tag}-{uuid.uuid4().hex[:4]}-keys.txt"
-    key_file.write_text("".join(k + "\n" for k in keys))
-    with open(key_file) as stdin:  # the producer keeps its own descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "producer", "--stdin", *(["--rate", f"{rate:.1f}"] if rate else [])],
-            env=env,
-            cwd=REPO,
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
 
 
 def producer_succeeded(producer: subprocess.Popen) -> None:

@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from PIL import Image
 
-from infra.fleet import Fleet, counts, fleet_env, run
+from infra.fleet import counts, fleet_env, run
 from tests.consumer import images_zoo as zoo
 from upload import ensure_bucket
 
@@ -32,7 +32,7 @@ def bomb_png() -> bytes:
     return buf.getvalue()
 
 
-def test_bad_input_zoo(settings, db_conn, dev_images, stack_env):
+def test_bad_input_zoo(e2e, settings, db_conn, dev_images, stack_env):
     photo = (dev_images / "n01530575_brambling.JPEG").read_bytes()
     must_classify = {
         "zoo/alpha.png": zoo.transparent_png(),
@@ -64,25 +64,20 @@ def test_bad_input_zoo(settings, db_conn, dev_images, stack_env):
     stdin = "".join(k + "\n" for k in keys)
 
     env = {**fleet_env(s, stack_env), "MAX_IMAGE_PIXELS": "50000000"}
-    fleet = Fleet(s, env, f"zoo-{uuid.uuid4().hex[:6]}")
-    try:
-        fleet.start("worker-1")
-        fleet.start("worker-2")
-        fleet.wait_for("both workers in the consumer group", lambda: fleet.members() == 2, 180)
-        assert (
-            f"sent {len(keys)} of {len(keys)}"
-            in run([sys.executable, "-m", "producer", "--stdin"], env, input=stdin).stdout
-        )
-        raw = Producer(s.kafka_client_config())
-        raw.produce(s.kafka_topic, value=b"", partition=0)
-        raw.produce(s.kafka_topic, value=b"\xff\xfe\xfa not utf-8", partition=1)
-        assert raw.flush(30) == 0
-        expected = len(keys) + 2
-        fleet.wait_rows(expected, 600)
-        time.sleep(3)
-        assert all(fleet.alive().values()), f"a worker died\n{fleet.log_tails()}"
-    finally:
-        fleet.stop()
+    fleet = e2e.fleet(s, env, "zoo", workers=2)
+    assert (
+        f"sent {len(keys)} of {len(keys)}"
+        in run([sys.executable, "-m", "producer", "--stdin"], env, input=stdin).stdout
+    )
+    raw = Producer(s.kafka_client_config())
+    raw.produce(s.kafka_topic, value=b"", partition=0)
+    raw.produce(s.kafka_topic, value=b"\xff\xfe\xfa not utf-8", partition=1)
+    assert raw.flush(30) == 0
+    expected = len(keys) + 2
+    fleet.wait_rows(expected, 600)
+    time.sleep(3)
+    assert all(fleet.alive().values()), f"a worker died\n{fleet.log_tails()}"
+    e2e.stop()
 
     assert counts(s) == (len(must_classify), len(must_fail) + 3)
     with db_conn, db_conn.cursor() as cur:

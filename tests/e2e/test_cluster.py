@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient
 from infra import kafka
 from infra import stack as stack_mod
 from infra.fleet import counts
-from tests.e2e.streams import check_exactly_once, corpus, producer_succeeded, report, setup, start_stream
+from tests.e2e.streams import check_exactly_once, corpus, producer_succeeded, report, setup
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -38,7 +38,7 @@ def leader_counts(cfg, topic: str) -> dict[int, int]:
     return out
 
 
-def test_killing_the_leading_broker_twice_loses_nothing(settings, db_conn, dev_images, stack_env, cluster):
+def test_killing_the_leading_broker_twice_loses_nothing(e2e, settings, db_conn, dev_images, stack_env, cluster):
     keys = corpus(settings, dev_images, copies=3)
     s, env = setup(
         settings.model_copy(update={"kafka_bootstrap_servers": cluster.kafka_bootstrap, "kafka_replication_factor": 3}),
@@ -50,32 +50,29 @@ def test_killing_the_leading_broker_twice_loses_nothing(settings, db_conn, dev_i
         "KAFKA_REPLICATION_FACTOR": "3",
         "KAFKA_MIN_INSYNC_REPLICAS": "2",
     }
-    fleet, producer = start_stream(s, env, "cluster", keys, seconds=75)
+    fleet, producer = e2e.stream(s, env, "cluster", keys, seconds=75)
     kills = []
-    try:
-        for threshold in (150, 700):
-            fleet.wait_for(f"{threshold} rows", lambda t=threshold: sum(counts(s)) >= t, 300)
-            leaders = leader_counts(cluster, s.kafka_topic)
-            killed = {k["node"] for k in kills}  # the second kill takes another broker
-            victim = max((n for n in kafka.nodes(cluster) if n not in killed), key=lambda n: leaders.get(n, 0))
-            kafka.stop_node(cluster, victim, hard=True)
-            down_at = time.monotonic()
-            time.sleep(8)
-            kafka.start_node(cluster, victim)
-            kills.append(
-                {
-                    "node": victim,
-                    "led_partitions": leaders.get(victim, 0),
-                    "rows_before": threshold,
-                    "down_s": round(time.monotonic() - down_at, 1),
-                }
-            )
-        producer_succeeded(producer)
-        fleet.wait_rows(len(keys), 600)
-        assert all(fleet.alive().values()), "a worker died"
-    finally:
-        producer.kill()
-        fleet.stop()
+    for threshold in (150, 700):
+        fleet.wait_for(f"{threshold} rows", lambda t=threshold: sum(counts(s)) >= t, 300)
+        leaders = leader_counts(cluster, s.kafka_topic)
+        killed = {k["node"] for k in kills}  # the second kill takes another broker
+        victim = max((n for n in kafka.nodes(cluster) if n not in killed), key=lambda n: leaders.get(n, 0))
+        kafka.stop_node(cluster, victim, hard=True)
+        down_at = time.monotonic()
+        time.sleep(8)
+        kafka.start_node(cluster, victim)
+        kills.append(
+            {
+                "node": victim,
+                "led_partitions": leaders.get(victim, 0),
+                "rows_before": threshold,
+                "down_s": round(time.monotonic() - down_at, 1),
+            }
+        )
+    producer_succeeded(producer)
+    fleet.wait_rows(len(keys), 600)
+    assert all(fleet.alive().values()), "a worker died"
+    e2e.stop()
     figures = check_exactly_once(s, keys)
     assert len({k["node"] for k in kills}) == 2
     report(

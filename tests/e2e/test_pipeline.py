@@ -7,47 +7,41 @@ import csv
 import json
 import sys
 import time
-import uuid
 
 import pytest
 
-from infra.fleet import Fleet, counts, fleet_env, run
+from infra.fleet import counts, fleet_env, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
-def test_500_dev_photos_through_two_workers(settings, db_conn, dev_images, stack_env):
+def test_500_dev_photos_through_two_workers(e2e, settings, db_conn, dev_images, stack_env):
     env = fleet_env(settings, stack_env)
     out = run([sys.executable, "upload.py", str(dev_images)], env).stdout
     assert "uploaded 500, skipped 0, failed 0; 500 new keys registered" in out
 
-    fleet = Fleet(settings, env, f"e2e-{uuid.uuid4().hex[:6]}")
-    try:
-        fleet.start("worker-1")
-        fleet.start("worker-2")
-        fleet.wait_for("both workers in the consumer group", lambda: fleet.members() == 2, 180)
-        assert "sent 500 of 500 keys" in run([sys.executable, "-m", "producer"], env).stdout
-        fleet.wait_rows(500, 600)
-        time.sleep(3)  # anything still in flight would show up as a 501st row
-        assert all(fleet.alive().values()), "a worker died"
-        per_worker = {w: fleet.metric(w, "vs_images_classified_total") for w in ("worker-1", "worker-2")}
-        assert sum(per_worker.values()) >= 500 and all(v > 0 for v in per_worker.values()), per_worker
-        assert fleet.metric("worker-1", "vs_stage_seconds_count") > 0
-        assert fleet.metric("worker-1", "vs_images_in_flight") == 0
+    fleet = e2e.fleet(settings, env, "e2e", workers=2)
+    assert "sent 500 of 500 keys" in run([sys.executable, "-m", "producer"], env).stdout
+    fleet.wait_rows(500, 600)
+    time.sleep(3)  # anything still in flight would show up as a 501st row
+    assert all(fleet.alive().values()), "a worker died"
+    per_worker = {w: fleet.metric(w, "vs_images_classified_total") for w in ("worker-1", "worker-2")}
+    assert sum(per_worker.values()) >= 500 and all(v > 0 for v in per_worker.values()), per_worker
+    assert fleet.metric("worker-1", "vs_stage_seconds_count") > 0
+    assert fleet.metric("worker-1", "vs_images_in_flight") == 0
 
-        def status() -> dict:
-            return json.loads(run([sys.executable, "-m", "consumer.status", "--json"], env).stdout)
+    def status() -> dict:
+        return json.loads(run([sys.executable, "-m", "consumer.status", "--json"], env).stdout)
 
-        fleet.wait_for("offsets committed (lag 0)", lambda: status()["kafka"]["total_lag"] == 0, 60)
-        st = status()
-        assert st["kafka"]["group_state"] == "STABLE" and len(st["kafka"]["members"]) == 2
-        assert sum(p["end"] for p in st["kafka"]["partitions"]) == 500
-        assert st["database"]["results_total"] == 500 and st["database"]["keys_without_row"] == 0
-        assert {h["hostname"] for h in st["database"]["hosts"]} == {"worker-1", "worker-2"}
-        text = run([sys.executable, "-m", "consumer.status"], env).stdout
-        assert "total lag 0" in text and "500 classified, 0 errors, 0 of 500 registered keys without a row" in text
-    finally:
-        fleet.stop()
+    fleet.wait_for("offsets committed (lag 0)", lambda: status()["kafka"]["total_lag"] == 0, 60)
+    st = status()
+    assert st["kafka"]["group_state"] == "STABLE" and len(st["kafka"]["members"]) == 2
+    assert sum(p["end"] for p in st["kafka"]["partitions"]) == 500
+    assert st["database"]["results_total"] == 500 and st["database"]["keys_without_row"] == 0
+    assert {h["hostname"] for h in st["database"]["hosts"]} == {"worker-1", "worker-2"}
+    text = run([sys.executable, "-m", "consumer.status"], env).stdout
+    assert "total lag 0" in text and "500 classified, 0 errors, 0 of 500 registered keys without a row" in text
+    e2e.stop()
 
     assert counts(settings) == (500, 0)
     with db_conn, db_conn.cursor() as cur:

@@ -6,14 +6,13 @@ alive and their memory bounded. Figures: test-artifacts/reliability-poison.json.
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
 from common.keys import stored_key
-from infra.fleet import Fleet, counts, fleet_env
+from infra.fleet import counts, fleet_env
 from tests.consumer import images_zoo as zoo
 from tests.e2e.streams import report
 from upload import ensure_bucket
@@ -30,7 +29,9 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def test_each_poison_gets_its_row_and_never_stalls_the_good_key_behind_it(settings, db_conn, dev_images, stack_env):
+def test_each_poison_gets_its_row_and_never_stalls_the_good_key_behind_it(
+    e2e, settings, db_conn, dev_images, stack_env
+):
     # key or object -> the error types it may end as
     objects = {
         "poison/16bit-7700.png": (zoo.png_16bit_huge(), None),  # a valid image: classified, memory bounded
@@ -62,25 +63,20 @@ def test_each_poison_gets_its_row_and_never_stalls_the_good_key_behind_it(settin
         good.append(key)
 
     env = {**fleet_env(settings, stack_env), "MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES)}
-    fleet = Fleet(settings, env, f"poison-{uuid.uuid4().hex[:6]}")
-    try:
-        fleet.start("worker-1")
-        fleet.start("worker-2")
-        fleet.wait_for("both workers in the consumer group", lambda: fleet.members() == 2, 180)
-        raw = Producer({**settings.kafka_client_config(), "message.max.bytes": 2_000_000})
-        for i, (poison, ok) in enumerate(zip(poisons, good)):
-            raw.produce(settings.kafka_topic, value=poison, partition=i % 3)
-            raw.produce(settings.kafka_topic, value=ok.encode(), partition=i % 3)  # right behind it
-        assert raw.flush(30) == 0
-        sent_at = time.monotonic()
-        fleet.wait_rows(len(poisons) + len(good), 300)
-        all_rows_s = time.monotonic() - sent_at
-        time.sleep(2)
-        assert all(fleet.alive().values()), f"a worker died\n{fleet.log_tails()}"
-        rss = {name: round(peak_rss_mb(p.pid)) for name, p in fleet.procs.items()}
-        retries = sum(fleet.metric(n, "vs_batch_retries_total") for n in fleet.procs)
-    finally:
-        fleet.stop()
+    fleet = e2e.fleet(settings, env, "poison", workers=2)
+    raw = Producer({**settings.kafka_client_config(), "message.max.bytes": 2_000_000})
+    for i, (poison, ok) in enumerate(zip(poisons, good)):
+        raw.produce(settings.kafka_topic, value=poison, partition=i % 3)
+        raw.produce(settings.kafka_topic, value=ok.encode(), partition=i % 3)  # right behind it
+    assert raw.flush(30) == 0
+    sent_at = time.monotonic()
+    fleet.wait_rows(len(poisons) + len(good), 300)
+    all_rows_s = time.monotonic() - sent_at
+    time.sleep(2)
+    assert all(fleet.alive().values()), f"a worker died\n{fleet.log_tails()}"
+    rss = {name: round(peak_rss_mb(p.pid)) for name, p in fleet.procs.items()}
+    retries = sum(fleet.metric(n, "vs_batch_retries_total") for n in fleet.procs)
+    e2e.stop()
 
     with db_conn, db_conn.cursor() as cur:
         cur.execute("SELECT image_key, latency_ms FROM prediction_results")

@@ -19,8 +19,6 @@ from tests.e2e.streams import (
     producer_succeeded,
     report,
     setup,
-    start_producer,
-    start_stream,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.model]
@@ -49,7 +47,7 @@ def rows_by_version(settings, name: str) -> list[tuple[str, int, str, float]]:
 
 
 def test_promote_mid_stream_shadow_and_rollback_without_a_restart(
-    settings, db_conn, dev_images, stack_env, coarse_dir, weights_path
+    e2e, settings, db_conn, dev_images, stack_env, coarse_dir, weights_path
 ):
     name = f"coarse-{uuid.uuid4().hex[:6]}"
     base_env = {**stack_env, "MODEL_WEIGHTS": str(weights_path), "TORCH_THREADS": "2"}
@@ -60,42 +58,39 @@ def test_promote_mid_stream_shadow_and_rollback_without_a_restart(
     keys = corpus(settings, dev_images, copies=2)
     s, env = setup(settings.model_copy(update={"model_name": name}), stack_env)
     env = {**env, "MODEL_NAME": name, "MODEL_POLL_S": "1", "MODEL_WEIGHTS": str(weights_path)}
-    fleet, producer = start_stream(s, env, "rollout", keys, seconds=30)
-    try:
-        fleet.wait_for("the first 250 rows", lambda: sum(counts(s)) >= 250, 300)
-        promoted_at = time.time()
-        training(env, "promote", f"{name}@2")
-        producer_succeeded(producer)
-        fleet.wait_rows(len(keys), 600)
-        figures = check_exactly_once(s, keys)
-        rows = rows_by_version(s, name)
+    fleet, producer = e2e.stream(s, env, "rollout", keys, seconds=30)
+    fleet.wait_for("the first 250 rows", lambda: sum(counts(s)) >= 250, 300)
+    promoted_at = time.time()
+    training(env, "promote", f"{name}@2")
+    producer_succeeded(producer)
+    fleet.wait_rows(len(keys), 600)
+    figures = check_exactly_once(s, keys)
+    rows = rows_by_version(s, name)
 
-        # shadow the retired v1 beside production v2 on a second stream, then compare
-        training(env, "shadow", f"{name}@1")
-        time.sleep(3)  # > MODEL_POLL_S + load
-        extra = [f"again/{k}" for k in keys[:200]]
-        s3 = s.s3_client()
-        for k in extra:
-            s3.copy_object(Bucket=s.s3_bucket, Key=k, CopySource={"Bucket": s.s3_bucket, "Key": k[len("again/") :]})
-        producer2 = start_producer(env, extra, "rollout-shadow")
-        producer_succeeded(producer2)
-        fleet.wait_rows(len(keys) + len(extra), 300)
-        compared = training(env, "compare", name)
+    # shadow the retired v1 beside production v2 on a second stream, then compare
+    training(env, "shadow", f"{name}@1")
+    time.sleep(3)  # > MODEL_POLL_S + load
+    extra = [f"again/{k}" for k in keys[:200]]
+    s3 = s.s3_client()
+    for k in extra:
+        s3.copy_object(Bucket=s.s3_bucket, Key=k, CopySource={"Bucket": s.s3_bucket, "Key": k[len("again/") :]})
+    producer2 = e2e.producer(env, extra, "rollout-shadow")
+    producer_succeeded(producer2)
+    fleet.wait_rows(len(keys) + len(extra), 300)
+    compared = training(env, "compare", name)
 
-        # rollback: promote v1 again; new keys get v1, rows of v2 are never overwritten by v1
-        training(env, "promote", f"{name}@1")
-        time.sleep(3)
-        rolled = [f"rolled/{k}" for k in keys[:100]]
-        for k in rolled:
-            s3.copy_object(Bucket=s.s3_bucket, Key=k, CopySource={"Bucket": s.s3_bucket, "Key": k[len("rolled/") :]})
-        producer3 = start_producer(env, rolled + keys[:50], "rollout-rollback")  # the 50 old keys: already v2
-        producer_succeeded(producer3)
-        fleet.wait_rows(len(keys) + len(extra) + len(rolled), 300)
-        time.sleep(3)
-        assert all(fleet.alive().values()) and fleet.starts == 2, "a worker restarted or died"
-    finally:
-        producer.kill()
-        fleet.stop()
+    # rollback: promote v1 again; new keys get v1, rows of v2 are never overwritten by v1
+    training(env, "promote", f"{name}@1")
+    time.sleep(3)
+    rolled = [f"rolled/{k}" for k in keys[:100]]
+    for k in rolled:
+        s3.copy_object(Bucket=s.s3_bucket, Key=k, CopySource={"Bucket": s.s3_bucket, "Key": k[len("rolled/") :]})
+    producer3 = e2e.producer(env, rolled + keys[:50], "rollout-rollback")  # the 50 old keys: already v2
+    producer_succeeded(producer3)
+    fleet.wait_rows(len(keys) + len(extra) + len(rolled), 300)
+    time.sleep(3)
+    assert all(fleet.alive().values()) and fleet.starts == 2, "a worker restarted or died"
+    e2e.stop()
 
     v1 = [r for r in rows if r[1] == 1]
     v2 = [r for r in rows if r[1] == 2]

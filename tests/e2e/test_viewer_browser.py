@@ -10,13 +10,12 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-import uuid
 
 import pytest
 
 from db.connection import connect
 from db.queries import register_images
-from infra.fleet import ARTIFACTS, REPO, Fleet, fleet_env, run
+from infra.fleet import ARTIFACTS, REPO, fleet_env, run
 from infra.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -79,93 +78,83 @@ def put(settings, key: str, data: bytes) -> None:
         conn.close()
 
 
-def test_the_viewer_shows_the_fleet_classifying(settings, db_conn, dev_images, stack_env, chromium):
+def test_the_viewer_shows_the_fleet_classifying(e2e, settings, db_conn, dev_images, stack_env, chromium):
     env = fleet_env(settings, stack_env)
     run([sys.executable, "upload.py", str(dev_images)], env)
     photo = sorted(dev_images.glob("*.JPEG"))[0].read_bytes()
     put(settings, SCRIPT_KEY, photo)
 
-    fleet = Fleet(settings, env, f"viewer-{uuid.uuid4().hex[:6]}")
-    viewer = None
-    try:
-        fleet.start("worker-1")
-        fleet.start("worker-2")
-        fleet.wait_for("both workers in the consumer group", lambda: fleet.members() == 2, 180)
-        run([sys.executable, "-m", "producer"], env)
-        fleet.wait_rows(501, 600)
-        viewer, url = start_viewer({**env, "VIEWER_REFRESH_S": "1"})
+    fleet = e2e.fleet(settings, env, "viewer", workers=2)
+    run([sys.executable, "-m", "producer"], env)
+    fleet.wait_rows(501, 600)
+    viewer, url = start_viewer({**env, "VIEWER_REFRESH_S": "1"})
+    e2e.adopt(viewer)
 
-        # bypass_csp: Playwright's waits evaluate strings, which the viewer's CSP forbids; it
-        # also shows that the escaping alone keeps the <script> key inert.
-        page = chromium.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-        dialogs: list[str] = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    # bypass_csp: Playwright's waits evaluate strings, which the viewer's CSP forbids; it
+    # also shows that the escaping alone keeps the <script> key inert.
+    page = chromium.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
 
-        # The grid: 48 thumbnails that really decoded, each with a category and three bars.
-        page.goto(url + "/")
-        page.wait_for_function("document.querySelectorAll('.card img').length === 48")
-        page.wait_for_function(
-            "[...document.querySelectorAll('.card img')].slice(0, 12).every(i => i.complete && i.naturalWidth > 0)"
-        )
-        assert page.locator("#total").inner_text().startswith("501 matching")
-        cards = page.locator(".card")
-        assert all(c.strip() for c in cards.locator(".category").all_inner_texts())
-        assert cards.first.locator("meter").count() == 3
-        page.screenshot(path=str(ARTIFACTS / "viewer-grid.png"))
+    # The grid: 48 thumbnails that really decoded, each with a category and three bars.
+    page.goto(url + "/")
+    page.wait_for_function("document.querySelectorAll('.card img').length === 48")
+    page.wait_for_function(
+        "[...document.querySelectorAll('.card img')].slice(0, 12).every(i => i.complete && i.naturalWidth > 0)"
+    )
+    assert page.locator("#total").inner_text().startswith("501 matching")
+    cards = page.locator(".card")
+    assert all(c.strip() for c in cards.locator(".category").all_inner_texts())
+    assert cards.first.locator("meter").count() == 3
+    page.screenshot(path=str(ARTIFACTS / "viewer-grid.png"))
 
-        # A filter narrows the grid to one category, as many cards as the API counts.
-        category = page.evaluate("fetch('/api/classes?limit=1').then(r => r.json()).then(d => d.items[0])")
-        page.fill("input[name=category]", category["category"])
-        page.click("button[type=submit]")
-        page.wait_for_url("**category=*")
-        expected = min(48, category["count"])
-        page.wait_for_function(f"document.querySelectorAll('.card').length === {expected}")
-        assert set(page.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.category)")) == {
-            category["category"]
-        }
-        assert page.locator("#total").inner_text().startswith(f"{category['count']} matching")
+    # A filter narrows the grid to one category, as many cards as the API counts.
+    category = page.evaluate("fetch('/api/classes?limit=1').then(r => r.json()).then(d => d.items[0])")
+    page.fill("input[name=category]", category["category"])
+    page.click("button[type=submit]")
+    page.wait_for_url("**category=*")
+    expected = min(48, category["count"])
+    page.wait_for_function(f"document.querySelectorAll('.card').length === {expected}")
+    assert set(page.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.category)")) == {category["category"]}
+    assert page.locator("#total").inner_text().startswith(f"{category['count']} matching")
 
-        # A <script> key is text: searched for, shown, never run.
-        page.goto(url + "/?" + urllib.parse.urlencode({"q": "<script>"}))
-        page.wait_for_function("document.querySelectorAll('.card').length === 1")
-        assert page.locator(".card .key").inner_text() == SCRIPT_KEY
-        assert page.locator("#grid script").count() == 0
-        page.click(".card a")
-        page.wait_for_url("**/image?**")
-        assert page.locator("h1").inner_text() == SCRIPT_KEY
-        assert page.locator("ol.topk li").count() == 5
-        page.screenshot(path=str(ARTIFACTS / "viewer-image.png"), full_page=True)
+    # A <script> key is text: searched for, shown, never run.
+    page.goto(url + "/?" + urllib.parse.urlencode({"q": "<script>"}))
+    page.wait_for_function("document.querySelectorAll('.card').length === 1")
+    assert page.locator(".card .key").inner_text() == SCRIPT_KEY
+    assert page.locator("#grid script").count() == 0
+    page.click(".card a")
+    page.wait_for_url("**/image?**")
+    assert page.locator("h1").inner_text() == SCRIPT_KEY
+    assert page.locator("ol.topk li").count() == 5
+    page.screenshot(path=str(ARTIFACTS / "viewer-image.png"), full_page=True)
 
-        # Live: a new image classified while the page is open appears without a reload.
-        page.goto(url + "/")
-        page.wait_for_function("document.querySelectorAll('.card').length === 48")
-        put(settings, "live/arrived-later.jpg", photo)
-        subprocess.run(
-            [sys.executable, "-m", "producer", "--stdin"],
-            input=b"live/arrived-later.jpg\n",
-            env=env,
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-        )
-        page.wait_for_selector(".card[data-key='live/arrived-later.jpg']", timeout=60_000)
-        assert page.locator("#total").inner_text().startswith("502 matching")
+    # Live: a new image classified while the page is open appears without a reload.
+    page.goto(url + "/")
+    page.wait_for_function("document.querySelectorAll('.card').length === 48")
+    put(settings, "live/arrived-later.jpg", photo)
+    subprocess.run(
+        [sys.executable, "-m", "producer", "--stdin"],
+        input=b"live/arrived-later.jpg\n",
+        env=env,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    page.wait_for_selector(".card[data-key='live/arrived-later.jpg']", timeout=60_000)
+    assert page.locator("#total").inner_text().startswith("502 matching")
 
-        # The fleet: a rate line per worker, both hosts, the lag per partition.
-        page.goto(url + "/fleet")
-        for host in ("worker-1", "worker-2"):
-            page.wait_for_selector(f"#chart polyline[data-host='{host}']", state="attached")
-        page.wait_for_function("document.querySelectorAll('#lag tbody tr').length === 3")
-        hosts = page.locator("#hosts tbody tr").all_inner_texts()
-        assert [h.split()[0] for h in hosts] == ["worker-1", "worker-2"]
-        page.screenshot(path=str(ARTIFACTS / "viewer-fleet.png"), full_page=True)
+    # The fleet: a rate line per worker, both hosts, the lag per partition.
+    page.goto(url + "/fleet")
+    for host in ("worker-1", "worker-2"):
+        page.wait_for_selector(f"#chart polyline[data-host='{host}']", state="attached")
+    page.wait_for_function("document.querySelectorAll('#lag tbody tr').length === 3")
+    hosts = page.locator("#hosts tbody tr").all_inner_texts()
+    assert [h.split()[0] for h in hosts] == ["worker-1", "worker-2"]
+    page.screenshot(path=str(ARTIFACTS / "viewer-fleet.png"), full_page=True)
 
-        page.goto(url + "/classes")
-        page.wait_for_selector("#classes tbody tr")
-        assert page.locator("#classes tbody tr").first.inner_text().startswith(category["category"])
-        assert dialogs == [], f"a script ran: {dialogs}"
-    finally:
-        if viewer is not None:
-            viewer.terminate()
-            viewer.wait(10)
-        fleet.stop()
+    page.goto(url + "/classes")
+    page.wait_for_selector("#classes tbody tr")
+    assert page.locator("#classes tbody tr").first.inner_text().startswith(category["category"])
+    assert dialogs == [], f"a script ran: {dialogs}"
+    e2e.stop()

@@ -105,6 +105,19 @@ def test_filters_narrow_the_rows_as_sql_would(world):
     assert client.get("/api/hosts").get_json()["items"] == [world[0].hostname]
 
 
+def test_a_count_the_totals_cannot_answer_stops_at_the_cap(world, monkeypatch):
+    """Confidence and key-search filters are counted by scanning: past COUNT_CAP the API says
+    "more than" instead of scanning 10 M rows; the running totals' counts are never capped."""
+    from viewer import queries
+
+    _, _, client = world
+    monkeypatch.setattr(queries, "COUNT_CAP", 50)
+    data = client.get("/api/predictions?min_confidence=0&limit=10").get_json()
+    assert (data["total"], data["total_is_floor"], len(data["items"])) == (50, True, 10)
+    data = client.get("/api/predictions?limit=10").get_json()
+    assert (data["total"], data["total_is_floor"]) == (PHOTOS + 1, False)
+
+
 def test_key_search_is_literal_and_case_insensitive(world):
     _, _, client = world
     hits = client.get("/api/predictions", query_string={"q": "<SCRIPT>"}).get_json()

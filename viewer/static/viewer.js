@@ -107,9 +107,11 @@ function predictionsPage() {
     const data = await api("/api/predictions", {...filters, limit, offset});
     const signature = JSON.stringify(data.items.map((i) => [i.image_key, i.time]));
     document.getElementById("total").textContent =
-      data.total + " matching" + (data.total ? `, ${offset + 1}–${offset + data.items.length} shown` : "");
+      (data.total_is_floor ? "more than " : "") + data.total + " matching" +
+      (data.total ? `, ${offset + 1}–${offset + data.items.length} shown` : "");
     document.getElementById("prev").disabled = offset === 0;
-    document.getElementById("next").disabled = offset + data.items.length >= data.total;
+    document.getElementById("next").disabled =
+      data.items.length < limit || (!data.total_is_floor && offset + data.items.length >= data.total);
     if (signature === shown) return;  // nothing new: keep the images that are already loaded
     shown = signature;
     document.getElementById("grid").replaceChildren(...data.items.map(card));

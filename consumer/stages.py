@@ -1,0 +1,125 @@
+"""Download -> decode+preprocess -> the model, for one batch's images, overlapped: each image
+is decoded as soon as it has arrived, and a chunk of INFER_CHUNK_SIZE images goes to the
+model (one inference thread) as soon as it is decoded, so the model works while the rest of
+the batch downloads and decodes. Per-image failures come back as ImageError values; a
+service failure (common.errors.TransientError) propagates after the stages still running
+are stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional, Union
+
+import torch
+
+from common.errors import ErrorType, ImageError
+from consumer.fetch import fetch_image
+from consumer.images import load_tensor
+from consumer.messages import Message
+from consumer.model import Classifier
+from settings import Settings
+
+
+class ImageStages:
+    def __init__(self, settings: Settings, s3):
+        self.settings = settings
+        self.s3 = s3
+        self._io = ThreadPoolExecutor(settings.s3_max_concurrency, thread_name_prefix="s3")
+        self._decode = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+        self._infer = ThreadPoolExecutor(1, thread_name_prefix="infer")
+
+    def _fetch(self, key: str) -> Union[bytes, ImageError]:
+        return fetch_image(self.s3, self.settings.s3_bucket, key, self.settings.max_image_bytes)
+
+    def _load(self, data: Union[bytes, ImageError]) -> tuple[Union[torch.Tensor, ImageError], float]:
+        if isinstance(data, ImageError):
+            return data, 0.0
+        t = time.perf_counter()
+        s = self.settings
+        try:
+            return load_tensor(data, s.max_image_pixels, s.fast_decode, s.max_image_aspect), time.perf_counter() - t
+        except ImageError as exc:
+            return exc, time.perf_counter() - t
+        except Exception as exc:  # noqa: BLE001 - preprocessing one image must never fail the batch
+            return ImageError(ErrorType.CORRUPT, f"{type(exc).__name__}: {exc}"[:500]), time.perf_counter() - t
+
+    async def classify(self, work: list[tuple[Message, str]], models: tuple):
+        """Download, decode and classify `work`, overlapping the three. Returns the classified
+        (message, key, top-k) in `work` order, the per-image errors, the stage seconds
+        (download = wall time until the last object arrived; decode, infer and shadow = busy
+        time), and the shadow model's (top-k, ms) per key."""
+        loop = asyncio.get_running_loop()
+        chunk_size = self.settings.infer_chunk_size
+        start = time.perf_counter()
+        ready: list[tuple[int, torch.Tensor]] = []
+        chunks: list[asyncio.Future] = []
+        errors: dict[int, ImageError] = {}
+        seconds = {"download": 0.0, "decode": 0.0, "infer": 0.0}
+        if models[1] is not None:
+            seconds["shadow"] = 0.0
+
+        def flush() -> None:
+            if ready:
+                chunks.append(loop.run_in_executor(self._infer, self._predict, list(ready), *models))
+                ready.clear()
+
+        async def one(i: int, key: str) -> None:
+            blob = await loop.run_in_executor(self._io, self._fetch, key)
+            seconds["download"] = time.perf_counter() - start
+            tensor, took = await loop.run_in_executor(self._decode, self._load, blob)
+            seconds["decode"] += took
+            if isinstance(tensor, ImageError):
+                errors[i] = tensor
+                return
+            ready.append((i, tensor))
+            if len(ready) >= chunk_size:
+                flush()
+
+        tasks = [asyncio.ensure_future(one(i, k)) for i, (_, k) in enumerate(work)]
+        try:
+            await asyncio.gather(*tasks)
+            flush()
+            topks: dict[int, list] = {}
+            shadow_topks: dict[int, tuple[list, float]] = {}
+            for took, part, shadow_took, shadow_part in await asyncio.gather(*chunks):
+                seconds["infer"] += took
+                topks.update(part)
+                if shadow_part:
+                    seconds["shadow"] += shadow_took
+                    shadow_topks.update(
+                        {i: (top, shadow_took * 1000 / len(shadow_part)) for i, top in shadow_part.items()}
+                    )
+        except BaseException:
+            # a transient failure or a cancellation: stop what is still running first
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, *chunks, return_exceptions=True)
+            raise
+        classified = [(m, k, topks[i]) for i, (m, k) in enumerate(work) if i in topks]
+        failed = [(m, k, errors[i]) for i, (m, k) in enumerate(work) if i in errors]
+        shadow_by_key = {k: shadow_topks[i] for i, (_, k) in enumerate(work) if i in shadow_topks}
+        return classified, failed, seconds, shadow_by_key
+
+    def _predict(self, part: list[tuple[int, torch.Tensor]], classifier: Classifier, shadow: Optional[Classifier]):
+        """(seconds, top-k by index) of the production model, and the same for the shadow one."""
+        batch = torch.stack([x for _, x in part])
+        t = time.perf_counter()
+        topks = classifier.predict(batch)
+        took = time.perf_counter() - t
+        if shadow is None:
+            return took, {i: top for (i, _), top in zip(part, topks)}, 0.0, {}
+        t = time.perf_counter()
+        shadow_topks = shadow.predict(batch)
+        shadow_took = time.perf_counter() - t
+        return (
+            took,
+            {i: top for (i, _), top in zip(part, topks)},
+            shadow_took,
+            {i: top for (i, _), top in zip(part, shadow_topks)},
+        )
+
+    def close(self) -> None:
+        for pool in (self._io, self._decode, self._infer):
+            pool.shutdown(wait=False, cancel_futures=True)
