@@ -3,9 +3,10 @@
 # (override TORCH_INDEX_URL to build for another platform).
 FROM python:3.11.11-slim-bookworm
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    # the only writable places at run time: the ONNX export cache and Faust's data directory
-    HOME=/tmp MODEL_CACHE_DIR=/tmp/visionscaling-cache FAUST_DATADIR=/tmp/visionscaling-faust
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1 \
+    # /tmp is the only writable place at run time (HOME stays nobody's unwritable /nonexistent):
+    # the ONNX export cache, Faust's data directory, torchvision's weight download
+    MODEL_CACHE_DIR=/tmp/visionscaling-cache FAUST_DATADIR=/tmp/visionscaling-faust TORCH_HOME=/tmp/torch
 WORKDIR /app
 COPY pyproject.toml README.md ./
 # dependencies only (the project's modules are never installed into site-packages: they run

@@ -55,6 +55,9 @@ class Fleet:
     metrics_ports: dict[str, int] = field(default_factory=dict)
     starts: int = 0
     command: tuple[str, ...] = (str(BIN / "faust"), "-A", "consumer.app", "worker", "-l", "info")
+    # where a worker runs, if not here: (command prefix, address of its metrics), e.g. a host of
+    # infra.netns.HostNetwork: (net.run_in(host), host.address)
+    placement: dict[str, tuple[list[str], str]] = field(default_factory=dict)
 
     def start(self, name: str, threads: int = 1) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -70,8 +73,14 @@ class Fleet:
         with open(log, "a") as out:  # the worker keeps its own copy of the descriptor
             out.write(f"\n===== start #{self.starts} of {name} at {time.strftime('%H:%M:%S')} =====\n")
             out.flush()
+            prefix = self.placement.get(name, ([], ""))[0]
             self.procs[name] = subprocess.Popen(
-                list(self.command), env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                [*prefix, *self.command],
+                env=env,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.starts += 1
 
@@ -92,7 +101,8 @@ class Fleet:
 
     def metric(self, name: str, metric: str, **labels: str) -> float:
         """Sum of a metric's samples whose labels match, scraped from a worker's /metrics."""
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_ports[name]}/metrics", timeout=5).read()
+        address = self.placement.get(name, ([], "127.0.0.1"))[1]
+        text = urllib.request.urlopen(f"http://{address}:{self.metrics_ports[name]}/metrics", timeout=5).read()
         return sum(
             sample.value
             for family in text_string_to_metric_families(text.decode())

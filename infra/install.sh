@@ -46,6 +46,19 @@ if [ "${VS_WITH_HELM:-0}" = 1 ] && [ ! -x "$helm_bin" ]; then
   GOBIN="$(dirname "$helm_bin")" GOFLAGS=-mod=mod go install helm.sh/helm/v3/cmd/helm@v3.22.0
 fi
 
+# Toxiproxy (Shopify's fault-injection TCP proxy), for latency between a worker and S3
+# (benchmarks/s3_latency.py and its test): built once (~20 s), kept in .stack/bin.
+# VS_WITH_TOXIPROXY=1 (infra/test.sh sets it).
+toxiproxy_bin="$(dirname "$libs")/bin/toxiproxy-server"
+if [ "${VS_WITH_TOXIPROXY:-0}" = 1 ] && [ ! -x "$toxiproxy_bin" ]; then
+  command -v go >/dev/null || { echo "[install] toxiproxy needs Go (apt-get install golang-go)" >&2; exit 1; }
+  echo "[install] Go module proxy: toxiproxy v2.5.0 -> $toxiproxy_bin"
+  gobin="$(mktemp -d)"
+  GOBIN="$gobin" GOFLAGS=-mod=mod go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0
+  mkdir -p "$(dirname "$toxiproxy_bin")"
+  mv "$gobin/server" "$toxiproxy_bin"; rmdir "$gobin"
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
   echo "[install] Python venv -> $venv"
   "$python" -m venv "$venv"

@@ -44,14 +44,14 @@ def running(cfg: StackConfig) -> bool:
 
 def _properties(cfg: StackConfig, node: int) -> str:
     port, cport = node_ports(cfg, node)
-    voters = ",".join(f"{n}@127.0.0.1:{node_ports(cfg, n)[1]}" for n in nodes(cfg))
+    voters = ",".join(f"{n}@{cfg.host}:{node_ports(cfg, n)[1]}" for n in nodes(cfg))
     rf, isr = min(3, cfg.kafka_nodes), min(2, cfg.kafka_nodes)
     return f"""\
 process.roles=broker,controller
 node.id={node}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://{cfg.host}:{port},CONTROLLER://{cfg.host}:{cport}
+advertised.listeners=PLAINTEXT://{cfg.host}:{port}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -153,7 +153,7 @@ def start(cfg: StackConfig) -> None:
 
 def _ready(cfg: StackConfig) -> bool:
     """Every running node is a registered broker."""
-    if not port_open(cfg.kafka_port) and cfg.kafka_nodes == 1:
+    if not port_open(cfg.kafka_port, cfg.host) and cfg.kafka_nodes == 1:
         return False
     from confluent_kafka.admin import AdminClient
 

@@ -82,9 +82,15 @@ def start(cfg: StackConfig) -> None:
             check=True,
             capture_output=True,
         )
+    if cfg.host != "127.0.0.1":  # the worker hosts' network (infra/netns.py) connects from its /24
+        hba = data / "pg_hba.conf"
+        line = f"host all all {cfg.host}/24 trust\n"
+        if line not in hba.read_text():
+            with open(hba, "a") as f:
+                f.write(line)
     # fsync off: this cluster is a throwaway for demos and tests, never a user's real database
     opts = (
-        f"-p {cfg.pg_port} -k {base} -c listen_addresses=127.0.0.1 "
+        f"-p {cfg.pg_port} -k {base} -c listen_addresses={cfg.host} "
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
     res = subprocess.run(
@@ -95,12 +101,12 @@ def start(cfg: StackConfig) -> None:
     if res.returncode != 0:
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         raise StackError(f"PostgreSQL failed to start: {res.stderr.strip()}\n{tail}")
-    wait("PostgreSQL", lambda: port_open(cfg.pg_port), 30, log)
+    wait("PostgreSQL", lambda: port_open(cfg.pg_port, cfg.host), 30, log)
     exists = subprocess.run(
         [
             "psql",
             "-h",
-            "127.0.0.1",
+            cfg.host,
             "-p",
             str(cfg.pg_port),
             "-U",
@@ -114,7 +120,7 @@ def start(cfg: StackConfig) -> None:
     ).stdout.strip()
     if exists != "1":
         subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-p", str(cfg.pg_port), "-U", PG_USER, "-c", f"CREATE DATABASE {PG_DATABASE}"],
+            ["psql", "-h", cfg.host, "-p", str(cfg.pg_port), "-U", PG_USER, "-c", f"CREATE DATABASE {PG_DATABASE}"],
             check=True,
             capture_output=True,
         )

@@ -35,19 +35,22 @@ class StackConfig:
     kafka_heap_mb: int = 512
     kafka_nodes: int = 1
     kafka_extra_ports: list[int] = field(default_factory=list)  # (broker, controller) of nodes 2..N
+    # where every service listens and is reached: loopback, or the gateway of the worker hosts'
+    # network (infra/netns.py) so that processes in other network namespaces reach them too
+    host: str = "127.0.0.1"
 
     @property
     def database_url(self) -> str:
-        return f"postgresql://{PG_USER}@127.0.0.1:{self.pg_port}/{PG_DATABASE}"
+        return f"postgresql://{PG_USER}@{self.host}:{self.pg_port}/{PG_DATABASE}"
 
     @property
     def kafka_bootstrap(self) -> str:
         brokers = [self.kafka_port, *self.kafka_extra_ports[0::2]][: self.kafka_nodes]
-        return ",".join(f"127.0.0.1:{port}" for port in brokers)
+        return ",".join(f"{self.host}:{port}" for port in brokers)
 
     @property
     def s3_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.s3_port}"
+        return f"http://{self.host}:{self.s3_port}"
 
     def env(self) -> dict[str, str]:
         """The settings (env vars) that point the pipeline at this stack."""

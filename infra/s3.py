@@ -27,7 +27,7 @@ def start(cfg: StackConfig) -> None:
     (home / "blobs").mkdir(parents=True, exist_ok=True)
     conf = home / "s3proxy.conf"
     conf.write_text(f"""\
-s3proxy.endpoint=http://127.0.0.1:{cfg.s3_port}
+s3proxy.endpoint=http://{cfg.host}:{cfg.s3_port}
 s3proxy.authorization=aws-v2-or-v4
 s3proxy.identity={cfg.s3_access_key}
 s3proxy.credential={cfg.s3_secret_key}

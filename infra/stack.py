@@ -33,7 +33,11 @@ def default_libs_dir() -> Path:
 
 
 def load_or_create(
-    state_dir: Path, libs_dir: Path | None = None, free_ports: bool = False, kafka_nodes: int | None = None
+    state_dir: Path,
+    libs_dir: Path | None = None,
+    free_ports: bool = False,
+    kafka_nodes: int | None = None,
+    host: str = "127.0.0.1",
 ) -> StackConfig:
     """The stack's config: read from state_dir/config.json, or chosen now and saved there.
     kafka_nodes (default 1) is chosen on the first `up` too; another count later is an error."""
@@ -68,6 +72,7 @@ def load_or_create(
         kafka_nodes=nodes,
         # nodes 2..N: a broker and a controller port each (59094, 59095, 59096, ... by default)
         kafka_extra_ports=[services.free_port() if free_ports else 59094 + i for i in range(2 * (nodes - 1))],
+        host=host,
     )
     data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     saved.write_text(json.dumps(data, indent=2))

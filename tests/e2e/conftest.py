@@ -17,9 +17,10 @@ class E2ERun:
         self.fleets: list[Fleet] = []
         self.procs: list[subprocess.Popen] = []
 
-    def fleet(self, settings, env: dict, tag: str, workers: int = 0) -> Fleet:
-        """A consumer group's fleet; with `workers`, worker-1..N started and in the group."""
-        fleet = Fleet(settings, env, f"{tag}-{uuid.uuid4().hex[:6]}")
+    def fleet(self, settings, env: dict, tag: str, workers: int = 0, placement: dict | None = None) -> Fleet:
+        """A consumer group's fleet; with `workers`, worker-1..N started and in the group
+        (`placement`: where each runs, see Fleet.placement; default here)."""
+        fleet = Fleet(settings, env, f"{tag}-{uuid.uuid4().hex[:6]}", placement=placement or {})
         self.fleets.append(fleet)
         for i in range(workers):
             fleet.start(f"worker-{i + 1}")
@@ -28,11 +29,18 @@ class E2ERun:
         return fleet
 
     def stream(
-        self, settings, env: dict, tag: str, keys: list[str], seconds: float, workers: int = 2
+        self,
+        settings,
+        env: dict,
+        tag: str,
+        keys: list[str],
+        seconds: float,
+        workers: int = 2,
+        placement: dict | None = None,
     ) -> tuple[Fleet, subprocess.Popen]:
         """`workers` workers in the group, then a producer sending `keys` paced over `seconds`
         (`--rate`), so that faults land mid-stream however fast the machine classifies."""
-        fleet = self.fleet(settings, env, tag, workers)
+        fleet = self.fleet(settings, env, tag, workers, placement)
         return fleet, self.producer(env, keys, fleet.tag, rate=len(keys) / seconds)
 
     def producer(self, env: dict, keys: list[str], tag: str, rate: float | None = None) -> subprocess.Popen:
