@@ -74,7 +74,10 @@ class Settings(BaseSettings):
     model_prefix: str = "registry/"
     model_poll_s: float = Field(5.0, gt=0)  # how often workers look for a new production/shadow version
     shared_dir: Path = REPO_DIR.parent / "shared"
-    model_engine: Literal["onnxruntime", "channels_last", "torchscript", "torch"] = "onnxruntime"
+    model_engine: Literal["onnxruntime", "onnxruntime-int8", "channels_last", "torchscript", "torch"] = "onnxruntime"
+    # onnxruntime-int8 calibrates on photos like the ones it will classify (None: shared_dir's dev photos)
+    model_calibration_dir: Optional[Path] = None
+    model_calibration_images: int = Field(300, ge=1)  # how many of them (spread over the folder)
     model_cache_dir: Path = Path.home() / ".cache" / "visionscaling"  # the exported ONNX graph
     top_k: int = Field(5, ge=1, le=1000)
     torch_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
@@ -96,7 +99,7 @@ class Settings(BaseSettings):
     def _upper(cls, v):
         return v.strip().upper() if isinstance(v, str) else v
 
-    @field_validator("shared_dir", "model_weights", "model_cache_dir", mode="after")
+    @field_validator("shared_dir", "model_weights", "model_cache_dir", "model_calibration_dir", mode="after")
     @classmethod
     def _expand(cls, v: Optional[Path]) -> Optional[Path]:
         return v.expanduser() if v is not None else None

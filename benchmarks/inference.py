@@ -1,6 +1,8 @@
 """Single-machine inference figures, printed as JSON (no Kafka, S3 or database):
 
-- model_img_s: model-only images/s per engine and batch size;
+- model_img_s: model-only images/s per engine (int8 included) and batch size;
+- int8: the int8 engine against fp32 ONNX Runtime: top-1 accuracy and agreement on the
+  photos, images/s on one thread at batch 1/4/32 and the ratios;
 - decode_img_s: decode+preprocess images/s per path (reference, fast) and thread count;
 - limit_img_s: the best of two ways to use every core for decode (fast path) + the default
   engine, images in memory — the ceiling the pipeline benchmark compares against:
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -51,9 +54,45 @@ def model_rates(settings: Settings, seconds: float) -> dict:
         clf = load_classifier(settings.model_copy(update={"model_engine": engine}))
         out[engine] = {
             str(b): rate(lambda b=b: clf.predict(torch.randn(b, 3, 224, 224)), b, seconds)  # noqa: B023 - called now
-            for b in (1, 8, 32, 64)
+            for b in (1, 4, 32, 64)
         }
         print(f"model {engine}: {out[engine]}", file=sys.stderr)
+    return out
+
+
+def int8_report(settings: Settings, folder: Path, seconds: float) -> dict:
+    """int8 against fp32 ONNX Runtime: top-1 accuracy (with labels.csv) and agreement on the
+    folder's photos, and images/s on one thread at batch 1, 4 and 32, with their ratios."""
+    one = settings.model_copy(update={"torch_threads": 1})
+    fp32 = load_classifier(one.model_copy(update={"model_engine": "onnxruntime"}))
+    int8 = load_classifier(one.model_copy(update={"model_engine": "onnxruntime-int8"}))
+    paths = find_images(folder)
+    tensors = [load_tensor(p.read_bytes(), MAX_PIXELS, settings.fast_decode) for p in paths]
+    batches = [torch.stack(tensors[i : i + 50]) for i in range(0, len(tensors), 50)]
+    top = {
+        name: [t[0].class_index for b in batches for t in clf.predict(b)]
+        for name, clf in (("fp32", fp32), ("int8", int8))
+    }
+    out: dict = {
+        "calibration": str(settings.model_calibration_dir or settings.shared_dir / "images" / "dev"),
+        "calibration_images": settings.model_calibration_images,
+        "agreement": round(sum(a == b for a, b in zip(top["fp32"], top["int8"])) / len(paths), 4),
+    }
+    labels_csv = folder / "labels.csv"
+    if labels_csv.is_file():
+        truth = {r["filename"]: int(r["class_index"]) for r in csv.DictReader(labels_csv.read_text().splitlines())}
+        for name in ("fp32", "int8"):
+            hits = sum(truth.get(p.name) == c for p, c in zip(paths, top[name]))
+            out[f"{name}_top1"] = round(hits / len(paths), 4)
+    for name, clf in (("fp32", fp32), ("int8", int8)):
+        out[f"{name}_img_s_1_thread"] = {
+            str(b): rate(lambda b=b, clf=clf: clf.predict(torch.stack(tensors[:b])), b, seconds)  # noqa: B023
+            for b in (1, 4, 32)
+        }
+    out["int8_over_fp32"] = {
+        b: round(out["int8_img_s_1_thread"][b] / out["fp32_img_s_1_thread"][b], 2) for b in out["fp32_img_s_1_thread"]
+    }
+    print(f"int8: {out}", file=sys.stderr)
     return out
 
 
@@ -132,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "images": {"folder": str(folder), "count": len(blobs)},
         "model_img_s": model_rates(settings, args.seconds),
         "decode_img_s": decode_rates(blobs, args.seconds),
+        "int8": int8_report(settings, folder, args.seconds),
         "limit_ways_img_s": limits,
         "limit_img_s": max(limits.values()),
         "limit_settings": {

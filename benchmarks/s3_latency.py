@@ -1,6 +1,6 @@
 """Does download concurrency hide the latency of a distant S3? The same images through the
 pipeline with S3 reached directly, through Toxiproxy (infra/toxiproxy.py) adding nothing, and
-adding 50 ms to every answer, with S3_MAX_CONCURRENCY at its default and at 1. On a local
+adding 50 ms to every answer, with S3_MAX_CONCURRENCY at its default, at BATCH_SIZE and at 1. On a local
 stack of its own; prints a table and writes JSON to benchmarks/results/.
 
     python benchmarks/s3_latency.py [--images 400] [--latency-ms 50]
@@ -68,6 +68,8 @@ def measure(images: int, latency_ms: int, workers: int, warmup: int) -> dict:
                 (f"+{latency_ms} ms", proxied, latency_ms, default_conc),
                 (f"+{latency_ms} ms", proxied, latency_ms, 1),
             ]
+            if settings.batch_size > default_conc:  # one round trip per batch instead of several
+                plan.insert(3, (f"+{latency_ms} ms", proxied, latency_ms, settings.batch_size))
             for i, (label, endpoint, ms, conc) in enumerate(plan):
                 tp.clear("s3")
                 if ms:

@@ -13,13 +13,14 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 log = logging.getLogger(__name__)
 
 Engine = Callable[[torch.Tensor], torch.Tensor]
-ENGINES = ("onnxruntime", "channels_last", "torchscript", "torch")
+ENGINES = ("onnxruntime", "onnxruntime-int8", "channels_last", "torchscript", "torch")
 ONNX_OPSET = 17
 
 
@@ -70,12 +71,15 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
             os.unlink(tmp)
 
 
-def _onnxruntime(model: torch.nn.Module, threads: int, onnx_path: Path) -> Engine:
+def _onnxruntime(model: torch.nn.Module, threads: int, onnx_path: Path, int8: Optional[Callable] = None) -> Engine:
+    """`int8`: fp32 graph path -> int8 graph path (consumer.quantize), for the int8 engine."""
     import onnxruntime as ort
 
     if not onnx_path.is_file():
         log.info("exporting the model to ONNX: %s", onnx_path)
         export_onnx(model, onnx_path)
+    if int8 is not None:
+        onnx_path = int8(onnx_path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -88,7 +92,9 @@ def _onnxruntime(model: torch.nn.Module, threads: int, onnx_path: Path) -> Engin
     return run
 
 
-def build_engine(name: str, model: torch.nn.Module, *, threads: int, onnx_path: Path) -> Engine:
+def build_engine(
+    name: str, model: torch.nn.Module, *, threads: int, onnx_path: Path, int8: Optional[Callable] = None
+) -> Engine:
     model = model.eval()
     if name == "torch":
         return _plain(model)
@@ -98,4 +104,8 @@ def build_engine(name: str, model: torch.nn.Module, *, threads: int, onnx_path: 
         return _torchscript(model)
     if name == "onnxruntime":
         return _onnxruntime(model, threads, onnx_path)
+    if name == "onnxruntime-int8":
+        if int8 is None:
+            raise ValueError("the int8 engine needs its calibration (consumer.quantize)")
+        return _onnxruntime(model, threads, onnx_path, int8)
     raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")

@@ -110,8 +110,18 @@ def _classifier(
         model.eval(),
         threads=settings.torch_threads,
         onnx_path=onnx_cache_path(settings.model_cache_dir, name, weights_id),
+        int8=_int8(settings) if settings.model_engine == "onnxruntime-int8" else None,
     )
     return Classifier(engine, name, categories, settings.top_k, settings.model_engine, version=version)
+
+
+def _int8(settings: Settings):
+    """fp32 graph -> int8 graph calibrated on MODEL_CALIBRATION_DIR (refused when too small)."""
+    from consumer.quantize import calibration_images, quantize
+
+    directory = settings.model_calibration_dir or settings.shared_dir / "images" / "dev"
+    images = calibration_images(directory, settings.model_calibration_images)
+    return lambda fp32_path: quantize(fp32_path, images, settings.max_image_pixels, settings.fast_decode)
 
 
 def load_registered(settings: Settings, mv: ModelVersion, s3=None) -> Classifier:

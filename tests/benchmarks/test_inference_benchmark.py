@@ -32,9 +32,12 @@ def test_inference_benchmark_prints_json(tmp_path, dev_images, weights_path):
     )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert set(out["model_img_s"]) == {"onnxruntime", "channels_last", "torchscript", "torch"}
+    assert set(out["model_img_s"]) == {"onnxruntime", "onnxruntime-int8", "channels_last", "torchscript", "torch"}
     assert all(v > 0 for per_batch in out["model_img_s"].values() for v in per_batch.values())
-    assert set(out["model_img_s"]["torch"]) == {"1", "8", "32", "64"}
+    assert set(out["model_img_s"]["torch"]) == {"1", "4", "32", "64"}
+    int8 = out["int8"]
+    assert 0 <= int8["agreement"] <= 1 and "int8_top1" not in int8  # no labels.csv in this folder
+    assert set(int8["int8_over_fp32"]) == {"1", "4", "32"} and all(v > 0 for v in int8["int8_over_fp32"].values())
     assert set(out["decode_img_s"]) == {"reference", "fast"}
     assert set(out["limit_ways_img_s"]) == {"shared", "per_core"}
     assert out["limit_img_s"] == max(out["limit_ways_img_s"].values()) > 0 and out["images"]["count"] == 4
