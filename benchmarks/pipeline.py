@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -154,12 +155,31 @@ def draw(path: Path, pipeline: list[float], baseline: list[float], stages: dict,
     fig.savefig(path, dpi=90)
 
 
+def per_image(figures: dict, cores: int, images: int, limit: float) -> dict:
+    """CPU milliseconds per image: the limit's (every core busy at limit_img_s), the workers'
+    by stage (decode and infer are busy thread time; the rest is S3 GETs, Faust, psycopg2
+    and Python), and each service's; with the ratio that says how far the workers are from
+    spending only what the limit spends."""
+    cpu, stages = figures["pipeline_cpu_seconds"], figures["worker_stage_seconds"]
+    ms = {name: round(1000 * sec / images, 2) for name, sec in cpu.items()}
+    decode, infer = (round(1000 * stages.get(k, 0.0) / images, 2) for k in ("decode", "infer"))
+    return {
+        "limit": round(1000 * cores / limit, 2) if limit else None,
+        "workers": ms.pop("workers"),
+        "workers_decode": decode,
+        "workers_infer": infer,
+        "workers_other": round(1000 * cpu["workers"] / images - decode - infer, 2),
+        "services": ms,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=2000, help="images through the pipeline")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--partitions", type=int, help="partitions of the benchmark's topics (default KAFKA_PARTITIONS)")
     ap.add_argument("--threads", type=int, help="TORCH_THREADS and DECODE_WORKERS per worker (default cores / workers)")
+    ap.add_argument("--engine", action="append", help="MODEL_ENGINE to measure (repeat to compare in one run)")
     ap.add_argument("--warmup-images", type=int, default=2000, help="through the pipeline before measuring (0: none)")
     ap.add_argument("--latency-images", type=int, default=600)
     ap.add_argument("--baseline-images", type=int, default=1000)
@@ -168,20 +188,25 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     threads = args.threads or max(1, cores // args.workers)
     base = Settings()
+    engines = args.engine or [base.model_engine]
     partitions = args.partitions or base.kafka_partitions
     dev = base.shared_dir / "images" / "dev"
     if not dev.is_dir():
         sys.exit(f"no photos at {dev}: set SHARED_DIR")
     blobs = [p.read_bytes() for p in find_images(dev)]
-    limit_settings = base.model_copy(update={"torch_threads": cores, "decode_workers": cores})
-    print("measuring the single-machine limit...", file=sys.stderr)
     # Measured before and after the stack runs; the higher figure is the limit, so that a noisy
-    # neighbour during one measurement cannot flatter the ratio.
-    limits = [limit_rates(limit_settings, blobs, 10.0)]
+    # neighbour during one measurement cannot flatter the ratio. (Also builds the int8 graph
+    # once, in MODEL_CACHE_DIR, before any worker starts.)
+    limit_settings = {
+        e: base.model_copy(update={"torch_threads": cores, "decode_workers": cores, "model_engine": e}) for e in engines
+    }
+    print(f"measuring the single-machine limit ({', '.join(engines)})...", file=sys.stderr)
+    limits = {e: [limit_rates(limit_settings[e], blobs, 10.0)] for e in engines}
 
     state = Path(tempfile.mkdtemp(prefix="vs-bench-"))
     cfg = stack.load_or_create(state, free_ports=True)
-    stage_seconds: dict[str, float] = {}
+    per_engine: dict[str, dict] = {}
+    upload_s = cold_img_s = None
     try:
         print("starting the local stack...", file=sys.stderr)
         stack.up(cfg)
@@ -201,40 +226,44 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         for i in range(math.ceil(args.images / len(blobs))):
             upload_dir(settings, dev, prefix=f"copy{i}")
-        stage_seconds["upload"] = round(time.monotonic() - started, 1)
+        upload_s = round(time.monotonic() - started, 1)
 
-        cold_img_s = None
         if args.warmup_images:
             print(f"warm-up: {args.warmup_images} images...", file=sys.stderr)
             run_fleet(*variant(settings, env, "warmup"), "warmup", args.workers, threads, args.warmup_images)
             cold_img_s = round(throughput([t for t, _ in row_times(settings)]), 1)
             truncate(settings)
 
-        print(f"pipeline: {args.images} images, {args.workers} workers...", file=sys.stderr)
-        sent_s, stages, cpu_seconds = run_fleet(
-            settings, env, "worker", args.workers, threads, args.images, services=cpu.service_pids(cfg)
-        )
-        stage_seconds["produce"] = round(sent_s, 1)
-        stage_seconds |= {f"worker_{k}": round(v, 1) for k, v in stages.items()}
-        pipe = row_times(settings)
-        pipeline_img_s = throughput([t for t, _ in pipe])
-        stage_seconds["pipeline"] = round(pipe[-1][0] - pipe[0][0], 1)
-
-        rate = max(1.0, pipeline_img_s / 2)
-        print(f"latency at {rate:.1f} keys/s...", file=sys.stderr)
-        truncate(settings)
-        run_fleet(
-            *variant(settings, env, "latency"),
-            "latency",
-            args.workers,
-            threads,
-            args.latency_images,
-            ("--rate", f"{rate:.2f}"),
-        )
-        latencies = [lat for _, lat in row_times(settings)]
+        for engine in engines:
+            s, e = variant(settings, env, engine.replace("-", ""))
+            e = {**e, "MODEL_ENGINE": engine}
+            print(f"pipeline ({engine}): {args.images} images, {args.workers} workers...", file=sys.stderr)
+            sent_s, stages, cpu_seconds = run_fleet(
+                s, e, "worker", args.workers, threads, args.images, services=cpu.service_pids(cfg)
+            )
+            pipe = row_times(settings)
+            img_s = throughput([t for t, _ in pipe])
+            rate = max(1.0, img_s / 2)
+            print(f"latency ({engine}) at {rate:.1f} keys/s...", file=sys.stderr)
+            truncate(settings)
+            s, e = variant(settings, {**env, "MODEL_ENGINE": engine}, f"latency{engine.replace('-', '')}")
+            run_fleet(s, e, "latency", args.workers, threads, args.latency_images, ("--rate", f"{rate:.2f}"))
+            latencies = [lat for _, lat in row_times(settings)]
+            truncate(settings)
+            per_engine[engine] = {
+                "pipeline_img_s": round(img_s, 1),
+                "pipeline_img_s_per_core": round(img_s / cores, 1),
+                "pipeline_s": round(pipe[-1][0] - pipe[0][0], 1),
+                "produce_s": round(sent_s, 1),
+                "worker_stage_seconds": {k: round(v, 1) for k, v in stages.items()},
+                "pipeline_cpu_seconds": cpu_seconds,
+                "latency_rate_img_s": round(rate, 1),
+                "latency_p50_s": round(percentile(latencies, 0.5), 3),
+                "latency_p95_s": round(percentile(latencies, 0.95), 3),
+                "pipe_times": [t for t, _ in pipe],
+            }
 
         print(f"seed-style baseline: {args.baseline_images} images...", file=sys.stderr)
-        truncate(settings)
         run_fleet(
             *variant(settings, env, "seed"),
             "seed",
@@ -251,35 +280,51 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(state, ignore_errors=True)
         shutil.rmtree(pg_dir, ignore_errors=True)
     print("measuring the single-machine limit again...", file=sys.stderr)
-    limits.append(limit_rates(limit_settings, blobs, 10.0))
-    limit = max(max(ways.values()) for ways in limits)
+    for e in engines:
+        limits[e].append(limit_rates(limit_settings[e], blobs, 10.0))
 
+    for engine, fig in per_engine.items():
+        limit = max(max(ways.values()) for ways in limits[engine])
+        fig["limit_img_s"] = round(limit, 1)
+        fig["limit_samples_img_s"] = limits[engine]
+        fig["ratio_to_limit"] = round(fig["pipeline_img_s"] / limit, 3) if limit else None
+        fig["speedup_vs_baseline"] = round(fig["pipeline_img_s"] / baseline_img_s, 2) if baseline_img_s else None
+        fig["cpu_ms_per_image"] = per_image(fig, cores, args.images, limit)
+        ms = fig["cpu_ms_per_image"]
+        fig["worker_cpu_over_limit_cpu"] = round(ms["workers"] / ms["limit"], 2) if ms["limit"] else None
+    first = per_engine[engines[0]]
     figures = {
-        "limit_img_s": round(limit, 1),
-        "limit_samples_img_s": limits,
-        "pipeline_img_s": round(pipeline_img_s, 1),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {cores} cores ({platform.node()})".strip(),
+        "engines": {e: {k: v for k, v in f.items() if k != "pipe_times"} for e, f in per_engine.items()},
+        "baseline_img_s": round(baseline_img_s, 1),
         "cold_pipeline_img_s": cold_img_s,
         "warmup_images": args.warmup_images,
-        "baseline_img_s": round(baseline_img_s, 1),
-        "ratio_to_limit": round(pipeline_img_s / limit, 3) if limit else None,
-        "speedup_vs_baseline": round(pipeline_img_s / baseline_img_s, 2) if baseline_img_s else None,
-        "latency_rate_img_s": round(rate, 1),
-        "latency_p50_s": round(percentile(latencies, 0.5), 3),
-        "latency_p95_s": round(percentile(latencies, 0.95), 3),
-        "stage_seconds": stage_seconds,
-        "pipeline_cpu_seconds": cpu_seconds,
+        "upload_s": upload_s,
         "images": args.images,
         "workers": args.workers,
         "partitions": partitions,
         "torch_threads_per_worker": threads,
         "batch_size": settings.batch_size,
-        "engine": settings.model_engine,
         "cpu_count": cores,
     }
+    # the headline keys of earlier runs: the first engine's
+    for key in ("limit_img_s", "pipeline_img_s", "ratio_to_limit", "speedup_vs_baseline", "latency_p95_s"):
+        figures[key] = first[key]
+    figures["engine"] = engines[0]
+    if "onnxruntime" in per_engine and "onnxruntime-int8" in per_engine:
+        fp32, int8 = per_engine["onnxruntime"], per_engine["onnxruntime-int8"]
+        figures["int8_over_fp32_pipeline"] = round(int8["pipeline_img_s"] / fp32["pipeline_img_s"], 2)
+        figures["int8_over_fp32_limit"] = round(int8["limit_img_s"] / fp32["limit_img_s"], 2)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    name = f"pipeline-w{args.workers}-p{partitions}-t{threads}"
+    name = f"pipeline-w{args.workers}-p{partitions}-t{threads}" + ("-" + "-".join(engines) if args.engine else "")
     (args.out_dir / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
-    draw(args.out_dir / f"{name}.png", [t for t, _ in pipe], baseline, {k: v for k, v in stages.items()}, figures)
+    draw(
+        args.out_dir / f"{name}.png",
+        first["pipe_times"],
+        baseline,
+        first["worker_stage_seconds"],
+        {**figures, "engine": engines[0]},
+    )
     print(json.dumps(figures, indent=2))
     return 0
 

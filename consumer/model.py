@@ -111,6 +111,7 @@ def _classifier(
         threads=settings.torch_threads,
         onnx_path=onnx_cache_path(settings.model_cache_dir, name, weights_id),
         int8=_int8(settings) if settings.model_engine == "onnxruntime-int8" else None,
+        recheck=settings.model_int8_recheck_margin,
     )
     return Classifier(engine, name, categories, settings.top_k, settings.model_engine, version=version)
 

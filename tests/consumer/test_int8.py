@@ -45,7 +45,7 @@ def top1(classifier, batches) -> list[int]:
     return [topk[0].class_index for b in batches for topk in classifier.predict(b)]
 
 
-def settings(weights_path, cache, engine, calib_dir=None) -> Settings:
+def settings(weights_path, cache, engine, calib_dir=None, **extra) -> Settings:
     return Settings(
         _env_file=None,
         model_weights=weights_path,
@@ -53,28 +53,39 @@ def settings(weights_path, cache, engine, calib_dir=None) -> Settings:
         torch_threads=2,
         model_cache_dir=cache,
         model_calibration_dir=calib_dir,
+        **extra,
     )
 
 
 def test_int8_accuracy_is_within_one_point_of_fp32(weights_path, calib_dir, dev_set, tmp_path):
+    """Pure int8 (no static recipe tried here got closer than ~1.2 points: README) and the
+    engine as served, which re-checks close calls in fp32 (MODEL_INT8_RECHECK_MARGIN)."""
     rows, batches = dev_set
     truth = [int(r["class_index"]) for r in rows]
     held = [i for i, r in enumerate(rows) if not in_calibration_half(r["filename"])]
     fp32 = top1(load_classifier(settings(weights_path, tmp_path, "onnxruntime")), batches)
-    int8 = top1(load_classifier(settings(weights_path, tmp_path, "onnxruntime-int8", calib_dir)), batches)
+    pure = top1(
+        load_classifier(settings(weights_path, tmp_path, "onnxruntime-int8", calib_dir, model_int8_recheck_margin=0)),
+        batches,
+    )
+    served = top1(load_classifier(settings(weights_path, tmp_path, "onnxruntime-int8", calib_dir)), batches)
 
     def acc(pred, idx=range(len(truth))):
         return sum(pred[i] == truth[i] for i in idx) / len(idx)
 
-    agreement = sum(a == b for a, b in zip(int8, fp32)) / len(fp32)
+    def agreement(pred):
+        return sum(a == b for a, b in zip(pred, fp32)) / len(fp32)
+
     print(
-        f"\nINT8 top-1 {acc(int8):.3f} vs fp32 {acc(fp32):.3f} on 500 dev photos "
-        f"(held-out half: {acc(int8, held):.3f} vs {acc(fp32, held):.3f}); agreement {agreement:.3f}"
+        f"\nINT8 on 500 dev photos: fp32 top-1 {acc(fp32):.3f}; pure int8 {acc(pure):.3f} (agreement "
+        f"{agreement(pure):.3f}); served int8 {acc(served):.3f} (agreement {agreement(served):.3f}); "
+        f"held-out half: fp32 {acc(fp32, held):.3f}, served int8 {acc(served, held):.3f}"
     )
-    assert acc(int8) >= acc(fp32) - 0.01
-    assert acc(int8, held) >= acc(fp32, held) - 0.02  # 238 photos: one photo is 0.4 points
-    # measured 0.960; the naive recipe (everything quantised, MinMax) agreed on 0.934
-    assert agreement >= 0.95
+    assert acc(served) >= acc(fp32) - 0.01
+    assert acc(served, held) >= acc(fp32, held) - 0.01
+    assert agreement(served) >= 0.99  # measured 0.996
+    # pure int8: measured 0.960; the naive recipe (everything quantised, MinMax) agreed on 0.934
+    assert agreement(pure) >= 0.95 and acc(pure) >= acc(fp32) - 0.03
 
 
 def test_the_int8_graph_is_cached_per_calibration_set(weights_path, calib_dir, tmp_path, dev_images):
