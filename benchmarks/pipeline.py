@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import cpu  # noqa: E402
 from benchmarks.inference import limit_rates  # noqa: E402
+from benchmarks.plot import draw, throughput  # noqa: E402
 from common.imaging import find_images  # noqa: E402
 from common.kafka_admin import ensure_topic  # noqa: E402
 from db.connection import connect  # noqa: E402
@@ -68,10 +69,6 @@ def truncate(settings: Settings) -> None:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
-def throughput(times: list[float]) -> float:
-    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
 
 
 def variant(settings: Settings, env: dict, name: str) -> tuple[Settings, dict]:
@@ -119,50 +116,22 @@ def run_fleet(
             for name in fleet.procs:
                 for stage in ("download", "decode", "infer", "write"):
                     stages[stage] = stages.get(stage, 0.0) + fleet.metric(name, "vs_stage_seconds_sum", stage=stage)
+                for stage in ("decode", "infer"):  # thread CPU, not busy time (threads wait for cores)
+                    key = f"{stage}_cpu"
+                    stages[key] = stages.get(key, 0.0) + fleet.metric(name, "vs_stage_cpu_seconds_total", stage=stage)
         return sent_s, stages, cpu_seconds
     finally:
         fleet.stop()
 
 
-def draw(path: Path, pipeline: list[float], baseline: list[float], stages: dict, figures: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for label, times in (("pipeline", pipeline), ("seed-style baseline", baseline)):
-        if times:
-            t0 = times[0]
-            seconds = [int(t - t0) for t in times]
-            per_s = [seconds.count(s) for s in range(seconds[-1] + 1)]
-            ax1.plot(range(len(per_s)), per_s, label=f"{label} ({throughput(times):.1f} img/s)")
-    ax1.axhline(figures["limit_img_s"], linestyle="--", color="grey", label=f"limit {figures['limit_img_s']} img/s")
-    ax1.set_xlabel("seconds since first row")
-    ax1.set_ylabel("rows written per second")
-    ax1.legend()
-    ax1.set_title(
-        f"{figures['workers']} workers x {figures['torch_threads_per_worker']} threads, "
-        f"{figures['partitions']} partitions, batch {figures['batch_size']}, {figures['engine']}, "
-        f"{figures['cpu_count']} cores",
-        fontsize=9,
-    )
-    names = list(stages)
-    ax2.barh(names, [stages[n] for n in names])
-    ax2.set_xlabel("seconds")
-    ax2.set_title("time per stage")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-
-
 def per_image(figures: dict, cores: int, images: int, limit: float) -> dict:
     """CPU milliseconds per image: the limit's (every core busy at limit_img_s), the workers'
-    by stage (decode and infer are busy thread time; the rest is S3 GETs, Faust, psycopg2
-    and Python), and each service's; with the ratio that says how far the workers are from
+    by stage (decode and infer: the CPU of the threads running them; the rest is S3 GETs,
+    Faust, psycopg2 and Python), and each service's; with the ratio that says how far the workers are from
     spending only what the limit spends."""
     cpu, stages = figures["pipeline_cpu_seconds"], figures["worker_stage_seconds"]
     ms = {name: round(1000 * sec / images, 2) for name, sec in cpu.items()}
-    decode, infer = (round(1000 * stages.get(k, 0.0) / images, 2) for k in ("decode", "infer"))
+    decode, infer = (round(1000 * stages.get(k, 0.0) / images, 2) for k in ("decode_cpu", "infer_cpu"))
     return {
         "limit": round(1000 * cores / limit, 2) if limit else None,
         "workers": ms.pop("workers"),

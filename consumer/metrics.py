@@ -35,6 +35,9 @@ END_TO_END_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 IN_FLIGHT = Gauge("vs_images_in_flight", "Images taken from Kafka and not yet written")
+# CPU of the thread doing the stage (time.thread_time): with TORCH_THREADS=1 ONNX Runtime runs
+# on that thread, so this is the stage's whole CPU; the benchmark's per-stage CPU per image
+STAGE_CPU = Counter("vs_stage_cpu_seconds", "CPU seconds of the thread running a stage", ["stage"])
 RETRIES = Counter("vs_batch_retries_total", "Batch attempts that failed and were retried", ["reason"])
 MODEL_LOADED = Gauge("vs_model_loaded", "1 once the worker's model is loaded")
 

@@ -18,8 +18,11 @@ from common.errors import ErrorType, ImageError
 from consumer.fetch import fetch_image
 from consumer.images import load_tensor
 from consumer.messages import Message
+from consumer.metrics import STAGE_CPU
 from consumer.model import Classifier
 from settings import Settings
+
+_DECODE_CPU, _INFER_CPU = STAGE_CPU.labels("decode"), STAGE_CPU.labels("infer")
 
 
 class ImageStages:
@@ -36,7 +39,7 @@ class ImageStages:
     def _load(self, data: Union[bytes, ImageError]) -> tuple[Union[torch.Tensor, ImageError], float]:
         if isinstance(data, ImageError):
             return data, 0.0
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
         s = self.settings
         try:
             return load_tensor(data, s.max_image_pixels, s.fast_decode, s.max_image_aspect), time.perf_counter() - t
@@ -44,6 +47,8 @@ class ImageStages:
             return exc, time.perf_counter() - t
         except Exception as exc:  # noqa: BLE001 - preprocessing one image must never fail the batch
             return ImageError(ErrorType.CORRUPT, f"{type(exc).__name__}: {exc}"[:500]), time.perf_counter() - t
+        finally:
+            _DECODE_CPU.inc(time.thread_time() - cpu)
 
     async def classify(self, work: list[tuple[Message, str]], models: tuple):
         """Download, decode and classify `work`, overlapping the three. Returns the classified
@@ -105,9 +110,10 @@ class ImageStages:
     def _predict(self, part: list[tuple[int, torch.Tensor]], classifier: Classifier, shadow: Optional[Classifier]):
         """(seconds, top-k by index) of the production model, and the same for the shadow one."""
         batch = torch.stack([x for _, x in part])
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
         topks = classifier.predict(batch)
         took = time.perf_counter() - t
+        _INFER_CPU.inc(time.thread_time() - cpu)
         if shadow is None:
             return took, {i: top for (i, _), top in zip(part, topks)}, 0.0, {}
         t = time.perf_counter()
