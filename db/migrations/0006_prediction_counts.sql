@@ -62,46 +62,33 @@ $$;
 
 -- Rows leaving (OLD TABLE, -1) and arriving (NEW TABLE, +1); an UPDATE is both, so a
 -- redelivery that only moves a result to another host nets to zero for the key's "done".
-CREATE OR REPLACE FUNCTION vs_count_results() RETURNS trigger
+-- TG_ARGV: the outcome ('result' / 'error') and the column that is its label.
+CREATE OR REPLACE FUNCTION vs_count_rows() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    outcome text := TG_ARGV[0];
+    label text := quote_ident(TG_ARGV[1]);
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO prediction_count_deltas
-        SELECT model, hostname, 'result', category, count(*) FROM vs_new GROUP BY 1, 2, 4
-        UNION ALL SELECT n.model, '', 'done', 'result', count(*) FROM vs_new n JOIN image_info USING (image_key) GROUP BY 1;
+        EXECUTE format(
+            'INSERT INTO prediction_count_deltas
+             SELECT model, hostname, %1$L, %2$s, count(*) FROM vs_new GROUP BY 1, 2, 4
+             UNION ALL SELECT n.model, %3$L, %4$L, %1$L, count(*) FROM vs_new n JOIN image_info USING (image_key) GROUP BY 1',
+            outcome, label, '', 'done');
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO prediction_count_deltas
-        SELECT model, hostname, 'result', category, -count(*) FROM vs_old GROUP BY 1, 2, 4
-        UNION ALL SELECT o.model, '', 'done', 'result', -count(*) FROM vs_old o JOIN image_info USING (image_key) GROUP BY 1;
+        EXECUTE format(
+            'INSERT INTO prediction_count_deltas
+             SELECT model, hostname, %1$L, %2$s, -count(*) FROM vs_old GROUP BY 1, 2, 4
+             UNION ALL SELECT o.model, %3$L, %4$L, %1$L, -count(*) FROM vs_old o JOIN image_info USING (image_key) GROUP BY 1',
+            outcome, label, '', 'done');
     ELSE
-        INSERT INTO prediction_count_deltas
-        SELECT model, hostname, 'result', category, sum(d) FROM (
-            SELECT model, hostname, category, -1 AS d FROM vs_old
-            UNION ALL SELECT model, hostname, category, 1 FROM vs_new) AS moved
-        GROUP BY 1, 2, 4 HAVING sum(d) <> 0;
-    END IF;
-    PERFORM vs_fold_prediction_counts();
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION vs_count_errors() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO prediction_count_deltas
-        SELECT model, hostname, 'error', error_type, count(*) FROM vs_new GROUP BY 1, 2, 4
-        UNION ALL SELECT n.model, '', 'done', 'error', count(*) FROM vs_new n JOIN image_info USING (image_key) GROUP BY 1;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO prediction_count_deltas
-        SELECT model, hostname, 'error', error_type, -count(*) FROM vs_old GROUP BY 1, 2, 4
-        UNION ALL SELECT o.model, '', 'done', 'error', -count(*) FROM vs_old o JOIN image_info USING (image_key) GROUP BY 1;
-    ELSE
-        INSERT INTO prediction_count_deltas
-        SELECT model, hostname, 'error', error_type, sum(d) FROM (
-            SELECT model, hostname, error_type, -1 AS d FROM vs_old
-            UNION ALL SELECT model, hostname, error_type, 1 FROM vs_new) AS moved
-        GROUP BY 1, 2, 4 HAVING sum(d) <> 0;
+        EXECUTE format(
+            'INSERT INTO prediction_count_deltas
+             SELECT model, hostname, %1$L, label, sum(d) FROM (
+                 SELECT model, hostname, %2$s AS label, -1 AS d FROM vs_old
+                 UNION ALL SELECT model, hostname, %2$s, 1 FROM vs_new) AS moved
+             GROUP BY 1, 2, 4 HAVING sum(d) <> 0',
+            outcome, label);
     END IF;
     PERFORM vs_fold_prediction_counts();
     RETURN NULL;
@@ -153,11 +140,11 @@ DROP TRIGGER IF EXISTS vs_count_upd ON prediction_results;
 DROP TRIGGER IF EXISTS vs_count_del ON prediction_results;
 DROP TRIGGER IF EXISTS vs_count_trunc ON prediction_results;
 CREATE TRIGGER vs_count_ins AFTER INSERT ON prediction_results REFERENCING NEW TABLE AS vs_new
-    FOR EACH STATEMENT EXECUTE FUNCTION vs_count_results();
+    FOR EACH STATEMENT EXECUTE FUNCTION vs_count_rows('result', 'category');
 CREATE TRIGGER vs_count_upd AFTER UPDATE ON prediction_results REFERENCING OLD TABLE AS vs_old NEW TABLE AS vs_new
-    FOR EACH STATEMENT EXECUTE FUNCTION vs_count_results();
+    FOR EACH STATEMENT EXECUTE FUNCTION vs_count_rows('result', 'category');
 CREATE TRIGGER vs_count_del AFTER DELETE ON prediction_results REFERENCING OLD TABLE AS vs_old
-    FOR EACH STATEMENT EXECUTE FUNCTION vs_count_results();
+    FOR EACH STATEMENT EXECUTE FUNCTION vs_count_rows('result', 'category');
 CREATE TRIGGER vs_count_trunc AFTER TRUNCATE ON prediction_results
     FOR EACH STATEMENT EXECUTE FUNCTION vs_count_truncate('result');
 
@@ -166,11 +153,11 @@ DROP TRIGGER IF EXISTS vs_count_upd ON prediction_errors;
 DROP TRIGGER IF EXISTS vs_count_del ON prediction_errors;
 DROP TRIGGER IF EXISTS vs_count_trunc ON prediction_errors;
 CREATE TRIGGER vs_count_ins AFTER INSERT ON prediction_errors REFERENCING NEW TABLE AS vs_new
-    FOR EACH STATEMENT EXECUTE FUNCTION vs_count_errors();
+    FOR EACH STATEMENT EXECUTE FUNCTION vs_count_rows('error', 'error_type');
 CREATE TRIGGER vs_count_upd AFTER UPDATE ON prediction_errors REFERENCING OLD TABLE AS vs_old NEW TABLE AS vs_new
-    FOR EACH STATEMENT EXECUTE FUNCTION vs_count_errors();
+    FOR EACH STATEMENT EXECUTE FUNCTION vs_count_rows('error', 'error_type');
 CREATE TRIGGER vs_count_del AFTER DELETE ON prediction_errors REFERENCING OLD TABLE AS vs_old
-    FOR EACH STATEMENT EXECUTE FUNCTION vs_count_errors();
+    FOR EACH STATEMENT EXECUTE FUNCTION vs_count_rows('error', 'error_type');
 CREATE TRIGGER vs_count_trunc AFTER TRUNCATE ON prediction_errors
     FOR EACH STATEMENT EXECUTE FUNCTION vs_count_truncate('error');
 
