@@ -89,7 +89,8 @@ class _Photos:
     """onnxruntime's CalibrationDataReader: the photos, preprocessed as the worker does."""
 
     def __init__(self, images: Sequence[Path], max_pixels: int, fast: bool):
-        self._images, self._max_pixels, self._fast = iter(images), max_pixels, fast
+        self._all, self._max_pixels, self._fast = list(images), max_pixels, fast
+        self._images = iter(self._all)
 
     def get_next(self):
         for path in self._images:
@@ -101,8 +102,8 @@ class _Photos:
             return {"input": tensor.numpy()[np.newaxis]}
         return None
 
-    def rewind(self):  # part of the reader interface; ranges are collected in one pass
-        raise NotImplementedError
+    def rewind(self) -> None:  # the reader interface: some calibration methods read twice
+        self._images = iter(self._all)
 
 
 def quantize(fp32_path: Path, images: Sequence[Path], max_pixels: int, fast: bool = True) -> Path:
