@@ -149,7 +149,10 @@ class Settings(BaseSettings):
             connect_timeout=5,
             read_timeout=30,
         )
-        return boto3.client("s3", endpoint_url=self.s3_endpoint_url, region_name=self.s3_region, config=config)
+        # a session of its own: boto3's default session resolves credentials once per process,
+        # so a client made later (other settings, rotated env credentials) would reuse them
+        session = boto3.session.Session()
+        return session.client("s3", endpoint_url=self.s3_endpoint_url, region_name=self.s3_region, config=config)
 
 
 class SettingsError(SystemExit):

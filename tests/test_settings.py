@@ -59,3 +59,16 @@ def test_env_example_documents_every_setting():
     text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
     missing = [name.upper() for name in Settings.model_fields if name.upper() not in text]
     assert missing == []
+
+
+def test_each_s3_client_takes_the_credentials_of_its_time(monkeypatch):
+    """boto3's default session resolves credentials once per process: a client made after the
+    environment changed (another stack in the same test run, rotated credentials) kept the old
+    ones and got 403s."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "first")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-1")
+    first = Settings(_env_file=None).s3_client()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "second")
+    second = Settings(_env_file=None).s3_client()
+    keys = [c._request_signer._credentials.get_frozen_credentials().access_key for c in (first, second)]
+    assert keys == ["first", "second"]
