@@ -22,9 +22,7 @@ import json
 import math
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -33,12 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import cpu  # noqa: E402
 from benchmarks.inference import limit_rates  # noqa: E402
+from benchmarks.local_stack import temporary_stack  # noqa: E402
 from benchmarks.plot import draw, throughput  # noqa: E402
 from common.imaging import find_images  # noqa: E402
 from common.kafka_admin import ensure_topic  # noqa: E402
 from db.connection import connect  # noqa: E402
-from db.migrate import migrate  # noqa: E402
-from infra import postgres, stack  # noqa: E402
 from infra.fleet import Fleet, fleet_env, run  # noqa: E402
 from settings import Settings  # noqa: E402
 from upload import upload_dir  # noqa: E402
@@ -172,14 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"measuring the single-machine limit ({', '.join(engines)})...", file=sys.stderr)
     limits = {e: [limit_rates(limit_settings[e], blobs, 10.0)] for e in engines}
 
-    state = Path(tempfile.mkdtemp(prefix="vs-bench-"))
-    cfg = stack.load_or_create(state, free_ports=True)
     per_engine: dict[str, dict] = {}
     upload_s = cold_img_s = None
-    try:
-        print("starting the local stack...", file=sys.stderr)
-        stack.up(cfg)
-        os.environ.update(cfg.env())
+    print("starting the local stack...", file=sys.stderr)
+    with temporary_stack() as cfg:
         tag = uuid.uuid4().hex[:6]
         settings = Settings(
             kafka_topic=f"bench-{tag}",
@@ -188,9 +181,6 @@ def main(argv: list[str] | None = None) -> int:
             kafka_dead_letter_topic=f"bench-dead-{tag}",
             kafka_partitions=partitions,
         )
-        conn = connect(settings)
-        migrate(conn)
-        conn.close()
         env = {**fleet_env(settings, {**os.environ}), "KAFKA_PARTITIONS": str(partitions)}
         started = time.monotonic()
         for i in range(math.ceil(args.images / len(blobs))):
@@ -243,11 +233,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         baseline = [t for t, _ in row_times(settings)]
         baseline_img_s = throughput(baseline)
-    finally:
-        stack.down(cfg)
-        pg_dir = postgres.data_dir(cfg)
-        shutil.rmtree(state, ignore_errors=True)
-        shutil.rmtree(pg_dir, ignore_errors=True)
     print("measuring the single-machine limit again...", file=sys.stderr)
     for e in engines:
         limits[e].append(limit_rates(limit_settings[e], blobs, 10.0))

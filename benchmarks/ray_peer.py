@@ -26,24 +26,19 @@ from settings import Settings  # noqa: E402
 
 def graph_path(settings: Settings) -> Path:
     """The worker's own ONNX graph (exported, and quantised for int8, as a worker would)."""
-    from consumer.engines import export_onnx, onnx_cache_path
-    from consumer.model import _int8, load_base_model
+    from consumer.engines import ensure_exported, onnx_cache_path
+    from consumer.model import int8_quantiser, load_base_model
 
     model, weights_id, _ = load_base_model(settings)
-    path = onnx_cache_path(settings.model_cache_dir, settings.model_name, weights_id)
-    if not path.is_file():
-        export_onnx(model, path)
-    return _int8(settings)(path) if settings.model_engine == "onnxruntime-int8" else path
+    path = ensure_exported(model, onnx_cache_path(settings.model_cache_dir, settings.model_name, weights_id))
+    return int8_quantiser(settings)(path) if settings.model_engine == "onnxruntime-int8" else path
 
 
 class Classify:
     def __init__(self, graph: str, max_pixels: int, fast: bool):
-        import onnxruntime as ort
+        from consumer.engines import onnx_session
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(Path(graph), 1)
         self.max_pixels, self.fast = max_pixels, fast
 
     def __call__(self, batch: dict) -> dict:

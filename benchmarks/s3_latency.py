@@ -16,7 +16,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
@@ -24,10 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.local_stack import temporary_stack  # noqa: E402
 from benchmarks.pipeline import row_times, run_fleet, throughput, truncate, variant  # noqa: E402
-from db.connection import connect  # noqa: E402
-from db.migrate import migrate  # noqa: E402
-from infra import stack  # noqa: E402
 from infra.fleet import fleet_env  # noqa: E402
 from infra.toxiproxy import Toxiproxy  # noqa: E402
 from settings import Settings  # noqa: E402
@@ -39,17 +36,10 @@ HERE = Path(__file__).resolve().parent
 def measure(images: int, latency_ms: int, workers: int, warmup: int) -> dict:
     cores = os.cpu_count() or 1
     threads = max(1, cores // workers)
-    state = Path(tempfile.mkdtemp(prefix="vs-bench-s3lat-"))
-    cfg = stack.load_or_create(state, free_ports=True)
     runs: list[dict] = []
-    try:
-        stack.up(cfg)
-        os.environ.update(cfg.env())
+    with temporary_stack("vs-bench-s3lat-") as cfg:
         tag = uuid.uuid4().hex[:6]
         settings = Settings(kafka_topic=f"s3lat-{tag}", faust_app_id=f"s3lat-{tag}", s3_bucket="bench")
-        conn = connect(settings)
-        migrate(conn)
-        conn.close()
         dev = settings.shared_dir / "images" / "dev"
         if not dev.is_dir():
             sys.exit(f"no photos at {dev}: set SHARED_DIR")
@@ -81,8 +71,6 @@ def measure(images: int, latency_ms: int, workers: int, warmup: int) -> dict:
                 img_s = throughput([t for t, _ in row_times(settings)])
                 runs.append({"s3": label, "added_latency_ms": ms, "s3_max_concurrency": conc, "img_s": round(img_s, 1)})
                 truncate(settings)
-    finally:
-        stack.down(cfg)
     direct = runs[0]["img_s"]
     for r in runs:
         r["ratio_to_direct"] = round(r["img_s"] / direct, 2) if direct else None

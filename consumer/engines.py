@@ -71,7 +71,8 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
             os.unlink(tmp)
 
 
-def _session(path: Path, threads: int):
+def onnx_session(path: Path, threads: int):
+    """An ONNX Runtime CPU session on `threads` intra-op threads, every graph optimisation on."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -81,24 +82,31 @@ def _session(path: Path, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def ensure_exported(model: torch.nn.Module, onnx_path: Path) -> Path:
+    """The model's ONNX graph at `onnx_path`, exported unless it is already there."""
+    if not onnx_path.is_file():
+        log.info("exporting the model to ONNX: %s", onnx_path)
+        export_onnx(model, onnx_path)
+    return onnx_path
+
+
 def _onnxruntime(
     model: torch.nn.Module, threads: int, onnx_path: Path, int8: Optional[Callable] = None, recheck: float = 0.0
 ) -> Engine:
     """`int8`: fp32 graph path -> int8 graph path (consumer.quantize), for the int8 engine;
     then the images whose int8 top-1 probability leads the runner-up by less than `recheck`
     (close calls, where 8-bit rounding flips answers) are classified again in fp32."""
-    if not onnx_path.is_file():
-        log.info("exporting the model to ONNX: %s", onnx_path)
-        export_onnx(model, onnx_path)
-    fp32 = _session(onnx_path, threads)
+    ensure_exported(model, onnx_path)
     if int8 is None:
+        fp32 = onnx_session(onnx_path, threads)
         return lambda batch: torch.from_numpy(fp32.run(None, {"input": batch.contiguous().numpy()})[0])
-    quantised = _session(int8(onnx_path), threads)
+    quantised = onnx_session(int8(onnx_path), threads)
+    fp32 = onnx_session(onnx_path, threads) if recheck > 0 else None  # only for the re-check
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         x = batch.contiguous().numpy()
         logits = torch.from_numpy(quantised.run(None, {"input": x})[0])
-        if recheck > 0:
+        if fp32 is not None:
             top2 = torch.softmax(logits, dim=1).topk(2, dim=1).values
             close = (top2[:, 0] - top2[:, 1] < recheck).nonzero().flatten()
             if len(close):

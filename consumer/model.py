@@ -110,13 +110,13 @@ def _classifier(
         model.eval(),
         threads=settings.torch_threads,
         onnx_path=onnx_cache_path(settings.model_cache_dir, name, weights_id),
-        int8=_int8(settings) if settings.model_engine == "onnxruntime-int8" else None,
+        int8=int8_quantiser(settings) if settings.model_engine == "onnxruntime-int8" else None,
         recheck=settings.model_int8_recheck_margin,
     )
     return Classifier(engine, name, categories, settings.top_k, settings.model_engine, version=version)
 
 
-def _int8(settings: Settings):
+def int8_quantiser(settings: Settings):
     """fp32 graph -> int8 graph calibrated on MODEL_CALIBRATION_DIR (refused when too small)."""
     from consumer.quantize import calibration_images, quantize
 

@@ -25,6 +25,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ MIN_CALIBRATION_IMAGES = 100
 RECIPE = "qdq-perchannel-u8s8-minmax-conv-relu-v1"
 
 
+@lru_cache(maxsize=1)
 def _has_vnni() -> bool:
     """x86 CPUs without VNNI multiply u8 x s8 pairs into saturating int16 (vpmaddubsw): there,
     ONNX Runtime's advice is 7-bit weights (reduce_range), which never saturate."""
@@ -130,13 +132,15 @@ def quantize(fp32_path: Path, images: Sequence[Path], max_pixels: int, fast: boo
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             op_types_to_quantize=["Conv", "Relu"],
-            nodes_to_exclude=[n for n in SENSITIVE if _has_node(pre, n)],
+            nodes_to_exclude=_present(pre, SENSITIVE),
         )
         os.replace(staged, out)  # atomic: concurrent workers never read half a graph
     return out
 
 
-def _has_node(path: Path, name: str) -> bool:
+def _present(path: Path, names: Sequence[str]) -> list[str]:
+    """The nodes of `names` the graph has (another base model's graph may have none)."""
     import onnx
 
-    return any(node.name == name for node in onnx.load(str(path), load_external_data=False).graph.node)
+    nodes = {node.name for node in onnx.load(str(path), load_external_data=False).graph.node}
+    return [n for n in names if n in nodes]

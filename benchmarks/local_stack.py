@@ -1,0 +1,38 @@
+"""A benchmark's own stack: Kafka, PostgreSQL and s3proxy on free ports in a temporary
+directory, migrated, its settings exported to os.environ (so Settings() and the workers'
+environment point at it), stopped and removed afterwards, data directories included."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from db.connection import connect
+from db.migrate import migrate
+from infra import postgres, stack
+from infra.process import StackConfig
+from settings import Settings
+
+
+@contextmanager
+def temporary_stack(prefix: str = "vs-bench-") -> Iterator[StackConfig]:
+    state = Path(tempfile.mkdtemp(prefix=prefix))
+    cfg = stack.load_or_create(state, free_ports=True)
+    try:
+        stack.up(cfg)
+        os.environ.update(cfg.env())
+        conn = connect(Settings(database_url=cfg.database_url))
+        try:
+            migrate(conn)
+        finally:
+            conn.close()
+        yield cfg
+    finally:
+        stack.down(cfg)
+        pg_dir = postgres.data_dir(cfg)
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(pg_dir, ignore_errors=True)
