@@ -92,7 +92,7 @@ class _Photos:
 
     def __init__(self, images: Sequence[Path], max_pixels: int, fast: bool):
         self._all, self._max_pixels, self._fast = list(images), max_pixels, fast
-        self._images = iter(self._all)
+        self.rewind()
 
     def get_next(self):
         for path in self._images:
@@ -101,11 +101,18 @@ class _Photos:
             except Exception as exc:  # noqa: BLE001 - a bad photo in the set is skipped, not fatal
                 log.warning("calibration: skipping %s (%s)", path, exc)
                 continue
+            self._used += 1
             return {"input": tensor.numpy()[np.newaxis]}
+        # files named like photos that do not decode do not count towards the minimum
+        if self._used < MIN_CALIBRATION_IMAGES:
+            raise CalibrationError(
+                f"only {self._used} of {len(self._all)} calibration files decode as images; the int8 "
+                f"engine needs at least {MIN_CALIBRATION_IMAGES} (see the warnings above for why)"
+            )
         return None
 
     def rewind(self) -> None:  # the reader interface: some calibration methods read twice
-        self._images = iter(self._all)
+        self._images, self._used = iter(self._all), 0
 
 
 def quantize(fp32_path: Path, images: Sequence[Path], max_pixels: int, fast: bool = True) -> Path:

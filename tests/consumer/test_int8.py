@@ -110,6 +110,14 @@ def test_a_calibration_set_too_small_is_refused(weights_path, dev_images, tmp_pa
         (few / p.name).symlink_to(p)
     with pytest.raises(CalibrationError, match=f"has 20 images.*at least {MIN_CALIBRATION_IMAGES}"):
         load_classifier(settings(weights_path, tmp_path, "onnxruntime-int8", few))
+    junk = tmp_path / "junk"  # enough files named like photos, too few of them photos
+    junk.mkdir()
+    for p in sorted(dev_images.glob("*.JPEG"))[:60]:
+        (junk / p.name).symlink_to(p)
+    for i in range(80):
+        (junk / f"text-{i}.jpg").write_text("not an image")
+    with pytest.raises(CalibrationError, match="only 60 of 140 calibration files decode"):
+        load_classifier(settings(weights_path, tmp_path, "onnxruntime-int8", junk))
     with pytest.raises(CalibrationError, match="not a directory"):
         load_classifier(settings(weights_path, tmp_path, "onnxruntime-int8", tmp_path / "absent"))
 
