@@ -84,7 +84,10 @@ def test_a_worker_runs_as_nobody_with_read_only_code_and_only_tmp_writable(
     stage = Path("/tmp") / f"vs-sandbox-{os.getpid()}"
     stage.mkdir(mode=0o755, exist_ok=True)
     python_home = Path(sys.base_prefix).resolve()
-    weights = Path(env["MODEL_WEIGHTS"]).resolve().parent
+    # the real file: a symlinked ../shared beside a clone in a 0700 directory (mktemp -d) sits
+    # under a closed ancestor the sandbox masks, as a mounted volume would not be
+    weights_file = Path(env["MODEL_WEIGHTS"]).resolve()
+    weights = weights_file.parent
     script = sandbox_script([REPO, python_home, weights], stage)
     # the sandbox itself: even root cannot write the code or the Python installation in it
     for target in (REPO, python_home):
@@ -101,6 +104,7 @@ def test_a_worker_runs_as_nobody_with_read_only_code_and_only_tmp_writable(
         **image_env,
         **{k: env[k] for k in env if k.startswith(("KAFKA_", "S3_", "AWS_", "DATABASE_", "FAUST_", "MODEL_"))},
         # this run's own scratch dirs under /tmp (the image's defaults, made unique per run)
+        "MODEL_WEIGHTS": str(weights_file),
         "MODEL_CACHE_DIR": f"{image_env['MODEL_CACHE_DIR']}-{os.getpid()}",
         "FAUST_DATADIR": f"{image_env['FAUST_DATADIR']}-{os.getpid()}",
         "TORCH_THREADS": "1",
