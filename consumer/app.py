@@ -143,6 +143,7 @@ def _build_processor():
     """The process's one BatchProcessor (and so its one model); runs in WorkerLifecycle.start."""
     from consumer import metrics
     from consumer.batch import BatchProcessor
+    from consumer.fetch import S3Images
     from consumer.model import load_classifier
     from consumer.sink import RowWriter
     from db.connection import connect
@@ -150,7 +151,7 @@ def _build_processor():
     return BatchProcessor(
         settings,
         load_classifier(settings),
-        settings.s3_client(),
+        S3Images.from_settings(settings),
         RowWriter(lambda: connect(settings)),
         dead_letter_sender(dead_letters) if dead_letters is not None else None,
         on_retry=lambda reason: metrics.RETRIES.labels(reason).inc(),

@@ -26,6 +26,7 @@ from typing import Optional, Union
 from common.errors import ErrorType, ImageError, TransientError, backoff
 from common.keys import error_key as _error_key
 from common.keys import parse_key as _parse_key
+from consumer.fetch import ImageSource
 from consumer.messages import BatchReport, DeadLetterSink, Message
 from consumer.model import Classifier
 from consumer.sink import RowSink
@@ -51,13 +52,14 @@ def error_key(msg: Message) -> str:
 
 
 class BatchProcessor:
-    """`sink` writes a batch's rows (consumer.sink.RowWriter: PostgreSQL; tests/fakes: a list)."""
+    """`images` gives each key's bytes (consumer.fetch.S3Images; tests/fakes: a dict), `sink`
+    writes a batch's rows (consumer.sink.RowWriter: PostgreSQL; tests/fakes: a list)."""
 
     def __init__(
         self,
         settings: Settings,
         classifier: Classifier,
-        s3,
+        images: ImageSource,
         sink: RowSink,
         dead_letter: Optional[DeadLetterSink] = None,
         on_retry: Optional[Callable[[str], None]] = None,
@@ -66,12 +68,11 @@ class BatchProcessor:
         self.dead_letter = dead_letter
         self.classifier = classifier
         self.shadow: Optional[Classifier] = None  # a shadow version: run on every image, never the answer
-        self.s3 = s3
         self.writer = sink
         self.on_retry = on_retry or (lambda reason: None)
         self.stopping = False  # set by the worker's stop: retries end, the batch is abandoned
         self.retrying = False  # the batch in flight is waiting out a failure
-        self.stages = ImageStages(settings, s3)
+        self.stages = ImageStages(settings, images)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="db")
 
     # ------------------------------------------------------------ the batch

@@ -15,7 +15,7 @@ from typing import Optional, Union
 import torch
 
 from common.errors import ErrorType, ImageError
-from consumer.fetch import fetch_image
+from consumer.fetch import ImageSource
 from consumer.images import load_tensor
 from consumer.messages import Message
 from consumer.metrics import STAGE_CPU
@@ -26,15 +26,15 @@ _DECODE_CPU, _INFER_CPU = STAGE_CPU.labels("decode"), STAGE_CPU.labels("infer")
 
 
 class ImageStages:
-    def __init__(self, settings: Settings, s3):
+    def __init__(self, settings: Settings, images: ImageSource):
         self.settings = settings
-        self.s3 = s3
+        self.images = images
         self._io = ThreadPoolExecutor(settings.s3_max_concurrency, thread_name_prefix="s3")
         self._decode = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self._infer = ThreadPoolExecutor(1, thread_name_prefix="infer")
 
     def _fetch(self, key: str) -> Union[bytes, ImageError]:
-        return fetch_image(self.s3, self.settings.s3_bucket, key, self.settings.max_image_bytes)
+        return self.images.fetch(key, self.settings.max_image_bytes)
 
     def _load(self, data: Union[bytes, ImageError]) -> tuple[Union[torch.Tensor, ImageError], float]:
         if isinstance(data, ImageError):
@@ -129,3 +129,4 @@ class ImageStages:
     def close(self) -> None:
         for pool in (self._io, self._decode, self._infer):
             pool.shutdown(wait=False, cancel_futures=True)
+        self.images.close()

@@ -4,44 +4,43 @@ milliseconds. Integration tests use the real services instead."""
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
-import botocore.exceptions
-
-from common.errors import TransientError
+from common.errors import ErrorType, ImageError, TransientError
+from consumer.fetch import error_of_answer
 from consumer.messages import Message
 from consumer.model import TopK
 
 
-def client_error(code: str, status: int) -> botocore.exceptions.ClientError:
-    return botocore.exceptions.ClientError(
-        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject"
-    )
-
-
 @dataclass
 class MemoryS3:
-    """get_object over a dict; `errors` maps a key to the exception its GET raises;
+    """An ImageSource (consumer.fetch) over a dict; `errors` maps a key to the (HTTP status,
+    S3 error code) its GET is answered with, read by the same rules as the real answers;
     `down_for` GETs in a row fail as if the server were unreachable."""
 
     objects: dict[str, bytes] = field(default_factory=dict)
-    errors: dict[str, Exception] = field(default_factory=dict)
+    errors: dict[str, tuple[int, str]] = field(default_factory=dict)
     down_for: int = 0
     gets: list[str] = field(default_factory=list)
+    bucket: str = "memory"
 
-    def get_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803 - boto3's names
-        self.gets.append(Key)
+    def fetch(self, key: str, max_bytes: int) -> Union[bytes, ImageError]:
+        self.gets.append(key)
         if self.down_for > 0:
             self.down_for -= 1
-            raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://s3.invalid")
-        if Key in self.errors:
-            raise self.errors[Key]
-        if Key not in self.objects:
-            raise client_error("NoSuchKey", 404)
-        data = self.objects[Key]
-        return {"Body": io.BytesIO(data), "ContentLength": len(data)}
+            raise TransientError("S3 unreachable: fake outage")
+        if key in self.errors:
+            status, code = self.errors[key]
+            return error_of_answer(status, f"<Error><Code>{code}</Code></Error>".encode(), self.bucket, key)
+        if key not in self.objects:
+            return error_of_answer(404, b"<Error><Code>NoSuchKey</Code></Error>", self.bucket, key)
+        if len(self.objects[key]) > max_bytes:
+            return ImageError(ErrorType.TOO_LARGE, f"{len(self.objects[key])} bytes exceeds MAX_IMAGE_BYTES")
+        return self.objects[key]
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass

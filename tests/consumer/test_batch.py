@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from consumer.batch import BatchProcessor, Message, TransientError
+from consumer.fetch import S3Images
 from consumer.model import load_classifier
 from consumer.sink import RowWriter
 from db.connection import connect
@@ -51,7 +52,9 @@ def test_a_mixed_batch_gives_one_row_per_message(settings, db_conn, bucket, clas
     async def sink(failures):
         dead.extend((m.offset, e.error_type) for m, e in failures)
 
-    proc = BatchProcessor(settings, classifier, bucket, RowWriter(lambda: connect(settings)), dead_letter=sink)
+    proc = BatchProcessor(
+        settings, classifier, S3Images.from_settings(settings), RowWriter(lambda: connect(settings)), dead_letter=sink
+    )
     report = asyncio.run(proc.process(messages))
     assert (report.size, report.classified, report.failed) == (8, 4, 4)
     ok, errors = results(db_conn)
@@ -77,7 +80,7 @@ def test_an_unreachable_database_is_transient_not_a_crash(settings, bucket, clas
     photo = sorted(dev_images.glob("*.JPEG"))[0]
     bucket.put_object(Bucket=settings.s3_bucket, Key=photo.name, Body=photo.read_bytes())
     dead = settings.model_copy(update={"database_url": "postgresql://postgres@127.0.0.1:1/none"})
-    proc = BatchProcessor(dead, classifier, bucket, RowWriter(lambda: connect(dead)))
+    proc = BatchProcessor(dead, classifier, S3Images.from_settings(dead), RowWriter(lambda: connect(dead)))
     with pytest.raises(TransientError, match="PostgreSQL unavailable"):
         asyncio.run(proc.process([Message(photo.name.encode())]))
     proc.close()
@@ -85,7 +88,7 @@ def test_an_unreachable_database_is_transient_not_a_crash(settings, bucket, clas
 
 def test_an_unreachable_s3_is_transient(settings, classifier):
     dead = settings.model_copy(update={"s3_endpoint_url": "http://127.0.0.1:1"})
-    proc = BatchProcessor(dead, classifier, dead.s3_client(), RowWriter(lambda: connect(settings)))
+    proc = BatchProcessor(dead, classifier, S3Images.from_settings(dead), RowWriter(lambda: connect(settings)))
     with pytest.raises(TransientError, match="S3"):
         asyncio.run(proc.process([Message(b"a.jpg")]))
     proc.close()
@@ -105,7 +108,7 @@ def test_chunked_inference_gives_the_same_rows_as_one_model_call(settings, db_co
         proc = BatchProcessor(
             settings.model_copy(update={"infer_chunk_size": chunk}),
             classifier,
-            bucket,
+            S3Images.from_settings(settings),
             RowWriter(lambda: connect(settings)),
         )
         report = asyncio.run(proc.process(messages))

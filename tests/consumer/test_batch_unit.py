@@ -9,7 +9,7 @@ from PIL import Image
 import consumer.stages as stages_mod
 from consumer.batch import Abandoned, BatchProcessor
 from settings import Settings
-from tests.fakes import FixedClassifier, ListDeadLetters, ListSink, MemoryS3, client_error, messages
+from tests.fakes import FixedClassifier, ListDeadLetters, ListSink, MemoryS3, messages
 
 
 def jpeg(color=(200, 30, 30), size=(64, 48)) -> bytes:
@@ -50,7 +50,7 @@ def sleeps(monkeypatch):
 def test_each_image_gets_its_own_row_whatever_its_neighbours_do():
     s3 = MemoryS3(
         {"a.jpg": jpeg(), "b.jpg": jpeg(), "text.jpg": b"hello", "big.jpg": jpeg()},
-        errors={"denied.jpg": client_error("AccessDenied", 403), "long": client_error("", 414)},
+        errors={"denied.jpg": (403, "AccessDenied"), "long": (414, "")},
     )
     sink = ListSink()
     proc, dead, _ = make(s3, sink, max_image_bytes=10_000)

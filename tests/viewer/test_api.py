@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from consumer.batch import BatchProcessor, Message
+from consumer.fetch import S3Images
 from consumer.model import load_classifier
 from consumer.sink import RowWriter
 from db.connection import connect
@@ -50,7 +51,9 @@ def world(migrated, weights_path, dev_images):
         with conn, conn.cursor() as cur:
             cur.execute("TRUNCATE image_info, prediction_results, prediction_errors")
         register_images(conn, [(k, len(v)) for k, v in objects.items()])
-        proc = BatchProcessor(settings, load_classifier(settings), s3, RowWriter(lambda: connect(settings)))
+        proc = BatchProcessor(
+            settings, load_classifier(settings), S3Images.from_settings(settings), RowWriter(lambda: connect(settings))
+        )
         keys = list(objects)
         for i in range(0, len(keys), 32):
             asyncio.run(proc.process([Message(k.encode(), 0, i + j) for j, k in enumerate(keys[i : i + 32])]))
