@@ -1,22 +1,51 @@
 """Bytes in, model-ready tensor out: decoding (common/imaging.py, with its bounds and colour
-rules) and torchvision's reference preprocessing."""
+rules) and torchvision's reference preprocessing, without torchvision's per-call overhead:
+Pillow's resize and crop with torchvision's rounding, then scaling and normalisation as one
+multiply-add per channel on the pixels. Equal to REFERENCE_TRANSFORM within float rounding
+(tests/consumer/test_images.py); 0.98 ms instead of 1.18 ms per dev photo (500x375) on one
+thread. (Resampling only the cropped area, Image.resize's `box`, would take 0.6 ms, but
+Pillow then rounds differently: 2.5% of the values one 8-bit level off, 3 of the 500 dev
+photos classified differently and top-1 0.662 instead of 0.666. Not worth it.)
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.models import SqueezeNet1_1_Weights
 
-from common.imaging import decode
+from common.imaging import RESIZE_TO, decode
 
-# Exactly torchvision's reference: resize shorter side to 256 (bilinear, antialias),
-# center crop 224, scale to 0..1, normalise with ImageNet mean/std.
+# torchvision's reference: resize shorter side to 256 (bilinear, antialias), center crop
+# 224, scale to 0..1, normalise with ImageNet mean/std (the seed-style baseline uses it as is)
 REFERENCE_TRANSFORM = SqueezeNet1_1_Weights.IMAGENET1K_V1.transforms()
+CROP = 224
+_MEAN = torch.tensor([0.485, 0.456, 0.406])
+_STD = torch.tensor([0.229, 0.224, 0.225])
+# x / 255 then (x - mean) / std, as one multiply-add per channel
+_SCALE = (1.0 / (255.0 * _STD)).view(3, 1, 1)
+_OFFSET = (-_MEAN / _STD).view(3, 1, 1)
+
+
+def resized_and_cropped(width: int, height: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """The size Resize(256) gives and the box CenterCrop(224) keeps of it, with torchvision's
+    own rounding."""
+    if width <= height:
+        new_w, new_h = RESIZE_TO, int(RESIZE_TO * height / width)
+    else:
+        new_w, new_h = int(RESIZE_TO * width / height), RESIZE_TO
+    top, left = int(round((new_h - CROP) / 2.0)), int(round((new_w - CROP) / 2.0))
+    return (new_w, new_h), (left, top, left + CROP, top + CROP)
 
 
 def preprocess(img: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float tensor [3, 224, 224], torchvision's reference transform."""
-    return REFERENCE_TRANSFORM(img)
+    size, box = resized_and_cropped(*img.size)
+    crop = img.resize(size, Image.BILINEAR).crop(box)
+    pixels = torch.from_numpy(np.array(crop, dtype=np.uint8))  # HWC, a writable copy
+    out = pixels.permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format)
+    return out.mul_(_SCALE).add_(_OFFSET)
 
 
 def load_tensor(data: bytes, max_pixels: int, fast: bool = False, max_aspect: float = 20.0) -> torch.Tensor:
