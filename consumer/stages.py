@@ -2,14 +2,15 @@
 is decoded as soon as it has arrived, and a chunk of INFER_CHUNK_SIZE images goes to the
 model (one inference thread) as soon as it is decoded, so the model works while the rest of
 the batch downloads and decodes. Per-image failures come back as ImageError values; a
-service failure (common.errors.TransientError) propagates after the stages still running
-are stopped."""
+service failure (common.errors.TransientError) propagates at once, and the stages' queued
+work for the batch is dropped."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Optional, Union
 
 import torch
@@ -55,53 +56,29 @@ class ImageStages:
         (message, key, top-k) in `work` order, the per-image errors, the stage seconds
         (download = wall time until the last object arrived; decode, infer and shadow = busy
         time), and the shadow model's (top-k, ms) per key."""
-        loop = asyncio.get_running_loop()
-        chunk_size = self.settings.infer_chunk_size
-        start = time.perf_counter()
-        ready: list[tuple[int, torch.Tensor]] = []
-        chunks: list[asyncio.Future] = []
-        errors: dict[int, ImageError] = {}
-        seconds = {"download": 0.0, "decode": 0.0, "infer": 0.0}
+        run = _Run(self, len(work), models, asyncio.get_running_loop())
+        fetches = [self._io.submit(run.fetch, i, key) for i, (_, key) in enumerate(work)]
+        try:
+            await run.decoded
+            results = await asyncio.gather(*(asyncio.wrap_future(c) for c in run.chunks))
+        except BaseException:
+            # a transient failure or a cancellation: what has not started never will
+            run.stop()
+            for f in (*fetches, *run.chunks):
+                f.cancel()
+            raise
+        seconds = run.seconds
+        topks: dict[int, list] = {}
+        shadow_topks: dict[int, tuple[list, float]] = {}
         if models[1] is not None:
             seconds["shadow"] = 0.0
-
-        def flush() -> None:
-            if ready:
-                chunks.append(loop.run_in_executor(self._infer, self._predict, list(ready), *models))
-                ready.clear()
-
-        async def one(i: int, key: str) -> None:
-            blob = await loop.run_in_executor(self._io, self._fetch, key)
-            seconds["download"] = time.perf_counter() - start
-            tensor, took = await loop.run_in_executor(self._decode, self._load, blob)
-            seconds["decode"] += took
-            if isinstance(tensor, ImageError):
-                errors[i] = tensor
-                return
-            ready.append((i, tensor))
-            if len(ready) >= chunk_size:
-                flush()
-
-        tasks = [asyncio.ensure_future(one(i, k)) for i, (_, k) in enumerate(work)]
-        try:
-            await asyncio.gather(*tasks)
-            flush()
-            topks: dict[int, list] = {}
-            shadow_topks: dict[int, tuple[list, float]] = {}
-            for took, part, shadow_took, shadow_part in await asyncio.gather(*chunks):
-                seconds["infer"] += took
-                topks.update(part)
-                if shadow_part:
-                    seconds["shadow"] += shadow_took
-                    shadow_topks.update(
-                        {i: (top, shadow_took * 1000 / len(shadow_part)) for i, top in shadow_part.items()}
-                    )
-        except BaseException:
-            # a transient failure or a cancellation: stop what is still running first
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, *chunks, return_exceptions=True)
-            raise
+        for took, part, shadow_took, shadow_part in results:
+            seconds["infer"] += took
+            topks.update(part)
+            if shadow_part:
+                seconds["shadow"] += shadow_took
+                shadow_topks.update({i: (top, shadow_took * 1000 / len(shadow_part)) for i, top in shadow_part.items()})
+        errors = run.errors
         classified = [(m, k, topks[i]) for i, (m, k) in enumerate(work) if i in topks]
         failed = [(m, k, errors[i]) for i, (m, k) in enumerate(work) if i in errors]
         shadow_by_key = {k: shadow_topks[i] for i, (_, k) in enumerate(work) if i in shadow_topks}
@@ -130,3 +107,71 @@ class ImageStages:
         for pool in (self._io, self._decode, self._infer):
             pool.shutdown(wait=False, cancel_futures=True)
         self.images.close()
+
+
+class _Run:
+    """One batch, moved along by the pools' own threads: a downloaded image goes straight to a
+    decode thread and a full chunk straight to the model thread. The event loop hears once,
+    when every image is decoded (or one GET failed for the service's reasons), instead of at
+    each image's download and decode (a future, a callback and a wake-up each: measured on the
+    worker's main thread)."""
+
+    def __init__(self, stages: ImageStages, images: int, models: tuple, loop: asyncio.AbstractEventLoop):
+        self.stages, self.models, self.loop = stages, models, loop
+        self.left = images
+        self.ready: list[tuple[int, torch.Tensor]] = []
+        self.chunks: list[Future] = []
+        self.errors: dict[int, ImageError] = {}
+        self.seconds = {"download": 0.0, "decode": 0.0, "infer": 0.0}
+        self.start = time.perf_counter()
+        self.stopped = False
+        self.decoded: asyncio.Future = loop.create_future()
+        self._lock = threading.Lock()
+        if images == 0:
+            self.decoded.set_result(None)
+
+    def fetch(self, i: int, key: str) -> None:
+        if self.stopped:
+            return
+        try:
+            blob = self.stages._fetch(key)
+            with self._lock:
+                self.seconds["download"] = time.perf_counter() - self.start
+            if not self.stopped:
+                self.stages._decode.submit(self.decode, i, blob)
+        except BaseException as exc:  # TransientError: the batch retries; anything else: it fails
+            self.stop()
+            self.loop.call_soon_threadsafe(self._settle, exc)
+
+    def decode(self, i: int, blob: Union[bytes, ImageError]) -> None:
+        if self.stopped:
+            return
+        tensor, took = self.stages._load(blob)
+        with self._lock:
+            self.seconds["decode"] += took
+            if isinstance(tensor, ImageError):
+                self.errors[i] = tensor
+            else:
+                self.ready.append((i, tensor))
+            self.left -= 1
+            if len(self.ready) >= self.stages.settings.infer_chunk_size or self.left == 0:
+                self._flush()
+            done = self.left == 0
+        if done:
+            self.loop.call_soon_threadsafe(self._settle, None)
+
+    def _flush(self) -> None:
+        if self.ready:
+            self.chunks.append(self.stages._infer.submit(self.stages._predict, list(self.ready), *self.models))
+            self.ready.clear()
+
+    def _settle(self, exc: Optional[BaseException]) -> None:
+        if self.decoded.done():
+            return
+        if exc is None:
+            self.decoded.set_result(None)
+        else:
+            self.decoded.set_exception(exc)
+
+    def stop(self) -> None:
+        self.stopped = True
