@@ -1,14 +1,16 @@
 """The pipeline's throughput and latency on a local stack of its own, against the machine's
 limit and the original project's way of consuming. Prints JSON and draws a PNG.
 
-    python benchmarks/pipeline.py [--images 2000] [--workers 2] [--out-dir benchmarks/results]
+    python benchmarks/pipeline.py [--images 4000] [--workers 2] [--out-dir benchmarks/results]
 
 1. limit: decode + model with all cores, images in memory, the better of two ways to use
    them (benchmarks/inference.py), measured before and after the rest;
-2. warm-up: --warmup-images through the pipeline first, because a freshly started JVM
-   (s3proxy, Kafka) spends its first thousands of requests compiling: s3proxy took ~1.6 ms
-   of CPU per GET cold, ~0.6 ms warm. A production stack is long-running, so the measured
-   runs start warm; the warm-up's own rate is reported as cold_pipeline_img_s;
+2. warm-up: --warmup-images through the pipeline before each engine's run, because a freshly
+   started JVM (s3proxy, Kafka) spends its first thousands of requests compiling: s3proxy took
+   ~1.6 ms of CPU per GET cold, ~0.6 ms after 2,000 GETs, ~0.55 after 8,000, ~0.25 after 10,000. A
+   production stack is long-running, so the measured runs start warm, and each engine after
+   the same warm-up (with one warm-up only, the first engine measured met colder services);
+   the first warm-up's rate is reported as cold_pipeline_img_s;
 3. pipeline: N images (the dev photos uploaded repeatedly under distinct keys) through
    producer -> W faust workers -> PostgreSQL, measured from the first to the last row written;
 4. latency: keys sent at half the measured rate (--rate), key sent -> row written p50/p95;
@@ -141,12 +143,12 @@ def per_image(figures: dict, cores: int, images: int, limit: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=2000, help="images through the pipeline")
+    ap.add_argument("--images", type=int, default=4000, help="images through the pipeline")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--partitions", type=int, help="partitions of the benchmark's topics (default KAFKA_PARTITIONS)")
     ap.add_argument("--threads", type=int, help="TORCH_THREADS and DECODE_WORKERS per worker (default cores / workers)")
     ap.add_argument("--engine", action="append", help="MODEL_ENGINE to measure (repeat to compare in one run)")
-    ap.add_argument("--warmup-images", type=int, default=2000, help="through the pipeline before measuring (0: none)")
+    ap.add_argument("--warmup-images", type=int, default=10000, help="through the pipeline before each engine (0: none)")
     ap.add_argument("--latency-images", type=int, default=600)
     ap.add_argument("--baseline-images", type=int, default=1000)
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
@@ -183,17 +185,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         env = {**fleet_env(settings, {**os.environ}), "KAFKA_PARTITIONS": str(partitions)}
         started = time.monotonic()
-        for i in range(math.ceil(args.images / len(blobs))):
+        # every run sends distinct keys: as many as the largest one needs
+        needed = max(args.images, args.warmup_images, args.latency_images, args.baseline_images)
+        for i in range(math.ceil(needed / len(blobs))):
             upload_dir(settings, dev, prefix=f"copy{i}")
         upload_s = round(time.monotonic() - started, 1)
 
-        if args.warmup_images:
-            print(f"warm-up: {args.warmup_images} images...", file=sys.stderr)
-            run_fleet(*variant(settings, env, "warmup"), "warmup", args.workers, threads, args.warmup_images)
-            cold_img_s = round(throughput([t for t, _ in row_times(settings)]), 1)
-            truncate(settings)
-
         for engine in engines:
+            if args.warmup_images:
+                print(f"warm-up ({engine}): {args.warmup_images} images...", file=sys.stderr)
+                s, e = variant(settings, {**env, "MODEL_ENGINE": engine}, f"warmup{engine.replace('-', '')}")
+                run_fleet(s, e, "warmup", args.workers, threads, args.warmup_images)
+                if cold_img_s is None:
+                    cold_img_s = round(throughput([t for t, _ in row_times(settings)]), 1)
+                truncate(settings)
             s, e = variant(settings, env, engine.replace("-", ""))
             e = {**e, "MODEL_ENGINE": engine}
             print(f"pipeline ({engine}): {args.images} images, {args.workers} workers...", file=sys.stderr)

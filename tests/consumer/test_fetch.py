@@ -39,6 +39,8 @@ def test_gets_exactly_the_stored_bytes_of_any_key(settings, bucket):
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             again = list(pool.map(lambda k: images.fetch(k, 10_000), ODD_KEYS * 20))
         assert again == [stored[k] for k in ODD_KEYS * 20]
+        # kept alive: 126 GETs over at most S3_MAX_CONCURRENCY connections, not one each
+        assert images._pool.num_connections <= settings.s3_max_concurrency
     finally:
         images.close()
 
