@@ -7,7 +7,7 @@ limit and the original project's way of consuming. Prints JSON and draws a PNG.
    them (benchmarks/inference.py), measured before and after the rest;
 2. warm-up: --warmup-images through the pipeline before each engine's run, because a freshly
    started JVM (s3proxy, Kafka) spends its first thousands of requests compiling: s3proxy took
-   ~1.6 ms of CPU per GET cold, ~0.6 ms after 2,000 GETs, ~0.55 after 8,000, ~0.25 after 10,000. A
+   ~1.6 ms of CPU per GET cold, ~0.6 ms after 2,000 GETs, ~0.55 from 4,000 to 8,000, ~0.25 after 10,000. A
    production stack is long-running, so the measured runs start warm, and each engine after
    the same warm-up (with one warm-up only, the first engine measured met colder services);
    the first warm-up's rate is reported as cold_pipeline_img_s;
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, help="partitions of the benchmark's topics (default KAFKA_PARTITIONS)")
     ap.add_argument("--threads", type=int, help="TORCH_THREADS and DECODE_WORKERS per worker (default cores / workers)")
     ap.add_argument("--engine", action="append", help="MODEL_ENGINE to measure (repeat to compare in one run)")
-    ap.add_argument("--warmup-images", type=int, default=10000, help="through the pipeline before each engine (0: none)")
+    ap.add_argument("--warmup-images", type=int, default=10000, help="before each engine (0: none)")
     ap.add_argument("--latency-images", type=int, default=600)
     ap.add_argument("--baseline-images", type=int, default=1000)
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
