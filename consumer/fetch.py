@@ -14,6 +14,7 @@ import re
 from typing import Optional, Protocol, Union
 from urllib.parse import quote, urlsplit
 
+import botocore.exceptions
 import urllib3
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -114,6 +115,8 @@ class S3Images:
                 response.release_conn()
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransientError(f"S3 unreachable: {exc}") from exc
+        except botocore.exceptions.BotoCoreError as exc:  # temporary credentials that did not refresh
+            raise TransientError(f"S3 credentials: {exc}") from exc
 
     def _read(self, response, key: str, max_bytes: int) -> Union[bytes, ImageError]:
         if response.status != 200:
