@@ -1,11 +1,13 @@
 """A benchmark's own stack: Kafka, PostgreSQL and s3proxy on free ports in a temporary
 directory, migrated, its settings exported to os.environ (so Settings() and the workers'
-environment point at it), stopped and removed afterwards, data directories included."""
+environment point at it), stopped and removed afterwards, data directories included, also
+when the benchmark is stopped with SIGTERM (whose default action skips `finally`)."""
 
 from __future__ import annotations
 
 import os
-import shutil
+import signal
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from db.connection import connect
 from db.migrate import migrate
-from infra import postgres, stack
+from infra import stack
 from infra.process import StackConfig
 from settings import Settings
 
@@ -22,6 +24,7 @@ from settings import Settings
 def temporary_stack(prefix: str = "vs-bench-") -> Iterator[StackConfig]:
     state = Path(tempfile.mkdtemp(prefix=prefix))
     cfg = stack.load_or_create(state, free_ports=True)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         stack.up(cfg)
         os.environ.update(cfg.env())
@@ -32,7 +35,8 @@ def temporary_stack(prefix: str = "vs-bench-") -> Iterator[StackConfig]:
             conn.close()
         yield cfg
     finally:
-        stack.down(cfg)
-        pg_dir = postgres.data_dir(cfg)
-        shutil.rmtree(state, ignore_errors=True)
-        shutil.rmtree(pg_dir, ignore_errors=True)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+        try:
+            stack.discard(cfg)
+        finally:
+            signal.signal(signal.SIGTERM, previous)

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -89,6 +90,17 @@ def up(cfg: StackConfig, only: tuple[str, ...] = tuple(SERVICES)) -> None:
 
 def down(cfg: StackConfig, only: tuple[str, ...] = tuple(SERVICES)) -> list[str]:
     return [name for name, service in reversed(SERVICES.items()) if name in only and service.stop(cfg)]
+
+
+def discard(cfg: StackConfig) -> None:
+    """Stop a throwaway stack (a test's, a benchmark's) and delete its state and data,
+    PostgreSQL's included: as root that lives outside the state directory (infra/postgres.py)."""
+    from infra import postgres
+
+    down(cfg)
+    pg_dir = postgres.data_dir(cfg)
+    shutil.rmtree(cfg.state_dir, ignore_errors=True)
+    shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 def status(cfg: StackConfig) -> dict[str, bool]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import uuid
 from pathlib import Path
 
@@ -45,7 +44,6 @@ def dev_images(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """The real local stack, started once per session on free ports and torn down after."""
-    from infra import postgres
     from infra import stack as stack_mod
 
     state = tmp_path_factory.mktemp("stack")
@@ -54,10 +52,7 @@ def stack(tmp_path_factory):
         stack_mod.up(cfg)
         yield cfg
     finally:
-        stack_mod.down(cfg)
-        pg_dir = postgres.data_dir(cfg)
-        if not pg_dir.is_relative_to(state):
-            shutil.rmtree(pg_dir, ignore_errors=True)
+        stack_mod.discard(cfg)
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ def hosts(tmp_path_factory):
             net.add_host(name)
         yield net, cfg
     finally:
-        stack_mod.down(cfg)
+        stack_mod.discard(cfg)
         net.destroy()
 
 
