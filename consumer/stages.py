@@ -140,25 +140,34 @@ class _Run:
             if not self.stopped:
                 self.stages._decode.submit(self.decode, i, blob)
         except BaseException as exc:  # TransientError: the batch retries; anything else: it fails
-            self.stop()
-            self.loop.call_soon_threadsafe(self._settle, exc)
+            self._fail(exc)
 
     def decode(self, i: int, blob: Union[bytes, ImageError]) -> None:
         if self.stopped:
             return
-        tensor, took = self.stages._load(blob)
-        with self._lock:
-            self.seconds["decode"] += took
-            if isinstance(tensor, ImageError):
-                self.errors[i] = tensor
-            else:
-                self.ready.append((i, tensor))
-            self.left -= 1
-            if len(self.ready) >= self.stages.settings.infer_chunk_size or self.left == 0:
-                self._flush()
-            done = self.left == 0
+        try:
+            tensor, took = self.stages._load(blob)
+            with self._lock:
+                self.seconds["decode"] += took
+                if isinstance(tensor, ImageError):
+                    self.errors[i] = tensor
+                else:
+                    self.ready.append((i, tensor))
+                self.left -= 1
+                if len(self.ready) >= self.stages.settings.infer_chunk_size or self.left == 0:
+                    self._flush()
+                done = self.left == 0
+        except BaseException as exc:  # the model's pool already shut down (the worker closing)
+            self._fail(exc)
+            return
         if done:
             self.loop.call_soon_threadsafe(self._settle, None)
+
+    def _fail(self, exc: BaseException) -> None:
+        """The batch ends with `exc` now: an exception in a pool's thread would be lost, and
+        the batch would wait for ever."""
+        self.stop()
+        self.loop.call_soon_threadsafe(self._settle, exc)
 
     def _flush(self) -> None:
         if self.ready:

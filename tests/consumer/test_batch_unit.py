@@ -139,3 +139,12 @@ def test_chunks_never_exceed_infer_chunk_size_and_cover_the_batch():
     assert sum(classifier.calls) == 7 and max(classifier.calls) <= 3
     assert [p.image_key for p in sink.predictions] == list(objects)
     proc.close()
+
+
+def test_a_failure_in_a_stage_thread_ends_the_batch_instead_of_hanging_it():
+    proc, _, _ = make(MemoryS3({"a.jpg": jpeg(), "b.jpg": jpeg()}))
+    proc.stages._infer.shutdown()  # as when the worker closes with a batch in flight
+    work = [(m, m.value.decode()) for m in messages(b"a.jpg", b"b.jpg")]
+    with pytest.raises(RuntimeError, match="shutdown"):
+        asyncio.run(asyncio.wait_for(proc.stages.classify(work, (FixedClassifier(), None)), 10))
+    proc.close()
