@@ -7,10 +7,10 @@ limit and the original project's way of consuming. Prints JSON and draws a PNG.
    them (benchmarks/inference.py), measured before and after the rest;
 2. warm-up: --warmup-images through the pipeline before each engine's run, because a freshly
    started JVM (s3proxy, Kafka) spends its first thousands of requests compiling: s3proxy took
-   ~1.6 ms of CPU per GET cold, ~0.6 ms after 2,000 GETs, ~0.55 from 4,000 to 8,000, ~0.25 after 10,000. A
-   production stack is long-running, so the measured runs start warm, and each engine after
-   the same warm-up (with one warm-up only, the first engine measured met colder services);
-   the first warm-up's rate is reported as cold_pipeline_img_s;
+   ~1.6 ms of CPU per GET cold, ~0.6 ms after 2,000 GETs, ~0.55 from 4,000 to 8,000, ~0.25
+   after 10,000. A production stack is long-running, so the measured runs start warm, and
+   each engine after the same warm-up (with one warm-up only, the first engine measured met
+   colder services); the first warm-up's rate is reported as cold_pipeline_img_s;
 3. pipeline: N images (the dev photos uploaded repeatedly under distinct keys) through
    producer -> W faust workers -> PostgreSQL, measured from the first to the last row written;
 4. latency: keys sent at half the measured rate (--rate), key sent -> row written p50/p95;
@@ -192,15 +192,15 @@ def main(argv: list[str] | None = None) -> int:
         upload_s = round(time.monotonic() - started, 1)
 
         for engine in engines:
+            engine_env, short = {**env, "MODEL_ENGINE": engine}, engine.replace("-", "")
             if args.warmup_images:
                 print(f"warm-up ({engine}): {args.warmup_images} images...", file=sys.stderr)
-                s, e = variant(settings, {**env, "MODEL_ENGINE": engine}, f"warmup{engine.replace('-', '')}")
+                s, e = variant(settings, engine_env, f"warmup{short}")
                 run_fleet(s, e, "warmup", args.workers, threads, args.warmup_images)
                 if cold_img_s is None:
                     cold_img_s = round(throughput([t for t, _ in row_times(settings)]), 1)
                 truncate(settings)
-            s, e = variant(settings, env, engine.replace("-", ""))
-            e = {**e, "MODEL_ENGINE": engine}
+            s, e = variant(settings, engine_env, short)
             print(f"pipeline ({engine}): {args.images} images, {args.workers} workers...", file=sys.stderr)
             sent_s, stages, cpu_seconds = run_fleet(
                 s, e, "worker", args.workers, threads, args.images, services=cpu.service_pids(cfg)
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             rate = max(1.0, img_s / 2)
             print(f"latency ({engine}) at {rate:.1f} keys/s...", file=sys.stderr)
             truncate(settings)
-            s, e = variant(settings, {**env, "MODEL_ENGINE": engine}, f"latency{engine.replace('-', '')}")
+            s, e = variant(settings, engine_env, f"latency{short}")
             run_fleet(s, e, "latency", args.workers, threads, args.latency_images, ("--rate", f"{rate:.2f}"))
             latencies = [lat for _, lat in row_times(settings)]
             truncate(settings)
