@@ -47,17 +47,19 @@ def rows_by_version(settings, name: str) -> list[tuple[str, int, str, float]]:
 
 
 def test_promote_mid_stream_shadow_and_rollback_without_a_restart(
-    e2e, settings, db_conn, dev_images, stack_env, coarse_dir, weights_path
+    e2e, settings, db_conn, dev_images, stack_env, coarse_dir, weights_path, tmp_path
 ):
     name = f"coarse-{uuid.uuid4().hex[:6]}"
-    base_env = {**stack_env, "MODEL_WEIGHTS": str(weights_path), "TORCH_THREADS": "2"}
+    # a throwaway model's exported graphs go with the test, not into the user's cache
+    cache = {"MODEL_CACHE_DIR": str(tmp_path / "cache")}
+    base_env = {**stack_env, **cache, "MODEL_WEIGHTS": str(weights_path), "TORCH_THREADS": "2"}
     training(base_env, "fit", str(coarse_dir), "--name", name)
     training(base_env, "fit", str(coarse_dir), "--name", name, "--max-epochs", "4", "--seed", "1")
     training(base_env, "promote", f"{name}@1")
 
     keys = corpus(settings, dev_images, copies=2)
     s, env = setup(settings.model_copy(update={"model_name": name}), stack_env)
-    env = {**env, "MODEL_NAME": name, "MODEL_POLL_S": "1", "MODEL_WEIGHTS": str(weights_path)}
+    env = {**env, **cache, "MODEL_NAME": name, "MODEL_POLL_S": "1", "MODEL_WEIGHTS": str(weights_path)}
     fleet, producer = e2e.stream(s, env, "rollout", keys, seconds=30)
     fleet.wait_for("the first 250 rows", lambda: sum(counts(s)) >= 250, 300)
     promoted_at = time.time()

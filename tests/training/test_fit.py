@@ -48,7 +48,10 @@ def trained(migrated, coarse_dir, weights_path, tmp_path_factory):
     from settings import Settings
 
     mp = pytest.MonkeyPatch()  # the stack's settings for this module, in-process and for the CLI
-    for key, value in {**migrated.env(), "MODEL_WEIGHTS": str(weights_path), "TORCH_THREADS": "2"}.items():
+    # a throwaway model's exported graphs go with the test, not into the user's cache
+    cache = str(tmp_path_factory.mktemp("cache"))
+    env = {**migrated.env(), "MODEL_WEIGHTS": str(weights_path), "TORCH_THREADS": "2", "MODEL_CACHE_DIR": cache}
+    for key, value in env.items():
         mp.setenv(key, value)
     name = f"coarse-{uuid.uuid4().hex[:6]}"
     report_dir = tmp_path_factory.mktemp("report")
