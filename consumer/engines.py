@@ -46,9 +46,9 @@ def onnx_cache_path(cache_dir: Path, model_name: str, weights_id: str) -> Path:
     return cache_dir / f"{model_name}-{digest[:16]}.onnx"
 
 
-def export_onnx(model: torch.nn.Module, path: Path) -> None:
+def export_onnx(model: torch.nn.Module, path: Path, example: Optional[torch.Tensor] = None) -> None:
     """Export once; written to a temporary name and renamed, so concurrent workers never
-    read a half-written file."""
+    read a half-written file. `example`: an input of the model's type (default float NCHW)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
     os.close(fd)
@@ -57,7 +57,7 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
             warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
             torch.onnx.export(
                 model,
-                (torch.zeros(1, 3, 224, 224),),
+                (torch.zeros(1, 3, 224, 224) if example is None else example,),
                 tmp,
                 dynamo=False,
                 input_names=["input"],

@@ -24,8 +24,8 @@ CROP = 224
 _MEAN = torch.tensor([0.485, 0.456, 0.406])
 _STD = torch.tensor([0.229, 0.224, 0.225])
 # x / 255 then (x - mean) / std, as one multiply-add per channel
-_SCALE = (1.0 / (255.0 * _STD)).view(3, 1, 1)
-_OFFSET = (-_MEAN / _STD).view(3, 1, 1)
+PIXEL_SCALE = (1.0 / (255.0 * _STD)).view(3, 1, 1)
+PIXEL_OFFSET = (-_MEAN / _STD).view(3, 1, 1)
 
 
 def resized_and_cropped(width: int, height: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
@@ -39,13 +39,17 @@ def resized_and_cropped(width: int, height: int) -> tuple[tuple[int, int], tuple
     return (new_w, new_h), (left, top, left + CROP, top + CROP)
 
 
+def cropped_pixels(img: Image.Image) -> np.ndarray:
+    """RGB PIL image -> the 224x224 uint8 pixels (HWC) the reference transform normalises."""
+    size, box = resized_and_cropped(*img.size)
+    return np.array(img.resize(size, Image.BILINEAR).crop(box), dtype=np.uint8)  # a writable copy
+
+
 def preprocess(img: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float tensor [3, 224, 224], torchvision's reference transform."""
-    size, box = resized_and_cropped(*img.size)
-    crop = img.resize(size, Image.BILINEAR).crop(box)
-    pixels = torch.from_numpy(np.array(crop, dtype=np.uint8))  # HWC, a writable copy
+    pixels = torch.from_numpy(cropped_pixels(img))
     out = pixels.permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format)
-    return out.mul_(_SCALE).add_(_OFFSET)
+    return out.mul_(PIXEL_SCALE).add_(PIXEL_OFFSET)
 
 
 def load_tensor(data: bytes, max_pixels: int, fast: bool = False, max_aspect: float = 20.0) -> torch.Tensor:
