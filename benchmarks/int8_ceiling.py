@@ -12,8 +12,9 @@ the fp32 one? Prints JSON (and writes it with --out):
   - `int8_all_layers`: normalisation folded into the first convolution (it has no padding, so
     the fold is exact) and uint8 pixels in: the input quantisation is lossless and every
     convolution is int8;
-  - `openvino_*` (if `pip install openvino`): the served int8 graph on OpenVINO, its float
-    parts in f32 and in OpenVINO's default precision (bf16 on CPUs with AVX512-BF16/AMX);
+  - `openvino_*` (OpenVINO, in the `bench` extra; skipped if it is not installed): the served
+    int8 graph on OpenVINO, its float parts in f32 and in OpenVINO's default precision (bf16
+    on CPUs with AVX512-BF16/AMX);
 - `pipeline_estimate`: with the per-image CPU of a pipeline run (--pipeline, JSON of
   benchmarks/pipeline.py: decode, the rest and the services stay, the model changes), the
   int8/fp32 pipeline ratio each variant allows at each margin.
