@@ -33,9 +33,17 @@ class ImageSource(Protocol):
     def close(self) -> None: ...
 
 
-def error_of_answer(status: int, body: bytes, bucket: str, key: str) -> ImageError:
+def error_of_answer(
+    status: int, body: bytes, bucket: str, key: str, region: str = "", bucket_region: Optional[str] = None
+) -> ImageError:
     """What a non-200 answer to a GET means: this key's ImageError, or TransientError (raised)
-    when the service, the credentials or the bucket are at fault."""
+    when the service, the credentials or the bucket are at fault. `bucket_region`: AWS's
+    x-amz-bucket-region header, sent when a request went to (or was signed for) the wrong
+    region; the workers do not follow redirects, so the message names the setting to fix."""
+    if bucket_region and region and bucket_region != region:
+        raise TransientError(
+            f"S3 bucket {bucket!r} is in region {bucket_region}, not S3_REGION={region}: set S3_REGION={bucket_region}"
+        )
     found = _CODE.search(body or b"")
     code = found.group(1).decode("utf-8", "replace") if found else ""
     kind = classify_s3_error(code, status)
@@ -120,7 +128,9 @@ class S3Images:
 
     def _read(self, response, key: str, max_bytes: int) -> Union[bytes, ImageError]:
         if response.status != 200:
-            return error_of_answer(response.status, response.read(_ERROR_BODY_BYTES), self.bucket, key)
+            body = response.read(_ERROR_BODY_BYTES)
+            bucket_region = response.headers.get("x-amz-bucket-region")
+            return error_of_answer(response.status, body, self.bucket, key, self.region, bucket_region)
         size = response.headers.get("Content-Length")
         if size is not None and size.isdigit() and int(size) > max_bytes:
             response.close()  # never read what is over the limit (the connection goes with it)
