@@ -72,6 +72,11 @@ class PixelsIn(torch.nn.Module):
         return self.model(pixels.permute(0, 3, 1, 2).float())
 
 
+def hwc_pixels(data: bytes, fast: bool) -> np.ndarray:
+    """The worker's cropped uint8 pixels, height x width x channel (what PixelsIn takes)."""
+    return cropped_pixels(decode(data, MAX_PIXELS, fast)).permute(1, 2, 0).numpy()
+
+
 class _Reader:
     """onnxruntime's CalibrationDataReader over arrays, one photo per call."""
 
@@ -237,11 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     fp32_path = ensure_exported(model, onnx_cache_path(settings.model_cache_dir, settings.model_name, weights_id))
     int8_path = int8_quantiser(settings)(fp32_path)
     tensors = np.stack([load_tensor(p.read_bytes(), MAX_PIXELS, settings.fast_decode).numpy() for p in paths])
-    pixels = np.stack([cropped_pixels(decode(p.read_bytes(), MAX_PIXELS, settings.fast_decode)) for p in paths])
+    pixels = np.stack([hwc_pixels(p.read_bytes(), settings.fast_decode) for p in paths])
     calibration = calibration_images(
         settings.model_calibration_dir or settings.shared_dir / "images" / "dev", settings.model_calibration_images
     )
-    calib_pixels = [cropped_pixels(decode(p.read_bytes(), MAX_PIXELS, settings.fast_decode)) for p in calibration]
+    calib_pixels = [hwc_pixels(p.read_bytes(), settings.fast_decode) for p in calibration]
 
     def ort_run(path: Path):
         session = onnx_session(path, 1)

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 # Fewer photos than this give activation ranges that depend on which photos were picked:
 # refused, not quantised badly.
 MIN_CALIBRATION_IMAGES = 100
-RECIPE = "qdq-perchannel-u8s8-minmax-conv-relu-v1"
+RECIPE = "qdq-perchannel-u8s8-minmax-conv-relu-v2"  # v2: calibrated on torch-resized pixels
 
 
 @lru_cache(maxsize=1)

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from benchmarks import int8_ceiling
-from common.imaging import decode
-from consumer.images import cropped_pixels, load_tensor
+from consumer.images import load_tensor
 from consumer.model import load_base_model
 from settings import Settings
 
@@ -28,7 +27,7 @@ def test_folding_the_normalisation_into_the_first_convolution_changes_no_answer(
     blobs = [p.read_bytes() for p in paths]
     with torch.inference_mode():
         reference = model(torch.stack([load_tensor(b, 10**8) for b in blobs]))
-        pixels = torch.from_numpy(np.stack([cropped_pixels(decode(b, 10**8)) for b in blobs]))
+        pixels = torch.from_numpy(np.stack([int8_ceiling.hwc_pixels(b, False) for b in blobs]))
         got = folded(pixels)
     assert pixels.dtype == torch.uint8 and pixels.shape == (24, 224, 224, 3)
     assert torch.equal(got.argmax(1), reference.argmax(1))

@@ -77,8 +77,13 @@ def test_pixel_limit_comes_from_the_caller():
     assert load_tensor(data, 20_000).shape == (3, 224, 224)
 
 
+# one 8-bit level after normalisation: 1 / (255 * std) for the smallest std
+ONE_LEVEL = 1 / (255 * 0.224) + 1e-5
+
+
 @pytest.mark.model
-def test_preprocessing_matches_torchvision_reference(dev_images):
+def test_preprocessing_matches_torchvision_reference_to_one_level(dev_images):
+    """torch's resize rounds a few values one level away from Pillow's, never further."""
     reference = T.Compose(
         [
             T.Resize(256, interpolation=T.InterpolationMode.BILINEAR, antialias=True),
@@ -87,9 +92,45 @@ def test_preprocessing_matches_torchvision_reference(dev_images):
             T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
         ]
     )
+    off = total = 0
     for path in sorted(dev_images.glob("*.JPEG"))[:20]:
         expected = reference(Image.open(path).convert("RGB"))
-        assert torch.allclose(load_tensor(path.read_bytes(), LIMIT), expected, atol=1e-6), path.name
+        got = load_tensor(path.read_bytes(), LIMIT)
+        assert got.shape == expected.shape and torch.allclose(got, expected, atol=ONE_LEVEL), path.name
+        off += int(((got - expected).abs() > 1e-5).sum())
+        total += got.numel()
+    assert off / total < 0.005, f"{off / total:.3%} of the values a level off"
+
+
+@pytest.mark.model
+def test_preprocessing_gives_the_references_answers_on_every_dev_photo(dev_images, weights_path):
+    from consumer.images import REFERENCE_TRANSFORM
+    from consumer.model import load_classifier
+    from settings import Settings
+
+    classifier = load_classifier(Settings(_env_file=None, model_weights=weights_path, torch_threads=2))
+    paths = sorted(dev_images.glob("*.JPEG"))
+    same_top5 = 0
+    for i in range(0, len(paths), 50):
+        chunk = paths[i : i + 50]
+        ours = classifier.predict(torch.stack([load_tensor(p.read_bytes(), LIMIT) for p in chunk]))
+        ref = classifier.predict(torch.stack([REFERENCE_TRANSFORM(Image.open(p).convert("RGB")) for p in chunk]))
+        for path, a, b in zip(chunk, ours, ref):
+            assert a[0].class_index == b[0].class_index, path.name
+            same_top5 += {t.class_index for t in a} == {t.class_index for t in b}
+    # measured 498 of 500: two photos whose 5th and 6th classes are within rounding
+    assert same_top5 / len(paths) >= 0.99, f"top-5 the same on {same_top5} of {len(paths)}"
+
+
+@pytest.mark.parametrize("size", [(256, 256), (256, 400), (224, 224), (1, 1), (5000, 250)])
+def test_sizes_at_and_below_the_resize_give_the_reference_crop(size):
+    img = Image.fromarray(torch.randint(0, 256, (size[1], size[0], 3), dtype=torch.uint8).numpy())
+    from consumer.images import REFERENCE_TRANSFORM
+
+    expected = REFERENCE_TRANSFORM(img)
+    got = load_tensor(zoo.encode(img, "PNG"), LIMIT, max_aspect=25)
+    assert got.shape == expected.shape == (3, 224, 224)
+    assert torch.allclose(got, expected, atol=ONE_LEVEL)
 
 
 @pytest.mark.model
