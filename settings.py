@@ -74,11 +74,8 @@ class Settings(BaseSettings):
     model_prefix: str = "registry/"
     model_poll_s: float = Field(5.0, gt=0)  # how often workers look for a new production/shadow version
     shared_dir: Path = REPO_DIR.parent / "shared"
-    model_engine: Literal[
-        "onnxruntime", "onnxruntime-int8", "openvino-int8", "channels_last", "torchscript", "torch"
-    ] = "onnxruntime"
-    # the int8 engines (onnxruntime-int8, openvino-int8: the same graph) calibrate on photos
-    # like the ones they will classify (None: shared_dir's dev photos)
+    model_engine: Literal["onnxruntime", "onnxruntime-int8", "channels_last", "torchscript", "torch"] = "onnxruntime"
+    # onnxruntime-int8 calibrates on photos like the ones it will classify (None: shared_dir's dev photos)
     model_calibration_dir: Optional[Path] = None
     model_calibration_images: int = Field(300, ge=1)  # how many of them (spread over the folder)
     # int8: images whose top-1 probability leads the runner-up by less than this are classified

@@ -12,9 +12,9 @@ the fp32 one? Prints JSON (and writes it with --out):
   - `int8_all_layers`: normalisation folded into the first convolution (it has no padding, so
     the fold is exact) and uint8 pixels in: the input quantisation is lossless and every
     convolution is int8;
-  - `openvino_*`: the served int8 graph on OpenVINO, its float parts in f32 and in
-    OpenVINO's default precision (bf16 on CPUs with AVX512-BF16/AMX; what MODEL_ENGINE=
-    openvino-int8 runs);
+  - `openvino_*` (OpenVINO, in the `bench` extra; skipped if it is not installed): the served
+    int8 graph on OpenVINO, its float parts in f32 and in OpenVINO's default precision (bf16
+    on CPUs with AVX512-BF16/AMX);
 - `pipeline_estimate`: with the per-image CPU of a pipeline run (--pipeline, JSON of
   benchmarks/pipeline.py: decode, the rest and the services stay, the model changes), the
   int8/fp32 pipeline ratio each variant allows at each margin.
@@ -173,8 +173,10 @@ def profile(path: Path, x: np.ndarray) -> dict[str, dict[str, float]]:
 
 
 def openvino_runs(path: Path) -> dict:
-    import openvino as ov
-
+    try:
+        import openvino as ov
+    except ImportError:
+        return {}
     core, runs = ov.Core(), {}
     for name, hint in (("openvino_int8_f32", {"INFERENCE_PRECISION_HINT": "f32"}), ("openvino_int8_default", {})):
         model = core.read_model(str(path))

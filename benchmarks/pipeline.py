@@ -37,7 +37,6 @@ from benchmarks.local_stack import temporary_stack  # noqa: E402
 from benchmarks.plot import draw, throughput  # noqa: E402
 from common.imaging import find_images  # noqa: E402
 from common.kafka_admin import ensure_topic  # noqa: E402
-from consumer.engines import INT8_ENGINES  # noqa: E402
 from db.connection import connect  # noqa: E402
 from infra.fleet import Fleet, fleet_env, run  # noqa: E402
 from settings import Settings  # noqa: E402
@@ -271,15 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("limit_img_s", "pipeline_img_s", "ratio_to_limit", "speedup_vs_baseline", "latency_p95_s"):
         figures[key] = first[key]
     figures["engine"] = engines[0]
-    if "onnxruntime" in per_engine:
-        fp32 = per_engine["onnxruntime"]
-        for engine in set(per_engine) & set(INT8_ENGINES):
-            int8 = figures["engines"][engine]
-            int8["over_fp32_pipeline"] = round(int8["pipeline_img_s"] / fp32["pipeline_img_s"], 2)
-            int8["over_fp32_limit"] = round(int8["limit_img_s"] / fp32["limit_img_s"], 2)
-        if "onnxruntime-int8" in per_engine:  # the headline keys of earlier runs
-            figures["int8_over_fp32_pipeline"] = figures["engines"]["onnxruntime-int8"]["over_fp32_pipeline"]
-            figures["int8_over_fp32_limit"] = figures["engines"]["onnxruntime-int8"]["over_fp32_limit"]
+    if "onnxruntime" in per_engine and "onnxruntime-int8" in per_engine:
+        fp32, int8 = per_engine["onnxruntime"], per_engine["onnxruntime-int8"]
+        figures["int8_over_fp32_pipeline"] = round(int8["pipeline_img_s"] / fp32["pipeline_img_s"], 2)
+        figures["int8_over_fp32_limit"] = round(int8["limit_img_s"] / fp32["limit_img_s"], 2)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     name = f"pipeline-w{args.workers}-p{partitions}-t{threads}" + ("-" + "-".join(engines) if args.engine else "")
     (args.out_dir / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")

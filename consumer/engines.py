@@ -10,20 +10,17 @@ import hashlib
 import logging
 import os
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
 
 Engine = Callable[[torch.Tensor], torch.Tensor]
-ENGINES = ("onnxruntime", "onnxruntime-int8", "openvino-int8", "channels_last", "torchscript", "torch")
-INT8_ENGINES = ("onnxruntime-int8", "openvino-int8")
+ENGINES = ("onnxruntime", "onnxruntime-int8", "channels_last", "torchscript", "torch")
 ONNX_OPSET = 17
 
 
@@ -93,53 +90,22 @@ def ensure_exported(model: torch.nn.Module, onnx_path: Path) -> Path:
     return onnx_path
 
 
-def openvino_runner(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    """An ONNX graph on OpenVINO's CPU plugin, `threads` threads, one stream. Its float
-    operators run in the plugin's default precision for this CPU: bf16 where the CPU has
-    AVX512-BF16 or AMX (the int8 graph's first two layers and pools; README "Inference")."""
-    import openvino as ov
-
-    core = ov.Core()
-    graph = core.read_model(str(path))
-    graph.reshape({0: [-1, 3, 224, 224]})
-    compiled = core.compile_model(graph, "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1})
-    local = threading.local()  # an infer request serves one call at a time
-
-    def run(x: np.ndarray) -> np.ndarray:
-        request = getattr(local, "request", None)
-        if request is None:
-            request = local.request = compiled.create_infer_request()
-        return request.infer({0: x})[0].copy()
-
-    return run
-
-
 def _onnxruntime(
-    model: torch.nn.Module,
-    threads: int,
-    onnx_path: Path,
-    int8: Optional[Callable] = None,
-    recheck: float = 0.0,
-    runtime: str = "onnxruntime",
+    model: torch.nn.Module, threads: int, onnx_path: Path, int8: Optional[Callable] = None, recheck: float = 0.0
 ) -> Engine:
-    """`int8`: fp32 graph path -> int8 graph path (consumer.quantize), for the int8 engines,
-    run by ONNX Runtime or OpenVINO (`runtime`); then the images whose int8 top-1 probability
-    leads the runner-up by less than `recheck` (close calls, where 8-bit rounding flips
-    answers) are classified again by ONNX Runtime in fp32."""
+    """`int8`: fp32 graph path -> int8 graph path (consumer.quantize), for the int8 engine;
+    then the images whose int8 top-1 probability leads the runner-up by less than `recheck`
+    (close calls, where 8-bit rounding flips answers) are classified again in fp32."""
     ensure_exported(model, onnx_path)
     if int8 is None:
         fp32 = onnx_session(onnx_path, threads)
         return lambda batch: torch.from_numpy(fp32.run(None, {"input": batch.contiguous().numpy()})[0])
-    if runtime == "openvino":
-        quantised = openvino_runner(int8(onnx_path), threads)
-    else:
-        session = onnx_session(int8(onnx_path), threads)
-        quantised = lambda x: session.run(None, {"input": x})[0]  # noqa: E731
+    quantised = onnx_session(int8(onnx_path), threads)
     fp32 = onnx_session(onnx_path, threads) if recheck > 0 else None  # only for the re-check
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         x = batch.contiguous().numpy()
-        logits = torch.from_numpy(quantised(x))
+        logits = torch.from_numpy(quantised.run(None, {"input": x})[0])
         if fp32 is not None:
             top2 = torch.softmax(logits, dim=1).topk(2, dim=1).values
             close = (top2[:, 0] - top2[:, 1] < recheck).nonzero().flatten()
@@ -168,9 +134,8 @@ def build_engine(
         return _torchscript(model)
     if name == "onnxruntime":
         return _onnxruntime(model, threads, onnx_path)
-    if name in INT8_ENGINES:
+    if name == "onnxruntime-int8":
         if int8 is None:
-            raise ValueError("the int8 engines need their calibration (consumer.quantize)")
-        runtime = "openvino" if name == "openvino-int8" else "onnxruntime"
-        return _onnxruntime(model, threads, onnx_path, int8, recheck, runtime)
+            raise ValueError("the int8 engine needs its calibration (consumer.quantize)")
+        return _onnxruntime(model, threads, onnx_path, int8, recheck)
     raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")

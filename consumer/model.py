@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 import torchvision
 
-from consumer.engines import INT8_ENGINES, Engine, build_engine, onnx_cache_path
+from consumer.engines import Engine, build_engine, onnx_cache_path
 from settings import Settings
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def _classifier(
         model.eval(),
         threads=settings.torch_threads,
         onnx_path=onnx_cache_path(settings.model_cache_dir, name, weights_id),
-        int8=int8_quantiser(settings) if settings.model_engine in INT8_ENGINES else None,
+        int8=int8_quantiser(settings) if settings.model_engine == "onnxruntime-int8" else None,
         recheck=settings.model_int8_recheck_margin,
     )
     return Classifier(engine, name, categories, settings.top_k, settings.model_engine, version=version)
