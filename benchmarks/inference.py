@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import platform
 import sys
@@ -29,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.report import emit  # noqa: E402
 from common.imaging import find_images  # noqa: E402
 from consumer.engines import ENGINES  # noqa: E402
 from consumer.images import load_tensor  # noqa: E402
@@ -202,10 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             "fast_decode": settings.fast_decode,
         },
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

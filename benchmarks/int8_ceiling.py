@@ -41,6 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.report import emit  # noqa: E402
 from common.imaging import decode, find_images  # noqa: E402
 from consumer.engines import ensure_exported, export_onnx, onnx_cache_path, onnx_session  # noqa: E402
 from consumer.images import PIXEL_OFFSET, PIXEL_SCALE, cropped_pixels, load_tensor  # noqa: E402
@@ -283,10 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     if args.pipeline.is_file():
         result["pipeline_estimate"] = estimate(json.loads(args.pipeline.read_text()), variants)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

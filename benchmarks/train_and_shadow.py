@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import platform
 import sys
@@ -27,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.inference import rate  # noqa: E402
+from benchmarks.report import emit  # noqa: E402
 from consumer.images import preprocess  # noqa: E402
 from consumer.model import _classifier, load_base_model  # noqa: E402
 from settings import Settings  # noqa: E402
@@ -106,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             "chunk": chunk,
         },
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

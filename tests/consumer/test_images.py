@@ -5,7 +5,7 @@ from torchvision import transforms as T
 
 from common.errors import ImageError
 from common.imaging import decode
-from consumer.images import load_tensor
+from consumer.images import REFERENCE_TRANSFORM, load_tensor
 from tests.consumer import images_zoo as zoo
 
 LIMIT = 60_000_000
@@ -102,13 +102,16 @@ def test_preprocessing_matches_torchvision_reference_to_one_level(dev_images):
     assert off / total < 0.005, f"{off / total:.3%} of the values a level off"
 
 
-@pytest.mark.model
-def test_preprocessing_gives_the_references_answers_on_every_dev_photo(dev_images, weights_path):
-    from consumer.images import REFERENCE_TRANSFORM
+@pytest.fixture(scope="module")
+def classifier(weights_path):
     from consumer.model import load_classifier
     from settings import Settings
 
-    classifier = load_classifier(Settings(_env_file=None, model_weights=weights_path, torch_threads=2))
+    return load_classifier(Settings(_env_file=None, model_weights=weights_path, torch_threads=2))
+
+
+@pytest.mark.model
+def test_preprocessing_gives_the_references_answers_on_every_dev_photo(dev_images, classifier):
     paths = sorted(dev_images.glob("*.JPEG"))
     same_top5 = 0
     for i in range(0, len(paths), 50):
@@ -123,10 +126,8 @@ def test_preprocessing_gives_the_references_answers_on_every_dev_photo(dev_image
 
 
 @pytest.mark.parametrize("size", [(256, 256), (256, 400), (224, 224), (1, 1), (5000, 250)])
-def test_sizes_at_and_below_the_resize_give_the_reference_crop(size):
+def test_small_square_and_very_wide_images_give_the_reference_crop(size):
     img = Image.fromarray(torch.randint(0, 256, (size[1], size[0], 3), dtype=torch.uint8).numpy())
-    from consumer.images import REFERENCE_TRANSFORM
-
     expected = REFERENCE_TRANSFORM(img)
     got = load_tensor(zoo.encode(img, "PNG"), LIMIT, max_aspect=25)
     assert got.shape == expected.shape == (3, 224, 224)
@@ -134,11 +135,7 @@ def test_sizes_at_and_below_the_resize_give_the_reference_crop(size):
 
 
 @pytest.mark.model
-def test_fast_decode_agrees_with_the_reference_on_dev_photos(dev_images, weights_path):
-    from consumer.model import load_classifier
-    from settings import Settings
-
-    classifier = load_classifier(Settings(_env_file=None, model_weights=weights_path, torch_threads=2))
+def test_fast_decode_agrees_with_the_reference_on_dev_photos(dev_images, classifier):
     paths = sorted(dev_images.glob("*.JPEG"))
     agree = 0
     for i in range(0, len(paths), 50):
