@@ -7,9 +7,9 @@ multiply-add per channel.
 Against the same transform on the PIL image (Pillow's resize): 0.17% of the 8-bit values one
 level apart, no value further; the same top-1 answer on all 500 dev photos, the same top-5
 on 498 (the other two swap near-tied 5th and 6th classes; tests/consumer/test_images.py).
-0.35 instead of 0.92 ms per dev photo (500x375) for the resize on one thread. (Pillow
-resampling only the cropped box was rejected: 2.5% of the values off, 3 of the 500 answers
-changed.)
+0.35 instead of 0.92 ms per dev photo (500x375) for the resize on one thread. Images over
+TORCH_RESIZE_MAX_PIXELS keep Pillow's resize (memory, below). (Pillow resampling only the
+cropped box was rejected: 2.5% of the values off, 3 of the 500 answers changed.)
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ from PIL import Image
 from torchvision.models import SqueezeNet1_1_Weights
 
 from common.imaging import RESIZE_TO, decode
+
+# above this, torch's resize would need the pixels copied out of Pillow twice (3 bytes a
+# pixel each, 356 MB for the largest image MAX_IMAGE_PIXELS allows, on top of Pillow's own
+# 4): such images are resized by Pillow, which needs no copy (the same result to one level)
+TORCH_RESIZE_MAX_PIXELS = 8_000_000
 
 # torchvision's reference: resize shorter side to 256 (bilinear, antialias), center crop
 # 224, scale to 0..1, normalise with ImageNet mean/std (the seed-style baseline uses it as is)
@@ -48,9 +53,12 @@ def cropped_pixels(img: Image.Image) -> torch.Tensor:
     """RGB PIL image -> the 224x224 uint8 pixels [3, 224, 224] (channels-last in memory) that
     the reference transform normalises."""
     size, box = resized_and_cropped(*img.size)
+    left, top, right, bottom = box
+    if img.width * img.height > TORCH_RESIZE_MAX_PIXELS:
+        crop = np.array(img.resize(size, Image.BILINEAR).crop(box), dtype=np.uint8)
+        return torch.from_numpy(crop).permute(2, 0, 1)
     pixels = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)[None]  # HWC seen as NCHW
     resized = F.interpolate(pixels, size=(size[1], size[0]), mode="bilinear", antialias=True, align_corners=False)
-    left, top, right, bottom = box
     return resized[0, :, top:bottom, left:right]
 
 

@@ -134,6 +134,15 @@ def test_small_square_and_very_wide_images_give_the_reference_crop(size):
     assert torch.allclose(got, expected, atol=ONE_LEVEL)
 
 
+def test_images_over_the_torch_resize_limit_keep_pillows_exact_resize(monkeypatch):
+    import consumer.images
+
+    img = Image.fromarray(torch.randint(0, 256, (300, 400, 3), dtype=torch.uint8).numpy())
+    monkeypatch.setattr(consumer.images, "TORCH_RESIZE_MAX_PIXELS", 300 * 400 - 1)
+    got = load_tensor(zoo.encode(img, "PNG"), LIMIT)
+    assert torch.allclose(got, REFERENCE_TRANSFORM(img), atol=1e-6)
+
+
 @pytest.mark.model
 def test_fast_decode_agrees_with_the_reference_on_dev_photos(dev_images, classifier):
     paths = sorted(dev_images.glob("*.JPEG"))
