@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.report import emit  # noqa: E402
 from common.imaging import decode, find_images  # noqa: E402
 from consumer.engines import ensure_exported, export_onnx, onnx_cache_path, onnx_session  # noqa: E402
-from consumer.images import PIXEL_OFFSET, PIXEL_SCALE, cropped_pixels, load_tensor  # noqa: E402
+from consumer.images import PIXEL_OFFSET, PIXEL_SCALE, cropped_pixels, normalised  # noqa: E402
 from consumer.model import int8_quantiser, load_base_model  # noqa: E402
 from consumer.quantize import calibration_images  # noqa: E402
 from settings import Settings  # noqa: E402
@@ -73,9 +73,14 @@ class PixelsIn(torch.nn.Module):
         return self.model(pixels.permute(0, 3, 1, 2).float())
 
 
+def hwc(crop: torch.Tensor) -> np.ndarray:
+    """cropped_pixels' [3, 224, 224] as height x width x channel (what PixelsIn takes)."""
+    return crop.permute(1, 2, 0).numpy()
+
+
 def hwc_pixels(data: bytes, fast: bool) -> np.ndarray:
-    """The worker's cropped uint8 pixels, height x width x channel (what PixelsIn takes)."""
-    return cropped_pixels(decode(data, MAX_PIXELS, fast)).permute(1, 2, 0).numpy()
+    """The worker's cropped uint8 pixels of an encoded image, as PixelsIn takes them."""
+    return hwc(cropped_pixels(decode(data, MAX_PIXELS, fast)))
 
 
 class _Reader:
@@ -242,8 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     model, _, weights_id = load_base_model(settings)
     fp32_path = ensure_exported(model, onnx_cache_path(settings.model_cache_dir, settings.model_name, weights_id))
     int8_path = int8_quantiser(settings)(fp32_path)
-    tensors = np.stack([load_tensor(p.read_bytes(), MAX_PIXELS, settings.fast_decode).numpy() for p in paths])
-    pixels = np.stack([hwc_pixels(p.read_bytes(), settings.fast_decode) for p in paths])
+    # each photo decoded and resized once: the fp32/int8 graphs take it normalised, PixelsIn raw
+    crops = [cropped_pixels(decode(p.read_bytes(), MAX_PIXELS, settings.fast_decode)) for p in paths]
+    tensors = np.stack([normalised(c).numpy() for c in crops])
+    pixels = np.stack([hwc(c) for c in crops])
     calibration = calibration_images(
         settings.model_calibration_dir or settings.shared_dir / "images" / "dev", settings.model_calibration_images
     )

@@ -62,10 +62,15 @@ def cropped_pixels(img: Image.Image) -> torch.Tensor:
     return resized[0, :, top:bottom, left:right]
 
 
+def normalised(pixels: torch.Tensor) -> torch.Tensor:
+    """cropped_pixels' uint8 [3, 224, 224] -> the model's float input (x / 255, mean, std)."""
+    out = pixels.to(torch.float32, memory_format=torch.contiguous_format)
+    return out.mul_(PIXEL_SCALE).add_(PIXEL_OFFSET)
+
+
 def preprocess(img: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float tensor [3, 224, 224], torchvision's reference transform."""
-    out = cropped_pixels(img).to(torch.float32, memory_format=torch.contiguous_format)
-    return out.mul_(PIXEL_SCALE).add_(PIXEL_OFFSET)
+    return normalised(cropped_pixels(img))
 
 
 def load_tensor(data: bytes, max_pixels: int, fast: bool = False, max_aspect: float = 20.0) -> torch.Tensor:
