@@ -13,6 +13,7 @@ from psycopg2.extras import execute_values
 
 from common.keys import stored_key
 from db import counts
+from db.events import KeyEvent, apply_events, count_arrivals
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Prediction:
     latency_ms: Optional[float] = None
     time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     model_version: int = 0  # 0: a built-in model; N: the registered version NAME@N
+    etag: Optional[str] = None  # of the object classified, as S3 answered the GET
 
 
 @dataclass(frozen=True)
@@ -119,12 +121,14 @@ def count_images(conn: psycopg2.extensions.connection) -> int:
 
 
 def progress(conn: psycopg2.extensions.connection, model: str) -> dict:
-    """How far `model` is: rows per host (last minute, in all), errors by type, and the
-    registered keys that have neither a result nor an error row yet. Runs in the caller's
+    """How far `model` is: rows per host (last minute, in all), errors by type, the
+    registered keys that have neither a result nor an error row yet, and how keys arrived
+    per source (every model's: notification / producer -> key, test_event, refused, ...). Runs in the caller's
     transaction (the viewer's read-only one, or `with conn:`). Totals come from the running
     counts (db.counts); only the last minute is read from the table, through its time index."""
     totals: dict[str, int] = {}
     errors: dict[str, int] = {}
+    arrivals: dict[str, dict[str, int]] = {}
     registered = done = 0
     for outcome, host, label, n in counts.summed(conn, model):
         if outcome == "result":
@@ -135,6 +139,8 @@ def progress(conn: psycopg2.extensions.connection, model: str) -> dict:
             registered += n
         elif outcome == "done":
             done += n
+        elif outcome == "arrival":  # hostname: the source; label: the kind (db.events)
+            arrivals.setdefault(host, {})[label] = n
     with conn.cursor() as cur:
         cur.execute(
             """SELECT hostname, count(*) FROM prediction_results
@@ -151,18 +157,19 @@ def progress(conn: psycopg2.extensions.connection, model: str) -> dict:
         "errors_total": sum(errors.values()),
         "registered_keys": registered,
         "keys_without_row": max(0, registered - done),
+        "arrivals": {source: dict(sorted(kinds.items())) for source, kinds in sorted(arrivals.items())},
     }
 
 
 _UPSERT_PREDICTIONS = """
 INSERT INTO prediction_results
-    (image_key, model, category, confidence, class_index, top_k, hostname, time, latency_ms, model_version)
+    (image_key, model, category, confidence, class_index, top_k, hostname, time, latency_ms, model_version, etag)
 VALUES %s
 ON CONFLICT (image_key, model) DO UPDATE SET
     category = EXCLUDED.category, confidence = EXCLUDED.confidence,
     class_index = EXCLUDED.class_index, top_k = EXCLUDED.top_k, hostname = EXCLUDED.hostname,
     time = EXCLUDED.time, latency_ms = EXCLUDED.latency_ms, model_version = EXCLUDED.model_version,
-    deliveries = prediction_results.deliveries + 1
+    etag = EXCLUDED.etag, deleted_at = NULL, deliveries = prediction_results.deliveries + 1
 -- a newer version's result replaces an older one's, never the reverse (a worker still on v1
 -- after a promote, or a redelivery to one, must not put v1 back over v2)
 WHERE prediction_results.model_version <= EXCLUDED.model_version
@@ -216,20 +223,36 @@ def write_batch(
     predictions: Iterable[Prediction],
     errors: Iterable[PredictionError] = (),
     shadows: Iterable[ShadowPrediction] = (),
-) -> None:
-    """Write a batch's results, errors and shadow results in one transaction (all or nothing).
-    Keys longer than common.keys.MAX_STORED_KEY_BYTES are stored in their bounded form."""
+    events: Iterable[KeyEvent] = (),
+    arrivals: Optional[dict[tuple[str, str], int]] = None,
+) -> int:
+    """Write a batch's results, errors and shadow results in one transaction (all or nothing),
+    with the S3 events its keys arrived by (db.events) and the arrival counts. The rows of a
+    key whose event was older than the one already applied are left out. Returns how many
+    events were stale. Keys longer than common.keys.MAX_STORED_KEY_BYTES are stored in their
+    bounded form."""
     preds = _last_per_key(replace(p, image_key=stored_key(p.image_key)) for p in predictions)
     errs = _last_per_key(replace(e, image_key=stored_key(e.image_key), detail=e.detail[:2000]) for e in errors)
     shads = list(
         {(s.image_key, s.model, s.version): replace(s, image_key=stored_key(s.image_key)) for s in shadows}.values()
     )
-    if not preds and not errs and not shads:
-        return
+    events = list(events)
+    arrivals = dict(arrivals or {})
+    if not preds and not errs and not shads and not events and not arrivals:
+        return 0
     with conn, conn.cursor() as cur:
+        stale = 0
         if preds or errs:
             keys = sorted({(r.model, r.image_key) for r in [*preds, *errs]})
             execute_values(cur, _LOCK_KEYS, keys, page_size=100_000)
+        if events:
+            current, stale = apply_events(cur, events)
+            late = {stored_key(e.image_key) for e in events} - current  # stale, or removed since
+            preds = [p for p in preds if p.image_key not in late]
+            errs = [e for e in errs if e.image_key not in late]
+            shads = [s for s in shads if s.image_key not in late]
+            arrivals[("notification", "stale")] = arrivals.get(("notification", "stale"), 0) + stale
+        count_arrivals(cur, arrivals)
         if preds:
             rows = [
                 (
@@ -243,6 +266,7 @@ def write_batch(
                     p.time,
                     p.latency_ms,
                     p.model_version,
+                    p.etag,
                 )
                 for p in preds
             ]
@@ -268,3 +292,4 @@ def write_batch(
                 for s in shads
             ]
             execute_values(cur, _UPSERT_SHADOWS, rows, page_size=1000)
+    return stale
