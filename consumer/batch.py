@@ -1,7 +1,8 @@
 """One batch of Kafka messages -> rows in PostgreSQL, independent of Faust.
 
-Stages: parse keys -> download, decode and classify the images (consumer/stages.py, which
-overlaps the three) -> one transaction. The event loop only awaits; every blocking step
+Stages: sort the messages (consumer/intake.py: bare keys, S3 event notifications, junk) ->
+download, decode and classify the images (consumer/stages.py, which overlaps the three) ->
+one transaction, with the S3 events the keys arrived by (db/events.py). The event loop only awaits; every blocking step
 runs in an executor.
 
 Failures are split by what they mean (common/errors.py):
@@ -27,6 +28,7 @@ from common.errors import ErrorType, ImageError, TransientError, backoff
 from common.keys import error_key as _error_key
 from common.keys import parse_key as _parse_key
 from consumer.fetch import ImageSource
+from consumer.intake import sort_batch
 from consumer.messages import BatchReport, DeadLetterSink, Message
 from consumer.model import Classifier
 from consumer.sink import RowSink
@@ -83,16 +85,10 @@ class BatchProcessor:
         models = (self.classifier, self.shadow)
         model, version, host = models[0].name, models[0].version, self.settings.hostname
         t0 = time.perf_counter()
-        failures: list[tuple[Message, PredictionError]] = []
-        work: list[tuple[Message, str]] = []
-        for m in messages:
-            key = parse_key(m)
-            if isinstance(key, ImageError):
-                failures.append((m, PredictionError(error_key(m), model, key.error_type, key.detail, host)))
-            else:
-                work.append((m, key))
+        intake = sort_batch(messages, self.settings.s3_bucket)
+        failures = [(m, PredictionError(k, model, e.error_type, e.detail, host)) for m, k, e in intake.failures]
 
-        classified, image_errors, seconds, shadow_tops = await self.stages.classify(work, models)
+        classified, image_errors, seconds, shadow_tops = await self.stages.classify(intake.work, models)
         failures += [(m, PredictionError(k, model, e.error_type, e.detail, host)) for m, k, e in image_errors]
         t3 = time.perf_counter()
 
@@ -110,9 +106,10 @@ class BatchProcessor:
                     hostname=host,
                     latency_ms=(now - m.timestamp) * 1000 if m.timestamp else None,
                     model_version=version,
+                    etag=etag,
                 ),
             )
-            for m, k, top in classified
+            for m, k, top, etag in classified
         ]
         shadows = (
             [
@@ -132,7 +129,9 @@ class BatchProcessor:
             if models[1] is not None
             else []
         )
-        refused = await loop.run_in_executor(self._db, self.writer.write, predictions, failures, shadows)
+        refused = await loop.run_in_executor(
+            self._db, self.writer.write, predictions, failures, shadows, intake.events, dict(intake.arrivals)
+        )
         t4 = time.perf_counter()
         if refused:  # rows the database would not take were recorded as errors instead
             gone = {id(m) for m, _ in refused}
@@ -196,9 +195,10 @@ class BatchProcessor:
     async def _give_up(self, messages: Sequence[Message], exc: Exception) -> BatchReport:
         model, host = self.classifier.name, self.settings.hostname
         detail = f"{type(exc).__name__}: {exc}"[:2000]
+        intake = sort_batch(messages, self.settings.s3_bucket)
         failures = [
-            (m, PredictionError(p if isinstance(p, str) else error_key(m), model, ErrorType.INTERNAL, detail, host))
-            for m, p in ((m, parse_key(m)) for m in messages)
+            (m, PredictionError(k, model, ErrorType.INTERNAL, detail, host))
+            for m, k in [*intake.work, *((m, k) for m, k, _ in intake.failures)]
         ]
         loop = asyncio.get_running_loop()
         attempt = 0

@@ -27,8 +27,22 @@ _ERROR_BODY_BYTES = 64 * 1024
 _RETRYABLE_STATUS = (500, 502, 503, 504)
 
 
+class Blob(bytes):
+    """An object's bytes with the ETag S3 answered the GET with (None when it sent none): the
+    row records which version of an overwritten object it classified. A bytes subclass, so
+    that everything reading the bytes reads them as before."""
+
+    etag: Optional[str]
+
+    def __new__(cls, data: bytes, etag: Optional[str] = None) -> Blob:
+        blob = super().__new__(cls, data)
+        blob.etag = etag.strip('"') if etag else None
+        return blob
+
+
 class ImageSource(Protocol):
-    def fetch(self, key: str, max_bytes: int) -> Union[bytes, ImageError]: ...
+    def fetch(self, key: str, max_bytes: int) -> Union[bytes, ImageError]:
+        """The object's bytes (a Blob where the source knows its ETag), or why there are none."""
 
     def close(self) -> None: ...
 
@@ -139,7 +153,7 @@ class S3Images:
         if len(data) > max_bytes:  # no Content-Length (chunked): counted while reading
             response.close()
             return ImageError(ErrorType.TOO_LARGE, f"more than MAX_IMAGE_BYTES={max_bytes} bytes")
-        return data
+        return Blob(data, response.headers.get("ETag"))
 
     def close(self) -> None:
         self._pool.close()

@@ -12,12 +12,14 @@ import psycopg2
 
 from common.errors import ErrorType, TransientError, pg_error_is_transient
 from consumer.messages import Message
+from db.events import KeyEvent
 from db.queries import Prediction, PredictionError, ShadowPrediction, write_batch
 
 log = logging.getLogger(__name__)
 
 
 Refused = list[tuple[Message, PredictionError]]
+Arrivals = dict[tuple[str, str], int]  # (source, kind) -> count, db.events.count_arrivals
 
 
 class RowSink(Protocol):
@@ -26,9 +28,12 @@ class RowSink(Protocol):
         predictions: list[tuple[Message, Prediction]],
         failures: list[tuple[Message, PredictionError]],
         shadows: Sequence[ShadowPrediction] = (),
+        events: Sequence[KeyEvent] = (),
+        arrivals: Optional[Arrivals] = None,
     ) -> Refused:
-        """Write all rows or raise TransientError; returns the messages whose row was refused,
-        each with the error row recorded for it instead."""
+        """Write all rows, with the S3 events their keys arrived by and the arrival counts, or
+        raise TransientError; returns the messages whose row was refused, each with the error
+        row recorded for it instead."""
 
     def close(self) -> None: ...
 
@@ -45,12 +50,17 @@ class RowWriter:
         self._conn = None
 
     def _write(
-        self, predictions: list[Prediction], errors: list[PredictionError], shadows: Sequence[ShadowPrediction] = ()
+        self,
+        predictions: list[Prediction],
+        errors: list[PredictionError],
+        shadows: Sequence[ShadowPrediction] = (),
+        events: Sequence[KeyEvent] = (),
+        arrivals: Optional[Arrivals] = None,
     ) -> None:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = self.connect()
-            write_batch(self._conn, predictions, errors, shadows)
+            write_batch(self._conn, predictions, errors, shadows, events, arrivals)
         except psycopg2.Error as exc:
             if pg_error_is_transient(exc):
                 self.close()
@@ -62,20 +72,34 @@ class RowWriter:
         predictions: list[tuple[Message, Prediction]],
         failures: list[tuple[Message, PredictionError]],
         shadows: Sequence[ShadowPrediction] = (),
+        events: Sequence[KeyEvent] = (),
+        arrivals: Optional[Arrivals] = None,
     ) -> list[tuple[Message, PredictionError]]:
         """Write everything; returns the messages whose row was refused, with the error row
         recorded for them instead (TransientError when the database is unreachable). Shadow
-        rows are not the record of anything: when the batch is refused they are left out."""
+        rows are not the record of anything: when the batch is refused they are left out.
+        One by one, each row goes with its key's events, so an event is applied with its row."""
         try:
-            self._write([p for _, p in predictions], [e for _, e in failures], shadows)
+            self._write([p for _, p in predictions], [e for _, e in failures], shadows, events, arrivals)
             return []
         except RowsRefused as exc:
             log.warning("batch of %d rows refused (%s); writing them one by one", len(predictions) + len(failures), exc)
+        by_key: dict[str, list[KeyEvent]] = {}
+        for e in events:
+            by_key.setdefault(e.image_key, []).append(e)
+        rows = [*predictions, *failures]
+        with_rows = {row.image_key for _, row in rows}
+        self._write([], [], events=[e for e in events if e.image_key not in with_rows], arrivals=arrivals)
         refused: list[tuple[Message, PredictionError]] = []
-        for m, row in [*predictions, *failures]:
+        for m, row in rows:
+            own = by_key.pop(row.image_key, [])  # a key's events go with its first row only
             try:
-                self._write([row], []) if isinstance(row, Prediction) else self._write([], [row])
+                if isinstance(row, Prediction):
+                    self._write([row], [], events=own)
+                else:
+                    self._write([], [row], events=own)
             except RowsRefused as exc:
+                by_key[row.image_key] = own  # applied with the error row that replaces it
                 refused.append(
                     (
                         m,
@@ -90,7 +114,7 @@ class RowWriter:
                 )
         for m, err in refused:
             try:
-                self._write([], [err])
+                self._write([], [err], events=by_key.pop(err.image_key, []))
             except RowsRefused as exc:  # not even an error row: the dead-letter topic is its record
                 log.error(
                     "no row could be written for %r (partition %d offset %d): %s; it goes to "

@@ -53,7 +53,7 @@ class ImageStages:
 
     async def classify(self, work: list[tuple[Message, str]], models: tuple):
         """Download, decode and classify `work`, overlapping the three. Returns the classified
-        (message, key, top-k) in `work` order, the per-image errors, the stage seconds
+        (message, key, top-k, the object's ETag or None) in `work` order, the per-image errors, the stage seconds
         (download = wall time until the last object arrived; decode, infer and shadow = busy
         time), and the shadow model's (top-k, ms) per key."""
         run = _Run(self, len(work), models, asyncio.get_running_loop())
@@ -79,7 +79,7 @@ class ImageStages:
                 seconds["shadow"] += shadow_took
                 shadow_topks.update({i: (top, shadow_took * 1000 / len(shadow_part)) for i, top in shadow_part.items()})
         errors = run.errors
-        classified = [(m, k, topks[i]) for i, (m, k) in enumerate(work) if i in topks]
+        classified = [(m, k, topks[i], run.etags.get(i)) for i, (m, k) in enumerate(work) if i in topks]
         failed = [(m, k, errors[i]) for i, (m, k) in enumerate(work) if i in errors]
         shadow_by_key = {k: shadow_topks[i] for i, (_, k) in enumerate(work) if i in shadow_topks}
         return classified, failed, seconds, shadow_by_key
@@ -122,6 +122,7 @@ class _Run:
         self.ready: list[tuple[int, torch.Tensor]] = []
         self.chunks: list[Future] = []
         self.errors: dict[int, ImageError] = {}
+        self.etags: dict[int, str] = {}
         self.seconds = {"download": 0.0, "decode": 0.0, "infer": 0.0}
         self.start = time.perf_counter()
         self.stopped = False
@@ -137,6 +138,9 @@ class _Run:
             blob = self.stages._fetch(key)
             with self._lock:
                 self.seconds["download"] = time.perf_counter() - self.start
+                etag = getattr(blob, "etag", None)
+                if etag:
+                    self.etags[i] = etag
             if not self.stopped:
                 self.stages._decode.submit(self.decode, i, blob)
         except BaseException as exc:  # TransientError: the batch retries; anything else: it fails

@@ -2,7 +2,8 @@
 
 Per partition: the consumer group's committed offset, the end offset and the lag; the
 group's state and members; per host: images written in the last minute and in total;
-errors by type; keys still without a row.
+errors by type; keys still without a row; how keys arrived, per source (S3 notifications:
+keys, removals, test events skipped, events refused or stale; the producer: keys).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def render(status: dict) -> str:
         lines.append(f"  {h['hostname']:<24} {h['last_minute']:>9} {h['total']:>9}")
     for error_type, n in d["errors"].items():
         lines.append(f"  errors {error_type}: {n}")
+    for source, kinds in d.get("arrivals", {}).items():
+        lines.append(f"  arrived by {source}: " + ", ".join(f"{n} {kind}" for kind, n in kinds.items()))
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ milliseconds. Integration tests use the real services instead."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -53,8 +54,10 @@ class ListSink:
     attempts: int = 0
 
     shadows: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+    arrivals: Counter = field(default_factory=Counter)
 
-    def write(self, predictions, failures, shadows=()):
+    def write(self, predictions, failures, shadows=(), events=(), arrivals=None):
         self.attempts += 1
         if self.fail_times > 0:
             self.fail_times -= 1
@@ -62,6 +65,8 @@ class ListSink:
         self.predictions += [p for _, p in predictions]
         self.errors += [e for _, e in failures]
         self.shadows += list(shadows)
+        self.events += list(events)
+        self.arrivals.update(arrivals or {})
         return []
 
     def close(self) -> None:
