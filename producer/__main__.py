@@ -1,7 +1,9 @@
 """python -m producer — stream image keys into Kafka.
 
-Keys come from PostgreSQL's image_info (a server-side cursor, so millions of keys never
-sit in memory), or from standard input, one key per line (--stdin).
+Keys come from PostgreSQL's image_info (read in keyset pages, so millions of keys never
+sit in memory), from listing the bucket (--from-bucket: the reconciliation under live
+ingestion from S3 notifications, producer/bucket.py), or from standard input, one key per
+line (--stdin).
 Exit status: 0 when every key was delivered, 1 otherwise.
 """
 
@@ -16,6 +18,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
+from common.errors import TransientError
 from common.kafka_admin import ensure_topic
 from producer.publish import KeyPublisher
 from settings import get_settings
@@ -85,8 +88,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     ap.add_argument("--limit", type=int, help="send at most N keys")
     ap.add_argument("--rate", type=float, help="send at most R keys per second (simulates a live stream)")
-    ap.add_argument("--stdin", action="store_true", help="read keys from standard input, one per line")
+    source = ap.add_mutually_exclusive_group()
+    source.add_argument("--stdin", action="store_true", help="read keys from standard input, one per line")
+    source.add_argument(
+        "--from-bucket",
+        action="store_true",
+        help="list S3_BUCKET (registering what it finds) instead of reading image_info; with "
+        "--only-missing, the reconciliation to run on a schedule and after an outage",
+    )
+    ap.add_argument("--prefix", default="", help="with --from-bucket: only keys under this prefix")
     args = ap.parse_args(argv)
+    if args.prefix and not args.from_bucket:
+        ap.error("--prefix needs --from-bucket")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
 
@@ -97,6 +110,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.stdin:
             keys: Iterator[str] = stdin_keys(skipped=skipped)
+        elif args.from_bucket:
+            from db.connection import connect
+            from producer.bucket import bucket_keys
+
+            conn = connect(settings)
+            version = _production_version(conn, settings) if args.only_missing else None
+            keys = bucket_keys(settings, conn, args.prefix, version, args.limit)
         else:
             from db.connection import connect
             from db.queries import count_images, iter_image_keys
@@ -112,7 +132,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 older_than_version=version,
                 limit=args.limit,
             )
-        if args.stdin and args.limit is not None:
+        if args.stdin and args.limit is not None:  # the other sources apply it themselves
             keys = (k for i, k in zip(range(args.limit), keys))
 
         publisher = KeyPublisher(settings)
@@ -134,5 +154,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0 if report.failed == 0 and report.undelivered == 0 else 1
 
 
+def run(argv: Optional[list[str]] = None) -> int:
+    """main(), with the outages a user can meet (S3 or PostgreSQL unreachable, a missing
+    bucket) as one line instead of a traceback."""
+    try:
+        return main(argv)
+    except TransientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
