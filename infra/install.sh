@@ -59,6 +59,15 @@ if [ "${VS_WITH_TOXIPROXY:-0}" = 1 ] && [ ! -x "$toxiproxy_bin" ]; then
   mv "$gobin/server" "$toxiproxy_bin"; rmdir "$gobin"
 fi
 
+# versitygw (Versity's S3 gateway, Apache-2.0): the stack's S3 server, which also publishes
+# bucket notifications to Kafka. Built once from the Go module proxy (~1 min), kept in .stack/bin.
+versitygw_bin="$(dirname "$libs")/bin/versitygw"
+if [ ! -x "$versitygw_bin" ]; then
+  command -v go >/dev/null || { echo "[install] versitygw needs Go >= 1.25 (apt-get install golang-go, or /usr/local/go)" >&2; exit 1; }
+  echo "[install] Go module proxy: versitygw v1.8.0 -> $versitygw_bin"
+  GOBIN="$(dirname "$versitygw_bin")" GOFLAGS=-mod=mod go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
   echo "[install] Python venv -> $venv"
   "$python" -m venv "$venv"

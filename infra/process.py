@@ -38,6 +38,10 @@ class StackConfig:
     # where every service listens and is reached: loopback, or the gateway of the worker hosts'
     # network (infra/netns.py) so that processes in other network namespaces reach them too
     host: str = "127.0.0.1"
+    # the S3 server: versitygw (publishes bucket notifications) or s3proxy (kept to compare)
+    s3_server: str = "versitygw"
+    # the Kafka topic versitygw publishes the bucket's events to; "" for none
+    s3_events_topic: str = ""
 
     @property
     def database_url(self) -> str:
@@ -106,10 +110,16 @@ def pid_alive(pidfile: Path, marker: str) -> int | None:
     return pid if marker in cmdline else None
 
 
-def spawn(cmd: list[str], log: Path, pidfile: Path, cwd: Path) -> subprocess.Popen:
+def spawn(cmd: list[str], log: Path, pidfile: Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            start_new_session=True,
+            env=env,
         )
     pidfile.write_text(str(proc.pid))
     return proc

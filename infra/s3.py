@@ -1,5 +1,6 @@
-"""An S3-compatible server: s3proxy (filesystem backend) from the jars infra/install.sh
-fetched from Maven Central."""
+"""The stack's S3 server: versitygw (infra/versitygw.py, the default), or s3proxy (filesystem
+backend, from the jars infra/install.sh fetched from Maven Central) when the stack was created
+with VS_S3_SERVER=s3proxy, kept to compare the two (benchmarks)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from infra import versitygw
 from infra.process import StackConfig, exited, jars, java, kill, pid_alive, spawn, wait
 
 NAME = "s3"
@@ -17,10 +19,14 @@ def home_dir(cfg: StackConfig) -> Path:
 
 
 def running(cfg: StackConfig) -> bool:
+    if cfg.s3_server == "versitygw":
+        return versitygw.running(cfg)
     return pid_alive(home_dir(cfg) / "s3proxy.pid", str(home_dir(cfg))) is not None
 
 
 def start(cfg: StackConfig) -> None:
+    if cfg.s3_server == "versitygw":
+        return versitygw.start(cfg)
     home = home_dir(cfg)
     if running(cfg):
         return
@@ -72,8 +78,12 @@ def _s3_ready(cfg: StackConfig) -> bool:
 
 
 def stop(cfg: StackConfig) -> bool:
+    if cfg.s3_server == "versitygw":
+        return versitygw.stop(cfg)
     return kill(home_dir(cfg) / "s3proxy.pid", str(home_dir(cfg)))
 
 
 def pid(cfg: StackConfig) -> int | None:
+    if cfg.s3_server == "versitygw":
+        return versitygw.pid(cfg)
     return pid_alive(home_dir(cfg) / "s3proxy.pid", str(home_dir(cfg)))

@@ -8,7 +8,9 @@
 
 State lives in one directory (default `.stack/` in the repo, env VS_STACK_DIR). Ports are
 chosen on the first `up` (env VS_KAFKA_PORT, VS_PG_PORT, VS_S3_PORT, or `--free-ports`)
-and remembered in the state directory, as are the generated S3 credentials.
+and remembered in the state directory, as are the generated S3 credentials and the Kafka
+topic the S3 server publishes the bucket's events to (VS_S3_EVENTS_TOPIC, default
+image-keys: a photo put into the bucket goes straight to the workers; "" for none).
 """
 
 from __future__ import annotations
@@ -39,9 +41,12 @@ def load_or_create(
     free_ports: bool = False,
     kafka_nodes: int | None = None,
     host: str = "127.0.0.1",
+    s3_events_topic: str = "",
 ) -> StackConfig:
     """The stack's config: read from state_dir/config.json, or chosen now and saved there.
-    kafka_nodes (default 1) is chosen on the first `up` too; another count later is an error."""
+    kafka_nodes (default 1) is chosen on the first `up` too; another count later is an error.
+    s3_events_topic: where the S3 server publishes the bucket's events ("" for nowhere); the
+    S3 server itself is VS_S3_SERVER (versitygw, or s3proxy to compare)."""
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     saved = state_dir / "config.json"
@@ -74,7 +79,11 @@ def load_or_create(
         # nodes 2..N: a broker and a controller port each (59094, 59095, 59096, ... by default)
         kafka_extra_ports=[services.free_port() if free_ports else 59094 + i for i in range(2 * (nodes - 1))],
         host=host,
+        s3_server=os.environ.get("VS_S3_SERVER", "versitygw"),
+        s3_events_topic=s3_events_topic,
     )
+    if cfg.s3_server not in ("versitygw", "s3proxy"):
+        raise services.StackError(f"VS_S3_SERVER={cfg.s3_server!r}: use versitygw or s3proxy")
     data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     saved.write_text(json.dumps(data, indent=2))
     saved.chmod(0o600)
@@ -135,7 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing to stop: no stack in", args.state_dir)
         return 0
     try:
-        cfg = load_or_create(args.state_dir, free_ports=args.free_ports, kafka_nodes=args.kafka_nodes)
+        cfg = load_or_create(
+            args.state_dir,
+            free_ports=args.free_ports,
+            kafka_nodes=args.kafka_nodes,
+            # live from S3: the bucket's events go to the workers' topic (KAFKA_TOPIC's default)
+            s3_events_topic=os.environ.get("VS_S3_EVENTS_TOPIC", "image-keys"),
+        )
     except services.StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,117 @@
+"""versitygw (Versity's S3 gateway, Apache-2.0) over a directory: the stack's S3 server, and
+the one that publishes bucket notifications to Kafka by itself (`--event-kafka-*`), so a
+photo put into the bucket reaches the workers with no producer to run.
+
+Built by infra/install.sh from the Go module proxy into .stack/bin. Facts it depends on:
+- it exits at start when its event topic does not exist, so the topic is created first;
+- it sends an `s3:TestEvent` at start, and `{"Records": [...]}` per PUT, copy, multipart
+  completion and DELETE, the object key raw (consumer/notifications.py);
+- events wait in memory while Kafka is away and are lost if the gateway stops meanwhile
+  (docs: "Live from S3"; `python -m producer --from-bucket --only-missing` recovers them);
+- object metadata (ETag, content type) lives in extended attributes of the data directory's
+  files: the filesystem must support user xattrs (ext4, xfs, btrfs, tmpfs since Linux 6.6).
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.process import StackConfig, StackError, exited, kill, pid_alive, spawn, wait
+
+NAME = "s3"
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """One gateway process: where it keeps its data and log, its port, and the Kafka topic it
+    publishes events to ("" for none). The stack runs one; a test may run another on the same
+    stack (its own topic, or a gateway to kill)."""
+
+    home: Path
+    port: int
+    events_topic: str = ""
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.home / "versitygw.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "versitygw.log"
+
+
+def binary(cfg: StackConfig) -> Path:
+    path = cfg.libs_dir.parent / "bin" / "versitygw"
+    if not os.access(path, os.X_OK):
+        raise StackError(f"versitygw not found at {path}: run infra/install.sh first")
+    return path
+
+
+def stack_gateway(cfg: StackConfig) -> Gateway:
+    return Gateway(cfg.state_dir / "versitygw", cfg.s3_port, cfg.s3_events_topic)
+
+
+def start_gateway(cfg: StackConfig, gw: Gateway) -> None:
+    if pid_alive(gw.pidfile, str(gw.home)) is not None:
+        return
+    gw.data_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [str(binary(cfg)), "--port", f"{cfg.host}:{gw.port}", "--keep-alive", "--quiet"]
+    if gw.events_topic:
+        _ensure_topic(cfg, gw.events_topic)
+        broker = cfg.kafka_bootstrap.split(",")[0]
+        cmd += ["--event-kafka-url", broker, "--event-kafka-topic", gw.events_topic]
+    cmd += ["posix", str(gw.data_dir)]
+    # the root credentials by environment, never on a command line others can read in ps
+    env = {**os.environ, "ROOT_ACCESS_KEY": cfg.s3_access_key, "ROOT_SECRET_KEY": cfg.s3_secret_key}
+    gw.home.mkdir(parents=True, exist_ok=True)
+    proc = spawn(cmd, gw.log, gw.pidfile, gw.home, env=env)
+    wait("versitygw", lambda: exited(proc, "versitygw", gw.log) or _answers(cfg.host, gw.port), 60, gw.log)
+
+
+def _ensure_topic(cfg: StackConfig, topic: str) -> None:
+    from common.kafka_admin import ensure_topic
+    from settings import Settings
+
+    ensure_topic(Settings(_env_file=None, kafka_bootstrap_servers=cfg.kafka_bootstrap, kafka_topic=topic))
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://{host}:{port}/", timeout=1)
+    except urllib.error.HTTPError:
+        return True  # 403 for an unsigned request: the server is answering
+    except OSError:
+        return False
+    return True
+
+
+def stop_gateway(gw: Gateway) -> bool:
+    return kill(gw.pidfile, str(gw.home))
+
+
+# the service interface of infra/services.py
+
+
+def start(cfg: StackConfig) -> None:
+    start_gateway(cfg, stack_gateway(cfg))
+
+
+def stop(cfg: StackConfig) -> bool:
+    return stop_gateway(stack_gateway(cfg))
+
+
+def running(cfg: StackConfig) -> bool:
+    return pid(cfg) is not None
+
+
+def pid(cfg: StackConfig) -> int | None:
+    gw = stack_gateway(cfg)
+    return pid_alive(gw.pidfile, str(gw.home))
