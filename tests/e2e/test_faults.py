@@ -1,7 +1,7 @@
 """Fault injection on the real stack: workers killed with SIGKILL, the broker restarted,
 PostgreSQL and S3 taken away mid-stream. Every key must end in exactly one row.
 
-Figures of each run go to test-artifacts/reliability-*.json (README, RELIABILITY section).
+Figures of each run go to test-artifacts/reliability-*.json (docs/reliability.md).
 VS_FAULT_KILLS (default 5) sets how many kills the kill test makes; 20 is the soak run.
 """
 
