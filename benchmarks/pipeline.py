@@ -6,11 +6,11 @@ limit and the original project's way of consuming. Prints JSON and draws a PNG.
 1. limit: decode + model with all cores, images in memory, the better of two ways to use
    them (benchmarks/inference.py), measured before and after the rest;
 2. warm-up: --warmup-images through the pipeline before each engine's run, because a freshly
-   started JVM (s3proxy, Kafka) spends its first thousands of requests compiling: s3proxy took
-   ~1.6 ms of CPU per GET cold, ~0.6 ms after 2,000 GETs, ~0.55 from 4,000 to 8,000, ~0.25
-   after 10,000. A production stack is long-running, so the measured runs start warm, and
-   each engine after the same warm-up (with one warm-up only, the first engine measured met
-   colder services); the first warm-up's rate is reported as cold_pipeline_img_s;
+   started JVM (s3proxy, Kafka) spends its first thousands of requests compiling (s3proxy's CPU
+   per GET as it warms: benchmarks/HISTORY.md). A production stack is long-running, so the
+   measured runs start warm, and each engine after the same warm-up (with one warm-up only, the
+   first engine measured met colder services); the first warm-up's rate is reported as
+   cold_pipeline_img_s;
 3. pipeline: N images (the dev photos uploaded repeatedly under distinct keys) through
    producer -> W faust workers -> PostgreSQL, measured from the first to the last row written;
 4. latency: keys sent at half the measured rate (--rate), key sent -> row written p50/p95;

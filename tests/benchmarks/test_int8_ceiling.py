@@ -1,5 +1,5 @@
 """benchmarks/int8_ceiling.py: the folded-normalisation model it measures is the same model,
-and its pipeline estimate is the arithmetic the README states."""
+and its pipeline estimate is the arithmetic docs/performance.md states."""
 
 import json
 import shutil
