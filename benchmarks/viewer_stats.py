@@ -133,7 +133,11 @@ def _write_cost(conn, model: str, batches: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.viewer_stats",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="registered keys to generate (default 1,000,000)")
     parser.add_argument("--repeat", type=int, default=5, help="calls per query; the median is reported")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")

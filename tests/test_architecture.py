@@ -145,3 +145,10 @@ def test_pip_install_puts_no_project_module_into_site_packages(tmp_path):
     (wheel,) = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert [n for n in names if ".dist-info/" not in n] == []
+
+
+def test_benchmarks_run_as_modules_without_patching_the_import_path():
+    """`python -m benchmarks.NAME` from the repository root finds the project's packages as the
+    other commands do; a benchmark that edits sys.path hides an import that would fail."""
+    patched = [p.name for p in (REPO / "benchmarks").glob("*.py") if "sys.path" in p.read_text()]
+    assert patched == []

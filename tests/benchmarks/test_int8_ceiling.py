@@ -73,7 +73,7 @@ def test_the_script_prints_every_variant_and_the_estimate(tmp_path, dev_images, 
     for p in sorted(dev_images.glob("*.JPEG"))[:8]:
         shutil.copy(p, tmp_path)
     res = subprocess.run(
-        [sys.executable, "benchmarks/int8_ceiling.py", "--images", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks.int8_ceiling", "--images", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,

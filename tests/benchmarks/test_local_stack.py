@@ -13,8 +13,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = """
-import sys, time
-sys.path.insert(0, {repo!r})
+import time
 from benchmarks import cpu
 from benchmarks.local_stack import temporary_stack
 from infra import postgres
@@ -33,7 +32,7 @@ def gone(pid: int) -> bool:
 
 
 def test_sigterm_stops_and_removes_the_benchmark_stack():
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(repo=str(REPO))], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         dirs = [Path(p) for p in proc.stdout.readline().split()]
         pids = [int(p) for p in proc.stdout.readline().split()]
