@@ -31,7 +31,7 @@ from consumer.messages import BatchReport, DeadLetterSink, Message
 from consumer.model import Classifier
 from consumer.sink import RowSink
 from consumer.stages import ImageStages
-from db.queries import Prediction, PredictionError, ShadowPrediction
+from db.queries import ErrorRow, Prediction, ShadowPrediction
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,17 +83,17 @@ class BatchProcessor:
         models = (self.classifier, self.shadow)
         model, version, host = models[0].name, models[0].version, self.settings.hostname
         t0 = time.perf_counter()
-        failures: list[tuple[Message, PredictionError]] = []
+        failures: list[tuple[Message, ErrorRow]] = []
         work: list[tuple[Message, str]] = []
         for m in messages:
             key = parse_key(m)
             if isinstance(key, ImageError):
-                failures.append((m, PredictionError(error_key(m), model, key.error_type, key.detail, host)))
+                failures.append((m, ErrorRow(error_key(m), model, key.error_type, key.detail, host)))
             else:
                 work.append((m, key))
 
         classified, image_errors, seconds, shadow_tops = await self.stages.classify(work, models)
-        failures += [(m, PredictionError(k, model, e.error_type, e.detail, host)) for m, k, e in image_errors]
+        failures += [(m, ErrorRow(k, model, e.error_type, e.detail, host)) for m, k, e in image_errors]
         t3 = time.perf_counter()
 
         now = time.time()
@@ -149,7 +149,7 @@ class BatchProcessor:
             [written - m.timestamp for m, _ in predictions if m.timestamp],
         )
 
-    async def _send_dead_letters(self, failures: list[tuple[Message, PredictionError]]) -> None:
+    async def _send_dead_letters(self, failures: list[tuple[Message, ErrorRow]]) -> None:
         """After the error rows are committed (they are the record), tell whoever listens on
         the dead-letter topic; a failure to publish is logged, never fatal."""
         if not failures or self.dead_letter is None:
@@ -197,7 +197,7 @@ class BatchProcessor:
         model, host = self.classifier.name, self.settings.hostname
         detail = f"{type(exc).__name__}: {exc}"[:2000]
         failures = [
-            (m, PredictionError(p if isinstance(p, str) else error_key(m), model, ErrorType.INTERNAL, detail, host))
+            (m, ErrorRow(p if isinstance(p, str) else error_key(m), model, ErrorType.INTERNAL, detail, host))
             for m, p in ((m, parse_key(m)) for m in messages)
         ]
         loop = asyncio.get_running_loop()

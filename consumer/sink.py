@@ -12,19 +12,19 @@ import psycopg2
 
 from common.errors import ErrorType, TransientError, pg_error_is_transient
 from consumer.messages import Message
-from db.queries import Prediction, PredictionError, ShadowPrediction, write_batch
+from db.queries import ErrorRow, Prediction, ShadowPrediction, write_batch
 
 log = logging.getLogger(__name__)
 
 
-Refused = list[tuple[Message, PredictionError]]
+Refused = list[tuple[Message, ErrorRow]]
 
 
 class RowSink(Protocol):
     def write(
         self,
         predictions: list[tuple[Message, Prediction]],
-        failures: list[tuple[Message, PredictionError]],
+        failures: list[tuple[Message, ErrorRow]],
         shadows: Sequence[ShadowPrediction] = (),
     ) -> Refused:
         """Write all rows or raise TransientError; returns the messages whose row was refused,
@@ -45,7 +45,7 @@ class RowWriter:
         self._conn = None
 
     def _write(
-        self, predictions: list[Prediction], errors: list[PredictionError], shadows: Sequence[ShadowPrediction] = ()
+        self, predictions: list[Prediction], errors: list[ErrorRow], shadows: Sequence[ShadowPrediction] = ()
     ) -> None:
         try:
             if self._conn is None or self._conn.closed:
@@ -60,9 +60,9 @@ class RowWriter:
     def write(
         self,
         predictions: list[tuple[Message, Prediction]],
-        failures: list[tuple[Message, PredictionError]],
+        failures: list[tuple[Message, ErrorRow]],
         shadows: Sequence[ShadowPrediction] = (),
-    ) -> list[tuple[Message, PredictionError]]:
+    ) -> list[tuple[Message, ErrorRow]]:
         """Write everything; returns the messages whose row was refused, with the error row
         recorded for them instead (TransientError when the database is unreachable). Shadow
         rows are not the record of anything: when the batch is refused they are left out."""
@@ -71,7 +71,7 @@ class RowWriter:
             return []
         except RowsRefused as exc:
             log.warning("batch of %d rows refused (%s); writing them one by one", len(predictions) + len(failures), exc)
-        refused: list[tuple[Message, PredictionError]] = []
+        refused: list[tuple[Message, ErrorRow]] = []
         for m, row in [*predictions, *failures]:
             try:
                 self._write([row], []) if isinstance(row, Prediction) else self._write([], [row])
@@ -79,7 +79,7 @@ class RowWriter:
                 refused.append(
                     (
                         m,
-                        PredictionError(
+                        ErrorRow(
                             row.image_key,
                             row.model,
                             ErrorType.INTERNAL,

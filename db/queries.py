@@ -46,7 +46,10 @@ class ShadowPrediction:
 
 
 @dataclass(frozen=True)
-class PredictionError:
+class ErrorRow:
+    """A prediction_errors row: why this key could not be classified by this model (a row to
+    write, not an exception)."""
+
     image_key: str
     model: str
     error_type: str
@@ -214,7 +217,7 @@ SELECT pg_advisory_xact_lock(h) FROM (
 def write_batch(
     conn: psycopg2.extensions.connection,
     predictions: Iterable[Prediction],
-    errors: Iterable[PredictionError] = (),
+    errors: Iterable[ErrorRow] = (),
     shadows: Iterable[ShadowPrediction] = (),
 ) -> None:
     """Write a batch's results, errors and shadow results in one transaction (all or nothing).

@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 
 from db import counts
-from db.queries import Prediction, PredictionError, progress, register_images, write_batch
+from db.queries import ErrorRow, Prediction, progress, register_images, write_batch
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ def pred(key, model="m1", host="h1", category="cat", version=0):
 
 
 def err(key, model="m1", host="h1", kind="corrupt"):
-    return PredictionError(key, model, kind, "x", host)
+    return ErrorRow(key, model, kind, "x", host)
 
 
 def test_every_write_path_keeps_the_totals_exact(db_conn):

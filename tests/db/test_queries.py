@@ -4,7 +4,7 @@ import psycopg2
 import pytest
 
 from db.migrate import migrate
-from db.queries import Prediction, PredictionError, count_images, iter_image_keys, register_images, write_batch
+from db.queries import ErrorRow, Prediction, count_images, iter_image_keys, register_images, write_batch
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ def test_missing_for_model_skips_keys_with_a_result_or_an_error(db_conn):
     write_batch(
         db_conn,
         [pred("a"), pred("c", model="squeezenet1_0")],
-        [PredictionError("b", "squeezenet1_1", "corrupt", "bad", "h1")],
+        [ErrorRow("b", "squeezenet1_1", "corrupt", "bad", "h1")],
     )
     assert list(iter_image_keys(db_conn, missing_for_model="squeezenet1_1")) == ["c", "d"]
     assert list(iter_image_keys(db_conn, missing_for_model="squeezenet1_0")) == ["a", "b", "d"]
@@ -108,8 +108,8 @@ def test_a_key_twice_in_one_batch_gives_one_row(db_conn):
         db_conn,
         [pred("x", conf=0.1), pred("x", conf=0.3)],
         [
-            PredictionError("e", "squeezenet1_1", "corrupt", "1", "h"),
-            PredictionError("e", "squeezenet1_1", "corrupt", "2", "h"),
+            ErrorRow("e", "squeezenet1_1", "corrupt", "1", "h"),
+            ErrorRow("e", "squeezenet1_1", "corrupt", "2", "h"),
         ],
     )
     assert rows(db_conn, "SELECT count(*) FROM prediction_results") == [(1,)]
@@ -117,7 +117,7 @@ def test_a_key_twice_in_one_batch_gives_one_row(db_conn):
 
 
 def test_a_key_ends_in_exactly_one_of_results_and_errors(db_conn):
-    err = PredictionError("k", "squeezenet1_1", "missing", "gone", "h1")
+    err = ErrorRow("k", "squeezenet1_1", "missing", "gone", "h1")
     write_batch(db_conn, [], [err])
     write_batch(db_conn, [], [err])
     assert rows(db_conn, "SELECT attempts FROM prediction_errors") == [(2,)]
@@ -139,7 +139,7 @@ def test_keys_beyond_the_index_limit_are_stored_bounded_and_distinct(db_conn):
     from common.keys import MAX_STORED_KEY_BYTES
 
     long_a, long_b = "a" * 3000 + "1.jpg", "a" * 3000 + "2.jpg"  # over btree's ~2.7 KB limit
-    err = PredictionError(long_b, "squeezenet1_1", "bad_key", "x", "h1")
+    err = ErrorRow(long_b, "squeezenet1_1", "bad_key", "x", "h1")
     write_batch(db_conn, [pred(long_a)], [err])
     write_batch(db_conn, [pred(long_a)], [err])  # a redelivery lands on the same rows
     keys = rows(db_conn, "SELECT image_key FROM prediction_results UNION ALL SELECT image_key FROM prediction_errors")
@@ -151,7 +151,7 @@ def test_the_database_refuses_an_error_type_outside_the_vocabulary(db_conn):
     import psycopg2
 
     with pytest.raises(psycopg2.errors.CheckViolation):
-        write_batch(db_conn, [], [PredictionError("a.jpg", "squeezenet1_1", "oops", "x", "h1")])
+        write_batch(db_conn, [], [ErrorRow("a.jpg", "squeezenet1_1", "oops", "x", "h1")])
 
 
 def test_two_concurrent_writers_leave_a_key_in_exactly_one_table(db_conn, settings):
@@ -175,7 +175,7 @@ def test_two_concurrent_writers_leave_a_key_in_exactly_one_table(db_conn, settin
     results = threading.Thread(target=write_batch, args=(slow, [pred(k) for k in keys]))
     results.start()
     time.sleep(0.3)  # the results are written, not yet committed
-    write_batch(fast, [], [PredictionError(k, "squeezenet1_1", "missing", "x", "h2") for k in keys])
+    write_batch(fast, [], [ErrorRow(k, "squeezenet1_1", "missing", "x", "h2") for k in keys])
     results.join()
     assert rows(db_conn, "SELECT count(*) FROM prediction_results") == [(50,)]
     assert rows(db_conn, "SELECT count(*) FROM prediction_errors") == [(0,)]

@@ -9,7 +9,7 @@ from confluent_kafka.admin import AdminClient
 
 import producer.__main__ as producer_cli
 from common.kafka_admin import ensure_topic
-from db.queries import Prediction, PredictionError, register_images, write_batch
+from db.queries import ErrorRow, Prediction, register_images, write_batch
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def test_only_missing_and_limit(settings, db_conn, capsys):
     write_batch(
         db_conn,
         [Prediction("a", settings.model_name, "x", 0.5, 1, [], "h")],
-        [PredictionError("b", settings.model_name, "corrupt", "bad", "h")],
+        [ErrorRow("b", settings.model_name, "corrupt", "bad", "h")],
     )
     assert producer_cli.main(["--only-missing", "--limit", "2"]) == 0
     assert "sent 2 of 2 keys" in capsys.readouterr().out
