@@ -28,7 +28,7 @@ from benchmarks.report import emit
 from consumer.images import preprocess
 from consumer.model import _classifier, load_base_model
 from settings import Settings
-from training import dataset, report, train
+from training import dataset, evaluation, train
 
 
 def coarse_folder(shared: Path, root: Path) -> Path:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             len(ds.categories),
             train.FitOptions(unfreeze=unfreeze, seed=0),
         )
-        m = report.metrics(
+        m = evaluation.metrics(
             train.predict_logits(result.model, images, val_idx), [labels[i] for i in val_idx], ds.categories
         )
         modes[mode] = {
