@@ -156,7 +156,9 @@ class Settings(BaseSettings):
 
 
 class SettingsError(SystemExit):
-    """Invalid settings: a command stops with the variables at fault, not a traceback."""
+    """Invalid settings: a command stops with the variables at fault, not a traceback. The one
+    project exception that is not a common.errors.VisionScalingError: it is an exit, which no
+    `except Exception` may swallow, and settings sits below common."""
 
 
 @lru_cache(maxsize=1)

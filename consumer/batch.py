@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Union
 
-from common.errors import ErrorType, ImageError, TransientError, backoff
+from common.errors import ErrorType, ImageError, TransientError, VisionScalingError, backoff
 from common.keys import error_key as _error_key
 from common.keys import parse_key as _parse_key
 from consumer.fetch import ImageSource
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 __all__ = ["BatchProcessor", "BatchReport", "Message", "TransientError", "parse_key", "error_key"]
 
 
-class Abandoned(Exception):
+class Abandoned(VisionScalingError):
     """The worker is stopping: the batch was left unwritten and unacknowledged."""
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import VisionScalingError
 from common.imaging import find_images
 from consumer.images import load_tensor
 
@@ -57,7 +58,7 @@ def _has_vnni() -> bool:
 SENSITIVE = ("/features/features.0/Conv", "/features/features.3/squeeze/Conv")
 
 
-class CalibrationError(ValueError):
+class CalibrationError(VisionScalingError, ValueError):
     """No usable calibration set: the int8 engine is refused (the message says why)."""
 
 

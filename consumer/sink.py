@@ -10,7 +10,7 @@ from typing import Optional, Protocol
 
 import psycopg2
 
-from common.errors import ErrorType, TransientError, pg_error_is_transient
+from common.errors import ErrorType, TransientError, VisionScalingError, pg_error_is_transient
 from consumer.messages import Message
 from db.queries import ErrorRow, Prediction, ShadowPrediction, write_batch
 
@@ -33,7 +33,7 @@ class RowSink(Protocol):
     def close(self) -> None: ...
 
 
-class RowsRefused(Exception):
+class RowsRefused(VisionScalingError):
     """PostgreSQL answered, and refused these rows for what they contain."""
 
 
