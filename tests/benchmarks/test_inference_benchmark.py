@@ -6,12 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
-
-
-pytestmark = pytest.mark.model
 
 
 def test_inference_benchmark_prints_json(tmp_path, dev_images, weights_path):

@@ -18,8 +18,6 @@ from consumer.model import load_classifier
 from consumer.quantize import MIN_CALIBRATION_IMAGES, CalibrationError, calibration_images, int8_path, quantize
 from settings import Settings
 
-pytestmark = pytest.mark.model
-
 
 def in_calibration_half(name: str) -> bool:
     return int(hashlib.sha256(name.encode()).hexdigest(), 16) % 2 == 0

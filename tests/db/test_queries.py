@@ -6,8 +6,6 @@ import pytest
 from db.migrate import migrate
 from db.queries import ErrorRow, Prediction, count_images, iter_image_keys, register_images, write_batch
 
-pytestmark = pytest.mark.integration
-
 NASTY_KEYS = [
     "it's.jpg",
     'say "cheese".png',
@@ -154,7 +152,7 @@ def test_the_database_refuses_an_error_type_outside_the_vocabulary(db_conn):
         write_batch(db_conn, [], [ErrorRow("a.jpg", "squeezenet1_1", "oops", "x", "h1")])
 
 
-def test_two_concurrent_writers_leave_a_key_in_exactly_one_table(db_conn, settings):
+def test_two_concurrent_writers_leave_a_key_in_exactly_one_table(db_conn, stack_settings):
     """During a rebalance two workers may write the same keys at once, one a result and the
     other an error. The result's transaction commits slowly; the error writer's "no result
     yet" check runs meanwhile (READ COMMITTED: it cannot see the uncommitted result)."""
@@ -171,7 +169,7 @@ def test_two_concurrent_writers_leave_a_key_in_exactly_one_table(db_conn, settin
             super().commit()
 
     keys = [f"race/{i}.jpg" for i in range(50)]
-    slow, fast = connect(settings, connection_factory=SlowCommit), connect(settings)
+    slow, fast = connect(stack_settings, connection_factory=SlowCommit), connect(stack_settings)
     results = threading.Thread(target=write_batch, args=(slow, [pred(k) for k in keys]))
     results.start()
     time.sleep(0.3)  # the results are written, not yet committed
@@ -183,11 +181,11 @@ def test_two_concurrent_writers_leave_a_key_in_exactly_one_table(db_conn, settin
     fast.close()
 
 
-def test_iterating_keys_holds_no_transaction_open_between_pages(db_conn, settings):
+def test_iterating_keys_holds_no_transaction_open_between_pages(db_conn, stack_settings):
     from db.connection import connect
 
     register_images(db_conn, [(f"k{i:04d}", None) for i in range(25)])
-    conn = connect(settings)
+    conn = connect(stack_settings)
     it = iter_image_keys(conn, itersize=10)
     first = [next(it) for _ in range(12)]  # into the second page, paused like a paced producer
     pid = conn.get_backend_pid()

@@ -6,8 +6,6 @@ import pytest
 from db.queries import ErrorRow, Prediction, iter_image_keys, register_images, write_batch
 from db.roles import create_viewer_login, create_worker_login
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def worker_conn(db_conn, migrated):
