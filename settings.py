@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     model_calibration_dir: Optional[Path] = None
     model_calibration_images: int = Field(300, ge=1)  # how many of them (spread over the folder)
     # int8: images whose top-1 probability leads the runner-up by less than this are classified
-    # again in fp32 (0: never; README "Inference": 14% of the dev photos at 0.05)
+    # again in fp32 (0: never; docs/models/inference.md: 14% of the dev photos at 0.05)
     model_int8_recheck_margin: float = Field(0.05, ge=0, le=1)
     model_cache_dir: Path = Path.home() / ".cache" / "visionscaling"  # the exported ONNX graph
     top_k: int = Field(5, ge=1, le=1000)
@@ -156,7 +156,9 @@ class Settings(BaseSettings):
 
 
 class SettingsError(SystemExit):
-    """Invalid settings: a command stops with the variables at fault, not a traceback."""
+    """Invalid settings: a command stops with the variables at fault, not a traceback. The one
+    project exception that is not a common.errors.VisionScalingError: it is an exit, which no
+    `except Exception` may swallow, and settings sits below common."""
 
 
 @lru_cache(maxsize=1)

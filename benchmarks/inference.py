@@ -10,7 +10,7 @@
   "per_core": one lane per core, each decoding and classifying its share in chunks of
   INFER_CHUNK_SIZE on one thread (what several single-threaded workers do).
 
-    python benchmarks/inference.py [--images DIR] [--seconds 3] [--out FILE]
+    python -m benchmarks.inference [--images DIR] [--seconds 3] [--out FILE]
 """
 
 from __future__ import annotations
@@ -26,14 +26,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.report import emit  # noqa: E402
-from common.imaging import find_images  # noqa: E402
-from consumer.engines import ENGINES  # noqa: E402
-from consumer.images import load_tensor  # noqa: E402
-from consumer.model import load_classifier  # noqa: E402
-from settings import Settings  # noqa: E402
+from benchmarks.report import emit
+from common.imaging import find_images
+from consumer.engines import ENGINES
+from consumer.images import load_tensor
+from consumer.model import load_classifier
+from settings import Settings
 
 MAX_PIXELS = 60_000_000
 
@@ -162,7 +160,9 @@ def limit_rate(settings: Settings, blobs: list[bytes], seconds: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.inference", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--images", type=Path, help="folder of photos (default SHARED_DIR/images/dev)")
     ap.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
     ap.add_argument("--out", type=Path, help="also write the JSON here")

@@ -19,7 +19,7 @@ the fp32 one? Prints JSON (and writes it with --out):
   benchmarks/pipeline.py: decode, the rest and the services stay, the model changes), the
   int8/fp32 pipeline ratio each variant allows at each margin.
 
-    python benchmarks/int8_ceiling.py [--images DIR] [--pipeline FILE] [--out FILE]
+    python -m benchmarks.int8_ceiling [--images DIR] [--pipeline FILE] [--out FILE]
 """
 
 from __future__ import annotations
@@ -39,15 +39,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.report import emit  # noqa: E402
-from common.imaging import decode, find_images  # noqa: E402
-from consumer.engines import ensure_exported, export_onnx, onnx_cache_path, onnx_session  # noqa: E402
-from consumer.images import PIXEL_OFFSET, PIXEL_SCALE, cropped_pixels, normalised  # noqa: E402
-from consumer.model import int8_quantiser, load_base_model  # noqa: E402
-from consumer.quantize import calibration_images  # noqa: E402
-from settings import Settings  # noqa: E402
+from benchmarks.report import emit
+from common.imaging import decode, find_images
+from consumer.engines import ensure_exported, export_onnx, onnx_cache_path, onnx_session
+from consumer.images import PIXEL_OFFSET, PIXEL_SCALE, cropped_pixels, normalised
+from consumer.model import int8_quantiser, load_base_model
+from consumer.quantize import calibration_images
+from settings import Settings
 
 MAX_PIXELS = 60_000_000
 MARGINS = (0.0, 0.01, 0.02, 0.05)
@@ -227,7 +225,11 @@ def estimate(pipeline: dict, variants: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.int8_ceiling",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--images", type=Path, help="folder of photos (default SHARED_DIR/images/dev)")
     ap.add_argument("--pipeline", type=Path, default=DEFAULT_PIPELINE, help="a benchmarks/pipeline.py JSON")
     ap.add_argument("--out", type=Path, help="also write the JSON here")

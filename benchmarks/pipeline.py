@@ -1,16 +1,16 @@
 """The pipeline's throughput and latency on a local stack of its own, against the machine's
 limit and the original project's way of consuming. Prints JSON and draws a PNG.
 
-    python benchmarks/pipeline.py [--images 4000] [--workers 2] [--out-dir benchmarks/results]
+    python -m benchmarks.pipeline [--images 4000] [--workers 2] [--out-dir benchmarks/results]
 
 1. limit: decode + model with all cores, images in memory, the better of two ways to use
    them (benchmarks/inference.py), measured before and after the rest;
 2. warm-up: --warmup-images through the pipeline before each engine's run, because a freshly
-   started JVM (s3proxy, Kafka) spends its first thousands of requests compiling: s3proxy took
-   ~1.6 ms of CPU per GET cold, ~0.6 ms after 2,000 GETs, ~0.55 from 4,000 to 8,000, ~0.25
-   after 10,000. A production stack is long-running, so the measured runs start warm, and
-   each engine after the same warm-up (with one warm-up only, the first engine measured met
-   colder services); the first warm-up's rate is reported as cold_pipeline_img_s;
+   started JVM (s3proxy, Kafka) spends its first thousands of requests compiling (s3proxy's CPU
+   per GET as it warms: benchmarks/HISTORY.md). A production stack is long-running, so the
+   measured runs start warm, and each engine after the same warm-up (with one warm-up only, the
+   first engine measured met colder services); the first warm-up's rate is reported as
+   cold_pipeline_img_s;
 3. pipeline: N images (the dev photos uploaded repeatedly under distinct keys) through
    producer -> W faust workers -> PostgreSQL, measured from the first to the last row written;
 4. latency: keys sent at half the measured rate (--rate), key sent -> row written p50/p95;
@@ -29,18 +29,16 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks import cpu  # noqa: E402
-from benchmarks.inference import limit_rates  # noqa: E402
-from benchmarks.local_stack import temporary_stack  # noqa: E402
-from benchmarks.plot import draw, throughput  # noqa: E402
-from common.imaging import find_images  # noqa: E402
-from common.kafka_admin import ensure_topic  # noqa: E402
-from db.connection import connect  # noqa: E402
-from infra.fleet import Fleet, fleet_env, run  # noqa: E402
-from settings import Settings  # noqa: E402
-from upload import upload_dir  # noqa: E402
+from benchmarks import cpu
+from benchmarks.inference import limit_rates
+from benchmarks.local_stack import temporary_stack
+from benchmarks.plot import draw, throughput
+from common.imaging import find_images
+from common.kafka_admin import ensure_topic
+from db.connection import connect
+from infra.fleet import Fleet, fleet_env, run
+from settings import Settings
+from upload import upload_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -142,7 +140,9 @@ def per_image(figures: dict, cores: int, images: int, limit: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--images", type=int, default=4000, help="images through the pipeline")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--partitions", type=int, help="partitions of the benchmark's topics (default KAFKA_PARTITIONS)")
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             args.workers,
             threads,
             args.baseline_images,
-            command=(sys.executable, str(HERE / "seed_baseline.py")),
+            command=(sys.executable, "-m", "benchmarks.seed_baseline"),
         )
         baseline = [t for t, _ in row_times(settings)]
         baseline_img_s = throughput(baseline)

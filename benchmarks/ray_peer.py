@@ -5,7 +5,7 @@ database: an easier job than the pipeline's). Prints images/s, also per core, as
 
 Optional: `pip install 'ray[data]'` (not a dependency of the project).
 
-    python benchmarks/ray_peer.py [--copies 6] [--engine onnxruntime|onnxruntime-int8]
+    python -m benchmarks.ray_peer [--copies 6] [--engine onnxruntime|onnxruntime-int8]
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.imaging import find_images  # noqa: E402
-from settings import Settings  # noqa: E402
+from common.imaging import find_images
+from settings import Settings
 
 
 def graph_path(settings: Settings) -> Path:
@@ -52,7 +50,9 @@ class Classify:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.ray_peer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--copies", type=int, default=6, help="times the dev photos are read (6: 3,000 images)")
     ap.add_argument("--engine", choices=["onnxruntime", "onnxruntime-int8"], default="onnxruntime")
     ap.add_argument("--batch-size", type=int, default=32)

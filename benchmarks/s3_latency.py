@@ -3,7 +3,7 @@ pipeline with S3 reached directly, through Toxiproxy (infra/toxiproxy.py) adding
 adding 50 ms to every answer, with S3_MAX_CONCURRENCY at its default, at BATCH_SIZE and at 1. On a local
 stack of its own; prints a table and writes JSON to benchmarks/results/.
 
-    python benchmarks/s3_latency.py [--images 400] [--latency-ms 50]
+    python -m benchmarks.s3_latency [--images 400] [--latency-ms 50]
 
 Throughput is measured from the first to the last row written, as in benchmarks/pipeline.py.
 """
@@ -21,14 +21,12 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.local_stack import temporary_stack  # noqa: E402
-from benchmarks.pipeline import row_times, run_fleet, throughput, truncate, variant  # noqa: E402
-from infra.fleet import fleet_env  # noqa: E402
-from infra.toxiproxy import Toxiproxy  # noqa: E402
-from settings import Settings  # noqa: E402
-from upload import upload_dir  # noqa: E402
+from benchmarks.local_stack import temporary_stack
+from benchmarks.pipeline import row_times, run_fleet, throughput, truncate, variant
+from infra.fleet import fleet_env
+from infra.toxiproxy import Toxiproxy
+from settings import Settings
+from upload import upload_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -84,7 +82,11 @@ def measure(images: int, latency_ms: int, workers: int, warmup: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.s3_latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--images", type=int, default=400, help="images per run")
     ap.add_argument("--latency-ms", type=int, default=50)
     ap.add_argument("--workers", type=int, default=1)

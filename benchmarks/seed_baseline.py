@@ -2,7 +2,7 @@
 message, downloaded to a temporary file, plain torch at batch 1, one INSERT (and commit)
 per row. Same Kafka, S3, PostgreSQL, weights and preprocessing as the real workers.
 
-    python benchmarks/seed_baseline.py      # settings from the environment, like a worker
+    python -m benchmarks.seed_baseline      # settings from the environment, like a worker
 """
 
 from __future__ import annotations
@@ -10,17 +10,14 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from pathlib import Path
 
 from confluent_kafka import Consumer
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from consumer.images import REFERENCE_TRANSFORM  # noqa: E402
-from consumer.model import load_classifier  # noqa: E402
-from db.connection import connect  # noqa: E402
-from settings import get_settings  # noqa: E402
+from consumer.images import REFERENCE_TRANSFORM
+from consumer.model import load_classifier
+from db.connection import connect
+from settings import get_settings
 
 
 def main() -> int:

@@ -7,7 +7,7 @@
   same batches (what a worker's inference stage does with and without `training shadow`),
   at chunk size INFER_CHUNK_SIZE on one thread, as a worker runs it.
 
-    python benchmarks/train_and_shadow.py [--seconds 3] [--out FILE]
+    python -m benchmarks.train_and_shadow [--seconds 3] [--out FILE]
 """
 
 from __future__ import annotations
@@ -23,14 +23,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.inference import rate  # noqa: E402
-from benchmarks.report import emit  # noqa: E402
-from consumer.images import preprocess  # noqa: E402
-from consumer.model import _classifier, load_base_model  # noqa: E402
-from settings import Settings  # noqa: E402
-from training import dataset, report, train  # noqa: E402
+from benchmarks.inference import rate
+from benchmarks.report import emit
+from consumer.images import preprocess
+from consumer.model import _classifier, load_base_model
+from settings import Settings
+from training import dataset, evaluation, train
 
 
 def coarse_folder(shared: Path, root: Path) -> Path:
@@ -44,7 +42,11 @@ def coarse_folder(shared: Path, root: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.train_and_shadow",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             len(ds.categories),
             train.FitOptions(unfreeze=unfreeze, seed=0),
         )
-        m = report.metrics(
+        m = evaluation.metrics(
             train.predict_logits(result.model, images, val_idx), [labels[i] for i in val_idx], ds.categories
         )
         modes[mode] = {

@@ -24,7 +24,7 @@ import psycopg2
 from psycopg2 import sql
 
 from db.migrate import migrate
-from db.queries import Prediction, PredictionError, write_batch
+from db.queries import ErrorRow, Prediction, write_batch
 from settings import get_settings
 from viewer import queries
 
@@ -125,7 +125,7 @@ def _write_cost(conn, model: str, batches: int) -> float:
     for b in range(batches):
         keys = [f"bench/new-{b}-{i}.jpg" for i in range(32)]
         preds = [Prediction(k, model, "class1", 0.5, 1, [], "worker-9", 5.0, now) for k in keys[:30]]
-        errs = [PredictionError(k, model, "corrupt", "x", "worker-9", now) for k in keys[30:]]
+        errs = [ErrorRow(k, model, "corrupt", "x", "worker-9", now) for k in keys[30:]]
         t0 = time.perf_counter()
         write_batch(conn, preds, errs)
         times.append((time.perf_counter() - t0) * 1000)
@@ -133,7 +133,11 @@ def _write_cost(conn, model: str, batches: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.viewer_stats",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="registered keys to generate (default 1,000,000)")
     parser.add_argument("--repeat", type=int, default=5, help="calls per query; the median is reported")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")

@@ -14,13 +14,13 @@ import hashlib
 
 from botocore.exceptions import ClientError
 
-from common.errors import ErrorType, classify_s3_error, s3_error_of
+from common.errors import ErrorType, VisionScalingError, classify_s3_error, s3_error_of
 from settings import Settings
 
 WEIGHTS, MANIFEST, CONFUSION_PNG = "model.pt", "manifest.json", "confusion.png"
 
 
-class ArtefactError(RuntimeError):
+class ArtefactError(VisionScalingError, RuntimeError):
     """An artefact that is missing, already exists, or does not match its registry row."""
 
 

@@ -29,7 +29,13 @@ class ErrorType(str, enum.Enum):
 ERROR_TYPES: tuple[str, ...] = tuple(t.value for t in ErrorType)
 
 
-class ImageError(ValueError):
+class VisionScalingError(Exception):
+    """The base of every exception the project defines, so that a caller can tell the
+    project's own errors from a library's. Each subclass also keeps the built-in base its
+    callers catch (ValueError, RuntimeError)."""
+
+
+class ImageError(VisionScalingError, ValueError):
     """One image that cannot be classified; a row in prediction_errors, never a batch failure."""
 
     def __init__(self, error_type: ErrorType, detail: str):
@@ -38,7 +44,7 @@ class ImageError(ValueError):
         super().__init__(f"{self.error_type.value}: {detail}")
 
 
-class TransientError(RuntimeError):
+class TransientError(VisionScalingError, RuntimeError):
     """A service is unreachable or overloaded: the whole batch is retried, nothing is acked."""
 
 

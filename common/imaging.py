@@ -87,7 +87,7 @@ def decode(data: bytes, max_pixels: int, fast: bool = False, max_aspect: float =
     """Decode to RGB or raise ImageError; never any other exception.
 
     fast: let the JPEG decoder scale by 1/2, 1/4 or 1/8 in the DCT, and reduce other
-    formats by an integer factor, while both sides stay >= 512 px. 2-3x less work for large
+    formats by an integer factor, while both sides stay >= 512 px. Much less work for large
     photos; top-1 agrees with the reference path on the dev photos (tests/consumer/test_images.py)."""
     if not data:
         raise ImageError(ErrorType.EMPTY, "the object has 0 bytes")

@@ -13,7 +13,7 @@ reaches `stream.ack`, which it does only after the batch's transaction committed
 
 Why `stream_wait_empty=False`: with it on, Faust's shutdown and every rebalance wait, with
 no bound, until every event taken from Kafka is acknowledged; a batch waiting out a
-PostgreSQL outage then holds a SIGTERM for as long as the outage (90 s observed). The
+PostgreSQL outage then holds a SIGTERM for as long as the outage. The
 lifecycle's bounded drain replaces that wait. An event never acknowledged is never
 committed: Faust commits only a contiguous run of acknowledged offsets and discards commits
 for partitions it no longer owns, so the next owner redoes it (the upsert absorbs it).

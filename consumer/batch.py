@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Union
 
-from common.errors import ErrorType, ImageError, TransientError, backoff
+from common.errors import ErrorType, ImageError, TransientError, VisionScalingError, backoff
 from common.keys import error_key as _error_key
 from common.keys import parse_key as _parse_key
 from consumer.fetch import ImageSource
@@ -33,7 +33,7 @@ from consumer.messages import BatchReport, DeadLetterSink, Message
 from consumer.model import Classifier
 from consumer.sink import RowSink
 from consumer.stages import ImageStages
-from db.queries import Prediction, PredictionError, ShadowPrediction
+from db.queries import ErrorRow, Prediction, ShadowPrediction
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 __all__ = ["BatchProcessor", "BatchReport", "Message", "TransientError", "parse_key", "error_key"]
 
 
-class Abandoned(Exception):
+class Abandoned(VisionScalingError):
     """The worker is stopping: the batch was left unwritten and unacknowledged."""
 
 
@@ -86,10 +86,10 @@ class BatchProcessor:
         model, version, host = models[0].name, models[0].version, self.settings.hostname
         t0 = time.perf_counter()
         intake = sort_batch(messages, self.settings.s3_bucket)
-        failures = [(m, PredictionError(k, model, e.error_type, e.detail, host)) for m, k, e in intake.failures]
+        failures = [(m, ErrorRow(k, model, e.error_type, e.detail, host)) for m, k, e in intake.failures]
 
         classified, image_errors, seconds, shadow_tops = await self.stages.classify(intake.work, models)
-        failures += [(m, PredictionError(k, model, e.error_type, e.detail, host)) for m, k, e in image_errors]
+        failures += [(m, ErrorRow(k, model, e.error_type, e.detail, host)) for m, k, e in image_errors]
         t3 = time.perf_counter()
 
         now = time.time()
@@ -148,7 +148,7 @@ class BatchProcessor:
             [written - m.timestamp for m, _ in predictions if m.timestamp],
         )
 
-    async def _send_dead_letters(self, failures: list[tuple[Message, PredictionError]]) -> None:
+    async def _send_dead_letters(self, failures: list[tuple[Message, ErrorRow]]) -> None:
         """After the error rows are committed (they are the record), tell whoever listens on
         the dead-letter topic; a failure to publish is logged, never fatal."""
         if not failures or self.dead_letter is None:
@@ -197,7 +197,7 @@ class BatchProcessor:
         detail = f"{type(exc).__name__}: {exc}"[:2000]
         intake = sort_batch(messages, self.settings.s3_bucket)
         failures = [
-            (m, PredictionError(k, model, ErrorType.INTERNAL, detail, host))
+            (m, ErrorRow(k, model, ErrorType.INTERNAL, detail, host))
             for m, k in [*intake.work, *((m, k) for m, k, _ in intake.failures)]
         ]
         loop = asyncio.get_running_loop()

@@ -1,7 +1,8 @@
 """Ways to run the same SqueezeNet on the CPU. Each engine maps an NCHW float32 batch to logits.
 
-Measured on a 2-core machine (README, benchmarks/inference.py): ONNX Runtime is fastest,
-then channels_last torch; TorchScript freezing gains little over plain torch.
+ONNX Runtime (the default) exports the model once and runs it with the least overhead per call;
+the others are kept to compare against and as fallbacks. benchmarks/inference.py measures each
+engine at several batch sizes; figures in docs/performance.md ("Model alone").
 """
 
 from __future__ import annotations

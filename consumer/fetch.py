@@ -2,10 +2,11 @@
 (an ImageError row), or a TransientError when S3 itself is the problem (the batch retries).
 
 The GET is signed by botocore's own SigV4 signer, with boto3's credential chain, and sent
-over a pooled urllib3 connection. Same request as boto3's `get_object`, a third of the CPU:
-on the ~100 KB dev photos from the local s3proxy, 0.27-0.28 ms of client CPU per GET
-against boto3's 0.65-0.78 (its events, endpoint rules and response parsing cost more than the
-transfer), and the S3 client was the largest cost of a worker outside decode and the model.
+over a pooled urllib3 connection. Same request as boto3's `get_object`, for a fraction of
+its client CPU: boto3's event hooks, endpoint rules and response parsing cost more than the
+transfer of a ~100 KB photo, and the S3 client was the largest cost of a worker outside decode
+and the model. benchmarks/pipeline.py measures the workers' CPU per image (docs/performance.md);
+the comparison with get_object is in benchmarks/HISTORY.md.
 """
 
 from __future__ import annotations

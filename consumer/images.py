@@ -7,7 +7,8 @@ multiply-add per channel.
 Against the same transform on the PIL image (Pillow's resize): 0.17% of the 8-bit values one
 level apart, no value further; the same top-1 answer on all 500 dev photos, the same top-5
 on 498 (the other two swap near-tied 5th and 6th classes; tests/consumer/test_images.py).
-0.35 instead of 0.92 ms per dev photo (500x375) for the resize on one thread. Images over
+Torch's uint8 kernel is the faster of the two resizes (decode + preprocess is measured by
+benchmarks/inference.py; the change is in benchmarks/HISTORY.md). Images over
 TORCH_RESIZE_MAX_PIXELS keep Pillow's resize (memory, below). (Pillow resampling only the
 cropped box was rejected: 2.5% of the values off, 3 of the 500 answers changed.)
 """

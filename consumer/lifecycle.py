@@ -23,7 +23,7 @@ from consumer.rollout import ModelWatcher
 
 if TYPE_CHECKING:
     from consumer.batch import BatchProcessor
-    from db.queries import PredictionError
+    from db.queries import ErrorRow
     from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def _registry_watcher(settings: Settings) -> ModelWatcher:
 def dead_letter_sender(topic) -> Callable:
     """A DeadLetterSink publishing one message per image: key = image key, value = JSON reason."""
 
-    async def publish(failures: list[tuple[Message, PredictionError]]) -> None:
+    async def publish(failures: list[tuple[Message, ErrorRow]]) -> None:
         for msg, err in failures:
             reason = {
                 "image_key": err.image_key,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
-    from db.queries import PredictionError
+    from db.queries import ErrorRow
 
 
 @dataclass(frozen=True)
@@ -29,4 +29,4 @@ class BatchReport:
     latencies_s: list[float] = field(default_factory=list)  # key sent -> row written, per image
 
 
-DeadLetterSink = Callable[[list[tuple[Message, "PredictionError"]]], Awaitable[None]]
+DeadLetterSink = Callable[[list[tuple[Message, "ErrorRow"]]], Awaitable[None]]

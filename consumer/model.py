@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 import torchvision
 
+from common.errors import VisionScalingError
 from consumer.engines import Engine, build_engine, onnx_cache_path
 from settings import Settings
 
@@ -26,7 +27,7 @@ _WEIGHT_ENUMS = {
 }
 
 
-class WeightsError(RuntimeError):
+class WeightsError(VisionScalingError, RuntimeError):
     """No real weights could be had: the pipeline refuses to classify with random ones."""
 
 

@@ -1,15 +1,15 @@
 """The int8 engine's graph: ONNX Runtime static quantisation of the exported fp32 graph,
 calibrated on photos like the ones the worker will classify (MODEL_CALIBRATION_DIR).
 
-The recipe, chosen by measuring agreement with fp32 and top-1 accuracy on the dev photos
-(benchmarks/inference.py reports both; README "Inference"): QDQ format, per-channel int8
+The recipe, chosen for its agreement with fp32 and top-1 accuracy on the dev photos
+(benchmarks/inference.py reports both; docs/models/inference.md): QDQ format, per-channel int8
 weights (7-bit on x86 CPUs without VNNI), uint8 activations, MinMax ranges, `quant_pre_process`
 first; only convolutions and their ReLUs are quantised (quantising the pools and
 concatenations too lowered agreement from 0.954 to 0.934), and the two layers whose
 quantisation alone cost the most agreement stay float (SENSITIVE: 0.954 -> 0.960, and
-2.1-2.4x fp32's images/s on one thread instead of 1.9-2.3x). Percentile and entropy
-calibration, reduce_range, per-tensor weights, QOperator and more calibration photos measured
-no better: every static recipe tried left top-1 1.0-1.8 points below fp32 on the dev photos,
+faster than quantising them). Percentile and entropy calibration, reduce_range, per-tensor
+weights, QOperator and more calibration photos were no better (benchmarks/HISTORY.md): every
+static recipe tried left top-1 1.0-1.8 points below fp32 on the dev photos,
 depending on which photos calibrated. So the engine also re-checks close calls in fp32
 (consumer/engines.py, MODEL_INT8_RECHECK_MARGIN): ~14% of photos, agreement 0.996.
 
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import VisionScalingError
 from common.imaging import find_images
 from consumer.images import load_tensor
 
@@ -57,7 +58,7 @@ def _has_vnni() -> bool:
 SENSITIVE = ("/features/features.0/Conv", "/features/features.3/squeeze/Conv")
 
 
-class CalibrationError(ValueError):
+class CalibrationError(VisionScalingError, ValueError):
     """No usable calibration set: the int8 engine is refused (the message says why)."""
 
 

@@ -10,15 +10,15 @@ from typing import Optional, Protocol
 
 import psycopg2
 
-from common.errors import ErrorType, TransientError, pg_error_is_transient
+from common.errors import ErrorType, TransientError, VisionScalingError, pg_error_is_transient
 from consumer.messages import Message
 from db.events import KeyEvent
-from db.queries import Prediction, PredictionError, ShadowPrediction, write_batch
+from db.queries import ErrorRow, Prediction, ShadowPrediction, write_batch
 
 log = logging.getLogger(__name__)
 
 
-Refused = list[tuple[Message, PredictionError]]
+Refused = list[tuple[Message, ErrorRow]]
 Arrivals = dict[tuple[str, str], int]  # (source, kind) -> count, db.events.count_arrivals
 
 
@@ -26,7 +26,7 @@ class RowSink(Protocol):
     def write(
         self,
         predictions: list[tuple[Message, Prediction]],
-        failures: list[tuple[Message, PredictionError]],
+        failures: list[tuple[Message, ErrorRow]],
         shadows: Sequence[ShadowPrediction] = (),
         events: Sequence[KeyEvent] = (),
         arrivals: Optional[Arrivals] = None,
@@ -38,7 +38,7 @@ class RowSink(Protocol):
     def close(self) -> None: ...
 
 
-class RowsRefused(Exception):
+class RowsRefused(VisionScalingError):
     """PostgreSQL answered, and refused these rows for what they contain."""
 
 
@@ -52,7 +52,7 @@ class RowWriter:
     def _write(
         self,
         predictions: list[Prediction],
-        errors: list[PredictionError],
+        errors: list[ErrorRow],
         shadows: Sequence[ShadowPrediction] = (),
         events: Sequence[KeyEvent] = (),
         arrivals: Optional[Arrivals] = None,
@@ -70,11 +70,11 @@ class RowWriter:
     def write(
         self,
         predictions: list[tuple[Message, Prediction]],
-        failures: list[tuple[Message, PredictionError]],
+        failures: list[tuple[Message, ErrorRow]],
         shadows: Sequence[ShadowPrediction] = (),
         events: Sequence[KeyEvent] = (),
         arrivals: Optional[Arrivals] = None,
-    ) -> list[tuple[Message, PredictionError]]:
+    ) -> list[tuple[Message, ErrorRow]]:
         """Write everything; returns the messages whose row was refused, with the error row
         recorded for them instead (TransientError when the database is unreachable). Shadow
         rows are not the record of anything: when the batch is refused they are left out.
@@ -90,7 +90,7 @@ class RowWriter:
         rows = [*predictions, *failures]
         with_rows = {row.image_key for _, row in rows}
         self._write([], [], events=[e for e in events if e.image_key not in with_rows], arrivals=arrivals)
-        refused: list[tuple[Message, PredictionError]] = []
+        refused: list[tuple[Message, ErrorRow]] = []
         for m, row in rows:
             own = by_key.pop(row.image_key, [])  # a key's events go with its first row only
             try:
@@ -103,7 +103,7 @@ class RowWriter:
                 refused.append(
                     (
                         m,
-                        PredictionError(
+                        ErrorRow(
                             row.image_key,
                             row.model,
                             ErrorType.INTERNAL,

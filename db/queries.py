@@ -48,7 +48,10 @@ class ShadowPrediction:
 
 
 @dataclass(frozen=True)
-class PredictionError:
+class ErrorRow:
+    """A prediction_errors row: why this key could not be classified by this model (a row to
+    write, not an exception)."""
+
     image_key: str
     model: str
     error_type: str
@@ -221,7 +224,7 @@ SELECT pg_advisory_xact_lock(h) FROM (
 def write_batch(
     conn: psycopg2.extensions.connection,
     predictions: Iterable[Prediction],
-    errors: Iterable[PredictionError] = (),
+    errors: Iterable[ErrorRow] = (),
     shadows: Iterable[ShadowPrediction] = (),
     events: Iterable[KeyEvent] = (),
     arrivals: Optional[dict[tuple[str, str], int]] = None,

@@ -12,11 +12,13 @@ from typing import Optional
 
 import psycopg2.extensions
 
+from common.errors import VisionScalingError
+
 STAGES = ("candidate", "shadow", "production", "retired")
 _LOCK_NAMESPACE = 7_404_300  # advisory locks per model name: version numbers and stage changes
 
 
-class RegistryError(ValueError):
+class RegistryError(VisionScalingError, ValueError):
     """A registry request that cannot be done (no such version, a bad stage): nothing changed."""
 
 

@@ -74,9 +74,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 stamp="$venv/.vs-installed"
 if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
-  echo "[install] pip install -e .[test,bench] (torch is a large download the first time)"
+  echo "[install] pip install -e .[test,bench,docs] (torch is a large download the first time)"
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -e "$repo[test,bench]"
+  "$venv/bin/pip" install -q -e "$repo[test,bench,docs]"
   touch "$stamp"
 fi
 echo "[install] done"

@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.errors import VisionScalingError
+
 PG_USER = "postgres"
 PG_DATABASE = "visionscaling"
 
 
-class StackError(RuntimeError):
+class StackError(VisionScalingError, RuntimeError):
     """A service could not be installed, started or reached."""
 
 

@@ -1,5 +1,18 @@
-"""Shared fixtures. Unit tests need nothing; integration tests ask for `stack`, which starts
-real Kafka, PostgreSQL and s3proxy once per test session (fresh state dir, free ports)."""
+"""Shared fixtures, and the one rule that gives every test its tier.
+
+Unit tests need nothing. Tests that ask for `stack` (directly, or through `stack_settings`,
+`stack_env`, `migrated`, `db_conn`) get real Kafka, PostgreSQL and s3proxy, started once per
+test session (fresh state dir, free ports).
+
+The tier rule (pytest_collection_modifyitems below): a test is marked by what it uses, not by
+what its file says.
+- `integration`: its fixtures include `stack_libs` (the installed Kafka and s3proxy jars, which
+  `stack` and every test that starts services of its own use) or `root` (network namespaces);
+- `e2e`: it is under tests/e2e/;
+- `model`: not integration, and its fixtures include `shared_dir` (../shared's real weights or
+  photos).
+A test with none of them is a unit test: no service, no root, no ../shared.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +26,20 @@ import pytest
 from settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parent.parent
+TESTS = REPO / "tests"
+INTEGRATION_FIXTURES = {"stack_libs", "root"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        integration = bool(used & INTEGRATION_FIXTURES)
+        if Path(str(item.fspath)).resolve().is_relative_to(TESTS / "e2e"):
+            item.add_marker(pytest.mark.e2e)
+        if integration:
+            item.add_marker(pytest.mark.integration)
+        elif "shared_dir" in used:
+            item.add_marker(pytest.mark.model)
 
 
 @pytest.fixture(scope="session")
@@ -42,12 +69,28 @@ def dev_images(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def stack_libs() -> Path:
+    """Where infra/install.sh put the Kafka and s3proxy jars: what real services are run from."""
+    from infra import stack as stack_mod
+
+    return stack_mod.default_libs_dir()
+
+
+@pytest.fixture(scope="session")
+def root() -> None:
+    """Root and iproute2, for hosts in network namespaces (infra/netns.py); CI runs as root."""
+    from infra.netns import require_root
+
+    require_root()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, stack_libs):
     """The real local stack, started once per session on free ports and torn down after."""
     from infra import stack as stack_mod
 
     state = tmp_path_factory.mktemp("stack")
-    cfg = stack_mod.load_or_create(state, libs_dir=stack_mod.default_libs_dir(), free_ports=True)
+    cfg = stack_mod.load_or_create(state, libs_dir=stack_libs, free_ports=True)
     try:
         stack_mod.up(cfg)
         yield cfg
@@ -74,8 +117,9 @@ def migrated(stack):
 
 
 @pytest.fixture
-def settings(migrated, weights_path, monkeypatch) -> Settings:
-    """Settings for one test: the test stack, the real weights, a topic and bucket of its own."""
+def stack_settings(migrated, weights_path, monkeypatch) -> Settings:
+    """Settings for one test on the whole test stack (started by the first test that asks): the
+    real weights, a topic, bucket and consumer group of its own."""
     suffix = uuid.uuid4().hex[:8]
     env = {
         **migrated.env(),
@@ -93,11 +137,11 @@ def settings(migrated, weights_path, monkeypatch) -> Settings:
 
 
 @pytest.fixture
-def db_conn(settings):
+def db_conn(stack_settings):
     """A connection to the test database, with the pipeline's tables emptied first."""
     from db.connection import connect
 
-    conn = connect(settings)
+    conn = connect(stack_settings)
     with conn, conn.cursor() as cur:
         cur.execute("TRUNCATE image_info, prediction_results, prediction_errors")
     yield conn

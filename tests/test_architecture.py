@@ -145,3 +145,21 @@ def test_pip_install_puts_no_project_module_into_site_packages(tmp_path):
     (wheel,) = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert [n for n in names if ".dist-info/" not in n] == []
+
+
+def test_benchmarks_run_as_modules_without_patching_the_import_path():
+    """`python -m benchmarks.NAME` from the repository root finds the project's packages as the
+    other commands do; a benchmark that edits sys.path hides an import that would fail."""
+    patched = [p.name for p in (REPO / "benchmarks").glob("*.py") if "sys.path" in p.read_text()]
+    assert patched == []
+
+
+def test_no_test_file_marks_its_own_tier():
+    """Tiers come from one rule in tests/conftest.py (the fixtures a test uses, where it lives)."""
+    tiers = [f"pytest.mark.{tier}" for tier in ("integration", "e2e", "model")]
+    marked = [
+        str(p.relative_to(REPO))
+        for p in (REPO / "tests").rglob("test_*.py")
+        if any(tier in p.read_text() for tier in tiers)
+    ]
+    assert marked == []

@@ -1,9 +1,30 @@
-"""The error vocabulary: S3 and PostgreSQL failures told apart by what they mean."""
+"""The error vocabulary: S3 and PostgreSQL failures told apart by what they mean, and one base
+class for the project's own exceptions."""
+
+import ast
+import builtins
+from pathlib import Path
 
 import psycopg2
 import pytest
 
 from common.errors import ERROR_TYPES, ErrorType, backoff, classify_s3_error, pg_error_is_transient
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCES = (
+    "settings.py",
+    "upload.py",
+    "common",
+    "db",
+    "producer",
+    "consumer",
+    "viewer",
+    "training",
+    "infra",
+    "benchmarks",
+)
+# SettingsError is a SystemExit: a command's clean stop, which `except Exception` must not catch
+NOT_PROJECT_ERRORS = {"SettingsError"}
 
 
 @pytest.mark.parametrize(
@@ -58,3 +79,49 @@ def test_the_database_check_constraint_lists_exactly_the_error_types():
     sql = (MIGRATIONS_DIR / "0004_error_types.sql").read_text()
     listed = sql[sql.index("CHECK (error_type IN (") :]
     assert sorted(t.strip(" '\n") for t in listed.split("(", 2)[2].split(")")[0].split(",")) == sorted(ERROR_TYPES)
+
+
+def _base_name(node: ast.expr) -> str:
+    return node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+
+
+def _classes() -> dict[str, tuple[str, list[str]]]:
+    """Every class the project defines: name -> (where, names of its bases)."""
+    files = [p for s in SOURCES for p in ((REPO / s).rglob("*.py") if (REPO / s).is_dir() else [REPO / s])]
+    found = {}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                found[node.name] = (str(path.relative_to(REPO)), [_base_name(b) for b in node.bases])
+    return found
+
+
+def test_every_project_exception_derives_from_vision_scaling_error():
+    classes = _classes()
+
+    def is_exception(name: str) -> bool:
+        builtin = getattr(builtins, name, None)
+        if isinstance(builtin, type) and issubclass(builtin, BaseException):
+            return True
+        return name in classes and any(is_exception(b) for b in classes[name][1]) or name.endswith("Error")
+
+    def is_ours(name: str) -> bool:
+        return name == "VisionScalingError" or name in classes and any(is_ours(b) for b in classes[name][1])
+
+    outside = [
+        f"{where}: {name}"
+        for name, (where, bases) in classes.items()
+        if name != "VisionScalingError"
+        and name not in NOT_PROJECT_ERRORS
+        and any(is_exception(b) for b in bases)
+        and not is_ours(name)
+    ]
+    assert outside == []
+
+
+def test_project_exceptions_keep_the_builtin_base_their_callers_catch():
+    from common.errors import ImageError, TransientError, VisionScalingError
+
+    error = ImageError(ErrorType.CORRUPT, "x")
+    assert isinstance(error, VisionScalingError) and isinstance(error, ValueError)
+    assert issubclass(TransientError, RuntimeError) and issubclass(TransientError, VisionScalingError)

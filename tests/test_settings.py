@@ -1,9 +1,15 @@
+import os
+import re
+import tempfile
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SETTINGS_PAGE = REPO / "docs" / "operating" / "settings.md"
 
 
 def test_defaults_point_at_the_local_stack_and_shared_dir(monkeypatch):
@@ -56,9 +62,44 @@ def test_kafka_client_config_carries_sasl(monkeypatch):
 
 
 def test_env_example_documents_every_setting():
-    text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    text = (REPO / ".env.example").read_text()
     missing = [name.upper() for name in Settings.model_fields if name.upper() not in text]
     assert missing == []
+
+
+def _documented_defaults() -> dict[str, str]:
+    """VARIABLE -> its default cell, from the reference table of the docs' settings page."""
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]+) \| [^|]+ \|$", SETTINGS_PAGE.read_text(), re.MULTILINE)
+    names = [name for name, _ in rows]
+    assert len(names) == len(set(names)), "a variable is listed twice"
+    return {name: default.strip() for name, default in rows}
+
+
+def test_settings_page_lists_every_setting_and_nothing_else():
+    assert sorted(_documented_defaults()) == sorted(name.upper() for name in Settings.model_fields)
+
+
+def _page_path(text: str) -> Path:
+    """A path as the page writes it for a user: ~, $TMPDIR, or relative to the repository."""
+    path = Path(text.replace("$TMPDIR", tempfile.gettempdir())).expanduser()
+    return path if path.is_absolute() else Path(os.path.normpath(REPO / path))
+
+
+@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+def test_settings_page_gives_the_default_of(name):
+    field, cell = Settings.model_fields[name], _documented_defaults()[name.upper()]
+    if field.default_factory is not None:  # the CPU count, the hostname: said in words
+        assert cell and "`" not in cell
+        return
+    if field.default is None:
+        assert cell.startswith("unset")
+        return
+    value = re.match(r"`([^`]*)`", cell)
+    assert value, f"{name.upper()}: the default in backquotes, got {cell!r}"
+    if isinstance(field.default, Path):
+        assert _page_path(value.group(1)) == field.default
+    else:
+        assert TypeAdapter(field.annotation).validate_python(value.group(1)) == field.default
 
 
 def test_each_s3_client_takes_the_credentials_of_its_time(monkeypatch):

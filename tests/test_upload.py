@@ -37,8 +37,7 @@ def test_object_key_joins_prefix_and_relative_path(tmp_path, prefix, expected):
     assert upload.object_key(tmp_path, tmp_path / "sub" / "c.png", prefix) == expected
 
 
-@pytest.mark.integration
-def test_upload_then_rerun_changes_nothing(settings, db_conn, dev_images, tmp_path, capsys):
+def test_upload_then_rerun_changes_nothing(stack_settings, db_conn, dev_images, tmp_path, capsys):
     src = tmp_path / "imgs"
     (src / "nested").mkdir(parents=True)
     files = sorted(dev_images.glob("*.JPEG"))[:6]
@@ -50,11 +49,13 @@ def test_upload_then_rerun_changes_nothing(settings, db_conn, dev_images, tmp_pa
 
     assert upload.main([str(src), "--prefix", "run1"]) == 0
     assert "uploaded 6, skipped 0, failed 0; 6 new keys registered" in capsys.readouterr().out
-    s3 = settings.s3_client()
+    s3 = stack_settings.s3_client()
     # (s3proxy's filesystem backend also lists "folder/" markers)
-    listed = {o["Key"] for o in s3.list_objects_v2(Bucket=settings.s3_bucket)["Contents"] if not o["Key"].endswith("/")}
+    listed = {
+        o["Key"] for o in s3.list_objects_v2(Bucket=stack_settings.s3_bucket)["Contents"] if not o["Key"].endswith("/")
+    }
     assert listed == {f"run1/{f.name}" for f in files[:3]} | {f"run1/nested/{f.name}" for f in files[3:]}
-    body = s3.get_object(Bucket=settings.s3_bucket, Key=f"run1/{files[0].name}")["Body"].read()
+    body = s3.get_object(Bucket=stack_settings.s3_bucket, Key=f"run1/{files[0].name}")["Body"].read()
     assert body == files[0].read_bytes()
     assert sorted(iter_image_keys(db_conn)) == sorted(listed)
 
@@ -62,8 +63,7 @@ def test_upload_then_rerun_changes_nothing(settings, db_conn, dev_images, tmp_pa
     assert "uploaded 0, skipped 6, failed 0; 0 new keys registered" in capsys.readouterr().out
 
 
-@pytest.mark.integration
-def test_register_only_registers_what_the_bucket_holds(settings, db_conn, dev_images, tmp_path, capsys):
+def test_register_only_registers_what_the_bucket_holds(stack_settings, db_conn, dev_images, tmp_path, capsys):
     src = tmp_path / "imgs"
     src.mkdir()
     for f in sorted(dev_images.glob("*.JPEG"))[:4]:
@@ -71,7 +71,7 @@ def test_register_only_registers_what_the_bucket_holds(settings, db_conn, dev_im
     assert upload.main([str(src)]) == 0
     with db_conn, db_conn.cursor() as cur:
         cur.execute("TRUNCATE image_info")
-    settings.s3_client().put_object(Bucket=settings.s3_bucket, Key="notes.txt", Body=b"x")
+    stack_settings.s3_client().put_object(Bucket=stack_settings.s3_bucket, Key="notes.txt", Body=b"x")
     capsys.readouterr()
     assert upload.main(["--register-only"]) == 0
     assert "4 new keys registered" in capsys.readouterr().out

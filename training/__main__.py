@@ -33,7 +33,7 @@ def _fit(args, settings) -> int:
     from consumer.model import load_base_model
     from db import registry
     from db.connection import connect
-    from training import dataset, report, train
+    from training import dataset, evaluation, train
 
     try:
         if args.labels:
@@ -65,7 +65,7 @@ def _fit(args, settings) -> int:
         progress=_progress(),
     )
     logits = train.predict_logits(result.model, [img for img, _ in ds.images], val_idx)
-    measured = report.metrics(logits, [labels[i] for i in val_idx], ds.categories)
+    measured = evaluation.metrics(logits, [labels[i] for i in val_idx], ds.categories)
     measured.update(
         {
             "train_images": len(train_idx),
@@ -80,7 +80,7 @@ def _fit(args, settings) -> int:
             "skipped": ds.skipped,
         }
     )
-    print(report.render_text(measured, ds.counts(), result.seconds))
+    print(evaluation.render_text(measured, ds.counts(), result.seconds))
 
     buf = io.BytesIO()
     torch.save(result.model.state_dict(), buf)
@@ -121,7 +121,7 @@ def _fit(args, settings) -> int:
                 {
                     artefacts.WEIGHTS: weights,
                     artefacts.MANIFEST: json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
-                    artefacts.CONFUSION_PNG: report.confusion_png(measured),
+                    artefacts.CONFUSION_PNG: evaluation.confusion_png(measured),
                 },
             )
             registry.insert(cur, mv)
@@ -130,7 +130,7 @@ def _fit(args, settings) -> int:
     if args.report_dir:
         args.report_dir.mkdir(parents=True, exist_ok=True)
         (args.report_dir / "report.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-        (args.report_dir / "confusion.png").write_bytes(report.confusion_png(measured))
+        (args.report_dir / "confusion.png").write_bytes(evaluation.confusion_png(measured))
     print(f"registered {mv.ref} (candidate) at {uri}; sha256 {digest[:16]}…")
     print(f"try it:   python -m consumer.classify --model {mv.ref} DIR")
     print(f"serve it: python -m training promote {mv.ref}   (or shadow {mv.ref} first)")

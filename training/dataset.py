@@ -18,13 +18,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from common.errors import ImageError
+from common.errors import ImageError, VisionScalingError
 from common.imaging import decode
 
 MIN_PER_CATEGORY = 2  # one to train on, one to validate with
 
 
-class DatasetError(ValueError):
+class DatasetError(VisionScalingError, ValueError):
     """Training input that cannot make a model; the message says what to fix."""
 
 

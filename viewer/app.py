@@ -15,6 +15,7 @@ import psycopg2.extensions
 import psycopg2.pool
 from flask import Flask, Response, abort, jsonify, render_template, request
 
+from common.errors import VisionScalingError
 from settings import Settings
 from viewer import queries
 from viewer.thumbnails import ThumbnailError, Thumbnails
@@ -22,7 +23,7 @@ from viewer.thumbnails import ThumbnailError, Thumbnails
 log = logging.getLogger(__name__)
 
 
-class BadRequest(ValueError):
+class BadRequest(VisionScalingError, ValueError):
     pass
 
 

@@ -71,7 +71,8 @@ def list_predictions(
 
 
 # Past this many matches a filter the running totals cannot answer says "at least": counting
-# every match of a confidence or key-search filter on 10 M rows would take seconds per page.
+# every match of a confidence or key-search filter is a scan of the table on every page
+# (benchmarks/viewer_stats.py times the viewer's queries on a large table).
 COUNT_CAP = 10_000
 
 

@@ -11,13 +11,13 @@ from collections import OrderedDict
 from botocore.exceptions import BotoCoreError, ClientError
 from PIL import ImageOps
 
-from common.errors import ErrorType, ImageError, classify_s3_error, s3_error_of
+from common.errors import ErrorType, ImageError, VisionScalingError, classify_s3_error, s3_error_of
 from common.imaging import decode
 
 SIZES = (160, 320, 1024)  # thumbnail grid, retina grid, image page
 
 
-class ThumbnailError(Exception):
+class ThumbnailError(VisionScalingError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status

@@ -1,4 +1,4 @@
-"""The benchmark script runs and prints well-formed figures (its numbers are read by people)."""
+"""`python -m benchmarks.inference` runs and prints well-formed figures (its numbers are read by people)."""
 
 import json
 import shutil
@@ -6,19 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
-
-
-pytestmark = pytest.mark.model
 
 
 def test_inference_benchmark_prints_json(tmp_path, dev_images, weights_path):
     for p in sorted(dev_images.glob("*.JPEG"))[:4]:
         shutil.copy(p, tmp_path)
     res = subprocess.run(
-        [sys.executable, "benchmarks/inference.py", "--images", str(tmp_path), "--seconds", "0.05"],
+        [sys.executable, "-m", "benchmarks.inference", "--images", str(tmp_path), "--seconds", "0.05"],
         cwd=REPO,
         capture_output=True,
         text=True,

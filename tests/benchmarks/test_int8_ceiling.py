@@ -1,5 +1,5 @@
 """benchmarks/int8_ceiling.py: the folded-normalisation model it measures is the same model,
-and its pipeline estimate is the arithmetic the README states."""
+and its pipeline estimate is the arithmetic docs/performance.md states."""
 
 import json
 import shutil
@@ -19,7 +19,6 @@ from settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.model
 def test_folding_the_normalisation_into_the_first_convolution_changes_no_answer(weights_path, dev_images):
     model, _, _ = load_base_model(Settings(_env_file=None, model_weights=weights_path))
     folded = int8_ceiling.PixelsIn(model).eval()
@@ -68,12 +67,11 @@ def test_the_pipeline_estimate_keeps_everything_but_the_model():
     assert got["int8"]["0.05"] == round(7.0 / (3.5 + 1.75 + 0.7), 3)
 
 
-@pytest.mark.model
 def test_the_script_prints_every_variant_and_the_estimate(tmp_path, dev_images, weights_path):
     for p in sorted(dev_images.glob("*.JPEG"))[:8]:
         shutil.copy(p, tmp_path)
     res = subprocess.run(
-        [sys.executable, "benchmarks/int8_ceiling.py", "--images", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks.int8_ceiling", "--images", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -1,20 +1,16 @@
 """benchmarks/local_stack.py: a benchmark's own stack goes away with the benchmark, also when
 the benchmark is stopped with SIGTERM (whose default action would skip the clean-up)."""
 
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = """
-import sys, time
-sys.path.insert(0, {repo!r})
+import time
 from benchmarks import cpu
 from benchmarks.local_stack import temporary_stack
 from infra import postgres
@@ -32,8 +28,9 @@ def gone(pid: int) -> bool:
         return True
 
 
-def test_sigterm_stops_and_removes_the_benchmark_stack():
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(repo=str(REPO))], stdout=subprocess.PIPE, text=True)
+def test_sigterm_stops_and_removes_the_benchmark_stack(stack_libs):
+    env = {**os.environ, "VS_LIBS_DIR": str(stack_libs)}
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     try:
         dirs = [Path(p) for p in proc.stdout.readline().split()]
         pids = [int(p) for p in proc.stdout.readline().split()]

@@ -1,14 +1,10 @@
 """benchmarks/viewer_stats.py builds its scratch database, times the viewer's queries and
 reports totals that match what it generated (real PostgreSQL)."""
 
-import pytest
-
 from benchmarks import viewer_stats
 
-pytestmark = pytest.mark.integration
 
-
-def test_the_benchmark_reports_the_generated_totals(settings):
+def test_the_benchmark_reports_the_generated_totals(stack_settings):
     out = viewer_stats.run(rows=2000, repeat=1, keep=False)
     # 95% results, 2% errors, plus the write-cost batches (30 results + 2 errors each, 3 of them)
     assert out["totals"] == {

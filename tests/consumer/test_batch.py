@@ -12,8 +12,6 @@ from db.connection import connect
 from tests.consumer import images_zoo as zoo
 from upload import ensure_bucket
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def classifier(weights_path):
@@ -23,9 +21,9 @@ def classifier(weights_path):
 
 
 @pytest.fixture
-def bucket(settings):
-    s3 = settings.s3_client()
-    ensure_bucket(s3, settings.s3_bucket)
+def bucket(stack_settings):
+    s3 = stack_settings.s3_client()
+    ensure_bucket(s3, stack_settings.s3_bucket)
     return s3
 
 
@@ -37,12 +35,12 @@ def results(conn):
         return ok, dict(cur.fetchall())
 
 
-def test_a_mixed_batch_gives_one_row_per_message(settings, db_conn, bucket, classifier, dev_images):
+def test_a_mixed_batch_gives_one_row_per_message(stack_settings, db_conn, bucket, classifier, dev_images):
     photos = sorted(dev_images.glob("*.JPEG"))[:3]
     for p in photos:
-        bucket.put_object(Bucket=settings.s3_bucket, Key=p.name, Body=p.read_bytes())
-    bucket.put_object(Bucket=settings.s3_bucket, Key="corrupt.jpg", Body=zoo.truncated_jpeg())
-    bucket.put_object(Bucket=settings.s3_bucket, Key="cmyk.jpg", Body=zoo.cmyk_jpeg())
+        bucket.put_object(Bucket=stack_settings.s3_bucket, Key=p.name, Body=p.read_bytes())
+    bucket.put_object(Bucket=stack_settings.s3_bucket, Key="corrupt.jpg", Body=zoo.truncated_jpeg())
+    bucket.put_object(Bucket=stack_settings.s3_bucket, Key="cmyk.jpg", Body=zoo.cmyk_jpeg())
     keys = [p.name for p in photos] + ["corrupt.jpg", "cmyk.jpg", "never-uploaded.jpg"]
     messages = [Message(k.encode(), 0, i, 1.7e9) for i, k in enumerate(keys)]
     messages += [Message(b"", 1, 7), Message(b"\xff\xfebad", 1, 8)]
@@ -53,13 +51,17 @@ def test_a_mixed_batch_gives_one_row_per_message(settings, db_conn, bucket, clas
         dead.extend((m.offset, e.error_type) for m, e in failures)
 
     proc = BatchProcessor(
-        settings, classifier, S3Images.from_settings(settings), RowWriter(lambda: connect(settings)), dead_letter=sink
+        stack_settings,
+        classifier,
+        S3Images.from_settings(stack_settings),
+        RowWriter(lambda: connect(stack_settings)),
+        dead_letter=sink,
     )
     report = asyncio.run(proc.process(messages))
     assert (report.size, report.classified, report.failed) == (8, 4, 4)
     ok, errors = results(db_conn)
     assert set(ok) == {p.name for p in photos} | {"cmyk.jpg"}
-    assert all(host == settings.hostname and k == 5 for _, host, k in ok.values())
+    assert all(host == stack_settings.hostname and k == 5 for _, host, k in ok.values())
     assert errors == {
         "corrupt.jpg": "corrupt",
         "never-uploaded.jpg": "missing",
@@ -76,29 +78,31 @@ def test_a_mixed_batch_gives_one_row_per_message(settings, db_conn, bucket, clas
     proc.close()
 
 
-def test_an_unreachable_database_is_transient_not_a_crash(settings, bucket, classifier, dev_images):
+def test_an_unreachable_database_is_transient_not_a_crash(stack_settings, bucket, classifier, dev_images):
     photo = sorted(dev_images.glob("*.JPEG"))[0]
-    bucket.put_object(Bucket=settings.s3_bucket, Key=photo.name, Body=photo.read_bytes())
-    dead = settings.model_copy(update={"database_url": "postgresql://postgres@127.0.0.1:1/none"})
+    bucket.put_object(Bucket=stack_settings.s3_bucket, Key=photo.name, Body=photo.read_bytes())
+    dead = stack_settings.model_copy(update={"database_url": "postgresql://postgres@127.0.0.1:1/none"})
     proc = BatchProcessor(dead, classifier, S3Images.from_settings(dead), RowWriter(lambda: connect(dead)))
     with pytest.raises(TransientError, match="PostgreSQL unavailable"):
         asyncio.run(proc.process([Message(photo.name.encode())]))
     proc.close()
 
 
-def test_an_unreachable_s3_is_transient(settings, classifier):
-    dead = settings.model_copy(update={"s3_endpoint_url": "http://127.0.0.1:1"})
-    proc = BatchProcessor(dead, classifier, S3Images.from_settings(dead), RowWriter(lambda: connect(settings)))
+def test_an_unreachable_s3_is_transient(stack_settings, classifier):
+    dead = stack_settings.model_copy(update={"s3_endpoint_url": "http://127.0.0.1:1"})
+    proc = BatchProcessor(dead, classifier, S3Images.from_settings(dead), RowWriter(lambda: connect(stack_settings)))
     with pytest.raises(TransientError, match="S3"):
         asyncio.run(proc.process([Message(b"a.jpg")]))
     proc.close()
 
 
-def test_chunked_inference_gives_the_same_rows_as_one_model_call(settings, db_conn, bucket, classifier, dev_images):
+def test_chunked_inference_gives_the_same_rows_as_one_model_call(
+    stack_settings, db_conn, bucket, classifier, dev_images
+):
     photos = sorted(dev_images.glob("*.JPEG"))[:20]
     for p in photos:
-        bucket.put_object(Bucket=settings.s3_bucket, Key=p.name, Body=p.read_bytes())
-    bucket.put_object(Bucket=settings.s3_bucket, Key="corrupt.jpg", Body=zoo.truncated_jpeg())
+        bucket.put_object(Bucket=stack_settings.s3_bucket, Key=p.name, Body=p.read_bytes())
+    bucket.put_object(Bucket=stack_settings.s3_bucket, Key="corrupt.jpg", Body=zoo.truncated_jpeg())
     messages = [
         Message(k.encode(), 0, i)
         for i, k in enumerate([p.name for p in photos[:7]] + ["corrupt.jpg"] + [p.name for p in photos[7:]])
@@ -106,10 +110,10 @@ def test_chunked_inference_gives_the_same_rows_as_one_model_call(settings, db_co
     rows = {}
     for chunk in (1, 3, 64):
         proc = BatchProcessor(
-            settings.model_copy(update={"infer_chunk_size": chunk}),
+            stack_settings.model_copy(update={"infer_chunk_size": chunk}),
             classifier,
-            S3Images.from_settings(settings),
-            RowWriter(lambda: connect(settings)),
+            S3Images.from_settings(stack_settings),
+            RowWriter(lambda: connect(stack_settings)),
         )
         report = asyncio.run(proc.process(messages))
         proc.close()

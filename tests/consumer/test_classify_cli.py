@@ -13,9 +13,6 @@ from tests.consumer import images_zoo as zoo
 REPO = Path(__file__).resolve().parents[2]
 
 
-pytestmark = pytest.mark.model
-
-
 def classify(*args, env_weights: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "consumer.classify", *map(str, args)],

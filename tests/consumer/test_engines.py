@@ -8,8 +8,6 @@ from consumer.images import load_tensor
 from consumer.model import load_classifier
 from settings import Settings
 
-pytestmark = pytest.mark.model
-
 
 @pytest.fixture(scope="module")
 def dev_batches(dev_images):

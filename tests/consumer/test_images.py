@@ -81,7 +81,6 @@ def test_pixel_limit_comes_from_the_caller():
 ONE_LEVEL = 1 / (255 * 0.224) + 1e-5
 
 
-@pytest.mark.model
 def test_preprocessing_matches_torchvision_reference_to_one_level(dev_images):
     """torch's resize rounds a few values one level away from Pillow's, never further."""
     reference = T.Compose(
@@ -110,7 +109,6 @@ def classifier(weights_path):
     return load_classifier(Settings(_env_file=None, model_weights=weights_path, torch_threads=2))
 
 
-@pytest.mark.model
 def test_preprocessing_gives_the_references_answers_on_every_dev_photo(dev_images, classifier):
     paths = sorted(dev_images.glob("*.JPEG"))
     same_top5 = 0
@@ -143,7 +141,6 @@ def test_images_over_the_torch_resize_limit_keep_pillows_exact_resize(monkeypatc
     assert torch.allclose(got, REFERENCE_TRANSFORM(img), atol=1e-6)
 
 
-@pytest.mark.model
 def test_fast_decode_agrees_with_the_reference_on_dev_photos(dev_images, classifier):
     paths = sorted(dev_images.glob("*.JPEG"))
     agree = 0

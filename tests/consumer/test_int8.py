@@ -3,7 +3,7 @@ accuracy within 1 point of fp32, its agreement with fp32, calibration sets too s
 the quantised graph cached per calibration set, and a custom head quantised the same way.
 
 It calibrates on one half of the dev photos (split by a hash of the name) and is judged on all
-500 (what the README reports) and, printed beside it, on the other half alone."""
+500 (what docs/models/inference.md reports) and, printed beside it, on the other half alone."""
 
 import csv
 import hashlib
@@ -17,8 +17,6 @@ from consumer.images import load_tensor
 from consumer.model import load_classifier
 from consumer.quantize import MIN_CALIBRATION_IMAGES, CalibrationError, calibration_images, int8_path, quantize
 from settings import Settings
-
-pytestmark = pytest.mark.model
 
 
 def in_calibration_half(name: str) -> bool:
@@ -58,7 +56,7 @@ def settings(weights_path, cache, engine, calib_dir=None, **extra) -> Settings:
 
 
 def test_int8_accuracy_is_within_one_point_of_fp32(weights_path, calib_dir, dev_set, tmp_path):
-    """Pure int8 (no static recipe tried here got closer than ~1.2 points: README) and the
+    """Pure int8 (no static recipe tried here got closer than ~1.2 points: benchmarks/HISTORY.md) and the
     engine as served, which re-checks close calls in fp32 (MODEL_INT8_RECHECK_MARGIN)."""
     rows, batches = dev_set
     truth = [int(r["class_index"]) for r in rows]

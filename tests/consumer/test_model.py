@@ -15,7 +15,6 @@ def classifier(weights_path):
     return load_classifier(Settings(_env_file=None, model_weights=weights_path, torch_threads=2))
 
 
-@pytest.mark.model
 def test_real_weights_reach_reference_accuracy_on_dev_photos(classifier, dev_images):
     rows = list(csv.DictReader((dev_images / "labels.csv").read_text().splitlines()))
     top1 = top5 = 0
@@ -31,7 +30,6 @@ def test_real_weights_reach_reference_accuracy_on_dev_photos(classifier, dev_ima
     assert top5 / len(rows) >= 0.86, f"top-5 {top5 / len(rows):.3f}"
 
 
-@pytest.mark.model
 def test_topk_is_sorted_probabilities_with_names(classifier, dev_images):
     path = next(dev_images.glob("*.JPEG"))
     (topk,) = classifier.predict(load_tensor(path.read_bytes(), 60_000_000)[None])

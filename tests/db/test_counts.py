@@ -6,12 +6,9 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import psycopg2
-import pytest
 
 from db import counts
-from db.queries import Prediction, PredictionError, progress, register_images, write_batch
-
-pytestmark = pytest.mark.integration
+from db.queries import ErrorRow, Prediction, progress, register_images, write_batch
 
 _EXACT = """
 SELECT 'result', model, hostname, category, count(*) FROM prediction_results GROUP BY 2, 3, 4
@@ -44,7 +41,7 @@ def pred(key, model="m1", host="h1", category="cat", version=0):
 
 
 def err(key, model="m1", host="h1", kind="corrupt"):
-    return PredictionError(key, model, kind, "x", host)
+    return ErrorRow(key, model, kind, "x", host)
 
 
 def test_every_write_path_keeps_the_totals_exact(db_conn):
@@ -94,7 +91,7 @@ def test_deltas_are_folded_and_a_recount_changes_nothing(db_conn):
     assert running(db_conn) == before == exact(db_conn)
 
 
-def test_concurrent_writers_keep_the_totals_exact(db_conn, settings):
+def test_concurrent_writers_keep_the_totals_exact(db_conn, stack_settings):
     """Four writers on overlapping keys and hosts (a rebalance's redeliveries), each holding its
     transaction open a little so that folds overlap; then the totals must still be exact."""
     keys = [f"k{i}" for i in range(400)]
@@ -103,7 +100,7 @@ def test_concurrent_writers_keep_the_totals_exact(db_conn, settings):
 
     def writer(n: int) -> None:
         rng = random.Random(n)
-        conn = psycopg2.connect(settings.database_url)
+        conn = psycopg2.connect(stack_settings.database_url)
         try:
             for _ in range(25):
                 batch = rng.sample(keys, 16)

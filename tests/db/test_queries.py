@@ -4,9 +4,7 @@ import psycopg2
 import pytest
 
 from db.migrate import migrate
-from db.queries import Prediction, PredictionError, count_images, iter_image_keys, register_images, write_batch
-
-pytestmark = pytest.mark.integration
+from db.queries import ErrorRow, Prediction, count_images, iter_image_keys, register_images, write_batch
 
 NASTY_KEYS = [
     "it's.jpg",
@@ -88,7 +86,7 @@ def test_missing_for_model_skips_keys_with_a_result_or_an_error(db_conn):
     write_batch(
         db_conn,
         [pred("a"), pred("c", model="squeezenet1_0")],
-        [PredictionError("b", "squeezenet1_1", "corrupt", "bad", "h1")],
+        [ErrorRow("b", "squeezenet1_1", "corrupt", "bad", "h1")],
     )
     assert list(iter_image_keys(db_conn, missing_for_model="squeezenet1_1")) == ["c", "d"]
     assert list(iter_image_keys(db_conn, missing_for_model="squeezenet1_0")) == ["a", "b", "d"]
@@ -108,8 +106,8 @@ def test_a_key_twice_in_one_batch_gives_one_row(db_conn):
         db_conn,
         [pred("x", conf=0.1), pred("x", conf=0.3)],
         [
-            PredictionError("e", "squeezenet1_1", "corrupt", "1", "h"),
-            PredictionError("e", "squeezenet1_1", "corrupt", "2", "h"),
+            ErrorRow("e", "squeezenet1_1", "corrupt", "1", "h"),
+            ErrorRow("e", "squeezenet1_1", "corrupt", "2", "h"),
         ],
     )
     assert rows(db_conn, "SELECT count(*) FROM prediction_results") == [(1,)]
@@ -117,7 +115,7 @@ def test_a_key_twice_in_one_batch_gives_one_row(db_conn):
 
 
 def test_a_key_ends_in_exactly_one_of_results_and_errors(db_conn):
-    err = PredictionError("k", "squeezenet1_1", "missing", "gone", "h1")
+    err = ErrorRow("k", "squeezenet1_1", "missing", "gone", "h1")
     write_batch(db_conn, [], [err])
     write_batch(db_conn, [], [err])
     assert rows(db_conn, "SELECT attempts FROM prediction_errors") == [(2,)]
@@ -139,7 +137,7 @@ def test_keys_beyond_the_index_limit_are_stored_bounded_and_distinct(db_conn):
     from common.keys import MAX_STORED_KEY_BYTES
 
     long_a, long_b = "a" * 3000 + "1.jpg", "a" * 3000 + "2.jpg"  # over btree's ~2.7 KB limit
-    err = PredictionError(long_b, "squeezenet1_1", "bad_key", "x", "h1")
+    err = ErrorRow(long_b, "squeezenet1_1", "bad_key", "x", "h1")
     write_batch(db_conn, [pred(long_a)], [err])
     write_batch(db_conn, [pred(long_a)], [err])  # a redelivery lands on the same rows
     keys = rows(db_conn, "SELECT image_key FROM prediction_results UNION ALL SELECT image_key FROM prediction_errors")
@@ -151,10 +149,10 @@ def test_the_database_refuses_an_error_type_outside_the_vocabulary(db_conn):
     import psycopg2
 
     with pytest.raises(psycopg2.errors.CheckViolation):
-        write_batch(db_conn, [], [PredictionError("a.jpg", "squeezenet1_1", "oops", "x", "h1")])
+        write_batch(db_conn, [], [ErrorRow("a.jpg", "squeezenet1_1", "oops", "x", "h1")])
 
 
-def test_two_concurrent_writers_leave_a_key_in_exactly_one_table(db_conn, settings):
+def test_two_concurrent_writers_leave_a_key_in_exactly_one_table(db_conn, stack_settings):
     """During a rebalance two workers may write the same keys at once, one a result and the
     other an error. The result's transaction commits slowly; the error writer's "no result
     yet" check runs meanwhile (READ COMMITTED: it cannot see the uncommitted result)."""
@@ -171,11 +169,11 @@ def test_two_concurrent_writers_leave_a_key_in_exactly_one_table(db_conn, settin
             super().commit()
 
     keys = [f"race/{i}.jpg" for i in range(50)]
-    slow, fast = connect(settings, connection_factory=SlowCommit), connect(settings)
+    slow, fast = connect(stack_settings, connection_factory=SlowCommit), connect(stack_settings)
     results = threading.Thread(target=write_batch, args=(slow, [pred(k) for k in keys]))
     results.start()
     time.sleep(0.3)  # the results are written, not yet committed
-    write_batch(fast, [], [PredictionError(k, "squeezenet1_1", "missing", "x", "h2") for k in keys])
+    write_batch(fast, [], [ErrorRow(k, "squeezenet1_1", "missing", "x", "h2") for k in keys])
     results.join()
     assert rows(db_conn, "SELECT count(*) FROM prediction_results") == [(50,)]
     assert rows(db_conn, "SELECT count(*) FROM prediction_errors") == [(0,)]
@@ -183,11 +181,11 @@ def test_two_concurrent_writers_leave_a_key_in_exactly_one_table(db_conn, settin
     fast.close()
 
 
-def test_iterating_keys_holds_no_transaction_open_between_pages(db_conn, settings):
+def test_iterating_keys_holds_no_transaction_open_between_pages(db_conn, stack_settings):
     from db.connection import connect
 
     register_images(db_conn, [(f"k{i:04d}", None) for i in range(25)])
-    conn = connect(settings)
+    conn = connect(stack_settings)
     it = iter_image_keys(conn, itersize=10)
     first = [next(it) for _ in range(12)]  # into the second page, paused like a paced producer
     pid = conn.get_backend_pid()

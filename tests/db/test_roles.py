@@ -3,10 +3,8 @@
 import psycopg2
 import pytest
 
-from db.queries import Prediction, PredictionError, iter_image_keys, register_images, write_batch
+from db.queries import ErrorRow, Prediction, iter_image_keys, register_images, write_batch
 from db.roles import create_viewer_login, create_worker_login
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -23,7 +21,7 @@ def worker_conn(db_conn, migrated):
 def test_a_worker_can_do_its_job(db_conn, worker_conn):
     register_images(db_conn, [("a.jpg", 1), ("b.jpg", 1)])
     assert list(iter_image_keys(worker_conn)) == ["a.jpg", "b.jpg"]
-    write_batch(worker_conn, [], [PredictionError("a.jpg", "m", "corrupt", "x", "h")])
+    write_batch(worker_conn, [], [ErrorRow("a.jpg", "m", "corrupt", "x", "h")])
     write_batch(worker_conn, [Prediction("a.jpg", "m", "c", 0.5, 1, [], "h")])  # deletes the error row
     write_batch(worker_conn, [Prediction("a.jpg", "m", "c", 0.6, 1, [], "h")])
     with db_conn, db_conn.cursor() as cur:

@@ -18,11 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from infra.fleet import ARTIFACTS, REPO, counts, fleet_env, run
-
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 NOBODY = 65534
 
@@ -71,9 +67,9 @@ def sandbox_script(read_only: list[Path], stage: Path) -> str:
 
 
 def test_a_worker_runs_as_nobody_with_read_only_code_and_only_tmp_writable(
-    settings, db_conn, dev_images, stack_env, tmp_path
+    stack_settings, db_conn, dev_images, stack_env, tmp_path
 ):
-    env = fleet_env(settings, stack_env)
+    env = fleet_env(stack_settings, stack_env)
     photos = sorted(dev_images.glob("*.JPEG"))[:24]
     upload_dir = tmp_path / "photos"
     upload_dir.mkdir()
@@ -141,10 +137,10 @@ def test_a_worker_runs_as_nobody_with_read_only_code_and_only_tmp_writable(
     try:
         assert "sent 24 of 24 keys" in run([sys.executable, "-m", "producer"], env).stdout
         deadline = time.monotonic() + 300
-        while sum(counts(settings)) < 24 and time.monotonic() < deadline:
+        while sum(counts(stack_settings)) < 24 and time.monotonic() < deadline:
             assert worker.poll() is None, "the worker exited:\n" + log_path.read_text()[-4000:]
             time.sleep(1)
-        assert counts(settings) == (24, 0), log_path.read_text()[-4000:]
+        assert counts(stack_settings) == (24, 0), log_path.read_text()[-4000:]
         status = Path(f"/proc/{worker.pid}/status").read_text()
         assert f"Uid:\t{NOBODY}\t{NOBODY}" in status
         cache = Path(worker_env["MODEL_CACHE_DIR"])
@@ -164,4 +160,4 @@ def test_a_worker_runs_as_nobody_with_read_only_code_and_only_tmp_writable(
     assert "PermissionError" not in text and "Read-only file system" not in text, text[-4000:]
     with db_conn, db_conn.cursor() as cur:
         cur.execute("SELECT DISTINCT model FROM prediction_results")
-        assert cur.fetchall() == [(settings.model_name,)]
+        assert cur.fetchall() == [(stack_settings.model_name,)]

@@ -11,15 +11,12 @@ import time
 import uuid
 
 import numpy as np
-import pytest
 from confluent_kafka import Consumer, Producer
 from PIL import Image
 
 from infra.fleet import counts, fleet_env, run
 from tests.consumer import images_zoo as zoo
 from upload import ensure_bucket
-
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 LONG_KEY = ("long/" + "/".join(["k" * 198] * 5)).ljust(1000, "k")  # 1,000 characters; no path part over 255 bytes
 assert len(LONG_KEY) == 1000
@@ -32,7 +29,7 @@ def bomb_png() -> bytes:
     return buf.getvalue()
 
 
-def test_bad_input_zoo(e2e, settings, db_conn, dev_images, stack_env):
+def test_bad_input_zoo(e2e, stack_settings, db_conn, dev_images, stack_env):
     photo = (dev_images / "n01530575_brambling.JPEG").read_bytes()
     must_classify = {
         "zoo/alpha.png": zoo.transparent_png(),
@@ -55,11 +52,11 @@ def test_bad_input_zoo(e2e, settings, db_conn, dev_images, stack_env):
         "zoo/text.jpg": (b"hello, I am a text file\n", {"not_an_image"}),
         "zoo/bomb-100mp.png": (bomb_png(), {"too_large"}),
     }
-    s = settings.model_copy(update={"max_image_pixels": 50_000_000})
-    s3 = settings.s3_client()
-    ensure_bucket(s3, settings.s3_bucket)
+    s = stack_settings.model_copy(update={"max_image_pixels": 50_000_000})
+    s3 = stack_settings.s3_client()
+    ensure_bucket(s3, stack_settings.s3_bucket)
     for key, data in {**must_classify, **{k: v for k, (v, _) in must_fail.items()}}.items():
-        s3.put_object(Bucket=settings.s3_bucket, Key=key, Body=data)
+        s3.put_object(Bucket=stack_settings.s3_bucket, Key=key, Body=data)
     keys = [*must_classify, *must_fail, "zoo/never-uploaded.jpg"]
     stdin = "".join(k + "\n" for k in keys)
 

@@ -15,8 +15,6 @@ from infra import stack as stack_mod
 from infra.fleet import counts
 from tests.e2e.streams import check_exactly_once, corpus, producer_succeeded, report, setup
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
@@ -38,10 +36,12 @@ def leader_counts(cfg, topic: str) -> dict[int, int]:
     return out
 
 
-def test_killing_the_leading_broker_twice_loses_nothing(e2e, settings, db_conn, dev_images, stack_env, cluster):
-    keys = corpus(settings, dev_images, copies=3)
+def test_killing_the_leading_broker_twice_loses_nothing(e2e, stack_settings, db_conn, dev_images, stack_env, cluster):
+    keys = corpus(stack_settings, dev_images, copies=3)
     s, env = setup(
-        settings.model_copy(update={"kafka_bootstrap_servers": cluster.kafka_bootstrap, "kafka_replication_factor": 3}),
+        stack_settings.model_copy(
+            update={"kafka_bootstrap_servers": cluster.kafka_bootstrap, "kafka_replication_factor": 3}
+        ),
         stack_env,
     )
     env = {

@@ -1,7 +1,7 @@
 """Fault injection on the real stack: workers killed with SIGKILL, the broker restarted,
 PostgreSQL and S3 taken away mid-stream. Every key must end in exactly one row.
 
-Figures of each run go to test-artifacts/reliability-*.json (README, RELIABILITY section).
+Figures of each run go to test-artifacts/reliability-*.json (docs/reliability.md).
 VS_FAULT_KILLS (default 5) sets how many kills the kill test makes; 20 is the soak run.
 """
 
@@ -11,19 +11,15 @@ import os
 import random
 import time
 
-import pytest
-
 from infra import kafka, postgres, s3
 from infra.fleet import counts
 from tests.e2e.streams import check_exactly_once, corpus, producer_succeeded, report, setup
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
-
-def test_workers_killed_with_sigkill_lose_nothing(e2e, settings, db_conn, dev_images, stack_env):
+def test_workers_killed_with_sigkill_lose_nothing(e2e, stack_settings, db_conn, dev_images, stack_env):
     kills_wanted = int(os.environ.get("VS_FAULT_KILLS", "5"))
-    keys = corpus(settings, dev_images, copies=4)
-    s, env = setup(settings, stack_env)
+    keys = corpus(stack_settings, dev_images, copies=4)
+    s, env = setup(stack_settings, stack_env)
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     fleet, producer = e2e.stream(s, env, "kill", keys, seconds=6.0 * kills_wanted)
@@ -78,15 +74,26 @@ def _outage(e2e, settings, db_conn, dev_images, stack_env, stack, name, stop, st
     report(name, {**figures, "outage_s": pause_s, "rows_when_service_returned": rows_at_restart})
 
 
-def test_kafka_broker_restart_mid_stream(e2e, settings, db_conn, dev_images, stack_env, stack):
-    _outage(e2e, settings, db_conn, dev_images, stack_env, stack, "kafka-restart", kafka.stop, kafka.start, pause_s=5)
-
-
-def test_postgres_down_for_30s_mid_stream(e2e, settings, db_conn, dev_images, stack_env, stack):
+def test_kafka_broker_restart_mid_stream(e2e, stack_settings, db_conn, dev_images, stack_env, stack):
     _outage(
-        e2e, settings, db_conn, dev_images, stack_env, stack, "postgres-down", postgres.stop, postgres.start, pause_s=30
+        e2e, stack_settings, db_conn, dev_images, stack_env, stack, "kafka-restart", kafka.stop, kafka.start, pause_s=5
     )
 
 
-def test_s3_unreachable_for_10s_mid_stream(e2e, settings, db_conn, dev_images, stack_env, stack):
-    _outage(e2e, settings, db_conn, dev_images, stack_env, stack, "s3-down", s3.stop, s3.start, pause_s=10)
+def test_postgres_down_for_30s_mid_stream(e2e, stack_settings, db_conn, dev_images, stack_env, stack):
+    _outage(
+        e2e,
+        stack_settings,
+        db_conn,
+        dev_images,
+        stack_env,
+        stack,
+        "postgres-down",
+        postgres.stop,
+        postgres.start,
+        pause_s=30,
+    )
+
+
+def test_s3_unreachable_for_10s_mid_stream(e2e, stack_settings, db_conn, dev_images, stack_env, stack):
+    _outage(e2e, stack_settings, db_conn, dev_images, stack_env, stack, "s3-down", s3.stop, s3.start, pause_s=10)

@@ -20,18 +20,15 @@ from infra.netns import HostNetwork
 from settings import Settings, get_settings
 from tests.e2e.streams import check_exactly_once, corpus, producer_succeeded, report, setup
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
 SUBNET = "10.213.42"  # the test's own /24, created and removed here
 
 
 @pytest.fixture(scope="module")
-def hosts(tmp_path_factory):
+def hosts(tmp_path_factory, root, stack_libs):
     """Two worker hosts and a stack of their own listening on the bridge's gateway address."""
     net = HostNetwork.create("vse2e", SUBNET)
-    cfg = stack_mod.load_or_create(
-        tmp_path_factory.mktemp("hosts-stack"), stack_mod.default_libs_dir(), free_ports=True, host=net.gateway
-    )
+    state = tmp_path_factory.mktemp("hosts-stack")
+    cfg = stack_mod.load_or_create(state, stack_libs, free_ports=True, host=net.gateway)
     try:
         stack_mod.up(cfg)
         conn = connect(Settings(_env_file=None, database_url=cfg.database_url))
@@ -46,7 +43,7 @@ def hosts(tmp_path_factory):
 
 
 @pytest.fixture
-def remote_settings(hosts, settings, monkeypatch) -> Settings:
+def remote_settings(hosts, stack_settings, monkeypatch) -> Settings:
     """The test's settings (own topic, group), pointed at the hosts' stack."""
     _, cfg = hosts
     for k, v in cfg.env().items():

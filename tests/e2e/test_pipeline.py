@@ -8,19 +8,15 @@ import json
 import sys
 import time
 
-import pytest
-
 from infra.fleet import counts, fleet_env, run
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
-
-def test_500_dev_photos_through_two_workers(e2e, settings, db_conn, dev_images, stack_env):
-    env = fleet_env(settings, stack_env)
+def test_500_dev_photos_through_two_workers(e2e, stack_settings, db_conn, dev_images, stack_env):
+    env = fleet_env(stack_settings, stack_env)
     out = run([sys.executable, "upload.py", str(dev_images)], env).stdout
     assert "uploaded 500, skipped 0, failed 0; 500 new keys registered" in out
 
-    fleet = e2e.fleet(settings, env, "e2e", workers=2)
+    fleet = e2e.fleet(stack_settings, env, "e2e", workers=2)
     assert "sent 500 of 500 keys" in run([sys.executable, "-m", "producer"], env).stdout
     fleet.wait_rows(500, 600)
     time.sleep(3)  # anything still in flight would show up as a 501st row
@@ -43,7 +39,7 @@ def test_500_dev_photos_through_two_workers(e2e, settings, db_conn, dev_images, 
     assert "total lag 0" in text and "500 classified, 0 errors, 0 of 500 registered keys without a row" in text
     e2e.stop()
 
-    assert counts(settings) == (500, 0)
+    assert counts(stack_settings) == (500, 0)
     with db_conn, db_conn.cursor() as cur:
         cur.execute("SELECT image_key, category, hostname, time FROM prediction_results")
         rows = cur.fetchall()

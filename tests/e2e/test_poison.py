@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Producer
 
 from common.keys import stored_key
@@ -16,8 +15,6 @@ from infra.fleet import counts, fleet_env
 from tests.consumer import images_zoo as zoo
 from tests.e2e.streams import report
 from upload import ensure_bucket
-
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 MAX_IMAGE_BYTES = 2_000_000
 
@@ -30,7 +27,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def test_each_poison_gets_its_row_and_never_stalls_the_good_key_behind_it(
-    e2e, settings, db_conn, dev_images, stack_env
+    e2e, stack_settings, db_conn, dev_images, stack_env
 ):
     # key or object -> the error types it may end as
     objects = {
@@ -50,24 +47,24 @@ def test_each_poison_gets_its_row_and_never_stalls_the_good_key_behind_it(
     }
     raw_messages = {b"": "bad_message", b"\xff\xfe not utf-8": "bad_message"}
 
-    s3 = settings.s3_client()
-    ensure_bucket(s3, settings.s3_bucket)
+    s3 = stack_settings.s3_client()
+    ensure_bucket(s3, stack_settings.s3_bucket)
     for key, (data, _) in objects.items():
-        s3.put_object(Bucket=settings.s3_bucket, Key=key, Body=data)
+        s3.put_object(Bucket=stack_settings.s3_bucket, Key=key, Body=data)
     photos = sorted(dev_images.glob("*.JPEG"))
     poisons: list[bytes] = [k.encode() for k in objects] + [k.encode() for k in keys_only] + list(raw_messages)
     good = []
     for i, _ in enumerate(poisons):
         key = f"good/{i:02d}-{photos[i].name}"
-        s3.put_object(Bucket=settings.s3_bucket, Key=key, Body=photos[i].read_bytes())
+        s3.put_object(Bucket=stack_settings.s3_bucket, Key=key, Body=photos[i].read_bytes())
         good.append(key)
 
-    env = {**fleet_env(settings, stack_env), "MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES)}
-    fleet = e2e.fleet(settings, env, "poison", workers=2)
-    raw = Producer({**settings.kafka_client_config(), "message.max.bytes": 2_000_000})
+    env = {**fleet_env(stack_settings, stack_env), "MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES)}
+    fleet = e2e.fleet(stack_settings, env, "poison", workers=2)
+    raw = Producer({**stack_settings.kafka_client_config(), "message.max.bytes": 2_000_000})
     for i, (poison, ok) in enumerate(zip(poisons, good)):
-        raw.produce(settings.kafka_topic, value=poison, partition=i % 3)
-        raw.produce(settings.kafka_topic, value=ok.encode(), partition=i % 3)  # right behind it
+        raw.produce(stack_settings.kafka_topic, value=poison, partition=i % 3)
+        raw.produce(stack_settings.kafka_topic, value=ok.encode(), partition=i % 3)  # right behind it
     assert raw.flush(30) == 0
     sent_at = time.monotonic()
     fleet.wait_rows(len(poisons) + len(good), 300)
@@ -92,7 +89,7 @@ def test_each_poison_gets_its_row_and_never_stalls_the_good_key_behind_it(
         assert errors[stored_key(key)][0] in allowed, (key[:40], errors.get(stored_key(key)))
     assert sum(1 for t, _ in errors.values() if t == "bad_message") == 2
     assert not any(t == "internal" for t, _ in errors.values()), errors
-    assert counts(settings) == (len(good) + 1, len(poisons) - 1)
+    assert counts(stack_settings) == (len(good) + 1, len(poisons) - 1)
     assert retries == 0, "a poison was retried as if a service were down"
     good_latency_s = max(results[k] for k in good) / 1000
     # a stalled partition shows up as minutes (the old code retried one key 40 times and more)
@@ -105,7 +102,7 @@ def test_each_poison_gets_its_row_and_never_stalls_the_good_key_behind_it(
             "messages": len(poisons) + len(good),
             "poisons": len(poisons),
             "good": len(good),
-            "rows": sum(counts(settings)),
+            "rows": sum(counts(stack_settings)),
             "missing": 0,
             "duplicates": 0,
             "all_rows_s": round(all_rows_s, 1),

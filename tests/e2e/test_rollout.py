@@ -9,8 +9,6 @@ import sys
 import time
 import uuid
 
-import pytest
-
 from db.connection import connect
 from infra.fleet import REPO, counts
 from tests.e2e.streams import (
@@ -20,8 +18,6 @@ from tests.e2e.streams import (
     report,
     setup,
 )
-
-pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.model]
 
 
 def training(env, *args) -> str:
@@ -47,7 +43,7 @@ def rows_by_version(settings, name: str) -> list[tuple[str, int, str, float]]:
 
 
 def test_promote_mid_stream_shadow_and_rollback_without_a_restart(
-    e2e, settings, db_conn, dev_images, stack_env, coarse_dir, weights_path, tmp_path
+    e2e, stack_settings, db_conn, dev_images, stack_env, coarse_dir, weights_path, tmp_path
 ):
     name = f"coarse-{uuid.uuid4().hex[:6]}"
     # a throwaway model's exported graphs go with the test, not into the user's cache
@@ -57,8 +53,8 @@ def test_promote_mid_stream_shadow_and_rollback_without_a_restart(
     training(base_env, "fit", str(coarse_dir), "--name", name, "--max-epochs", "4", "--seed", "1")
     training(base_env, "promote", f"{name}@1")
 
-    keys = corpus(settings, dev_images, copies=2)
-    s, env = setup(settings.model_copy(update={"model_name": name}), stack_env)
+    keys = corpus(stack_settings, dev_images, copies=2)
+    s, env = setup(stack_settings.model_copy(update={"model_name": name}), stack_env)
     env = {**env, **cache, "MODEL_NAME": name, "MODEL_POLL_S": "1", "MODEL_WEIGHTS": str(weights_path)}
     fleet, producer = e2e.stream(s, env, "rollout", keys, seconds=30)
     fleet.wait_for("the first 250 rows", lambda: sum(counts(s)) >= 250, 300)

@@ -4,13 +4,9 @@ batch waits out an outage. Real stack, real `faust worker` processes, real produ
 
 from __future__ import annotations
 
-import pytest
-
 from infra import postgres, s3
 from infra.fleet import counts
 from tests.e2e.streams import check_exactly_once, corpus, producer_succeeded, report, setup
-
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 SHUTDOWN_TIMEOUT_S = 5
 # Faust's own stop after the drain (commit, leave the group, close clients) takes a few seconds
@@ -22,9 +18,11 @@ def _env(settings, stack_env):
     return s, {**env, "SHUTDOWN_TIMEOUT_S": str(SHUTDOWN_TIMEOUT_S), "RETRY_BACKOFF_MAX_S": "2"}
 
 
-def test_sigterm_mid_stream_then_a_rolling_restart_of_three_workers(e2e, settings, db_conn, dev_images, stack_env):
-    keys = corpus(settings, dev_images, copies=3)
-    s, env = _env(settings, stack_env)
+def test_sigterm_mid_stream_then_a_rolling_restart_of_three_workers(
+    e2e, stack_settings, db_conn, dev_images, stack_env
+):
+    keys = corpus(stack_settings, dev_images, copies=3)
+    s, env = _env(stack_settings, stack_env)
     fleet, producer = e2e.stream(s, env, "rolling", keys, seconds=60, workers=3)
     stops = []
     fleet.wait_for("the first 100 rows", lambda: sum(counts(s)) >= 100, 300)
@@ -62,9 +60,11 @@ def _sigterm_during_outage(e2e, settings, stack_env, dev_images, stack, name, st
     report(name, {**figures, "sigterm_exit_s": round(took, 1), "exit_code": code})
 
 
-def test_sigterm_while_postgres_is_down(e2e, settings, db_conn, dev_images, stack_env, stack):
-    _sigterm_during_outage(e2e, settings, stack_env, dev_images, stack, "sigterm-pg", postgres.stop, postgres.start)
+def test_sigterm_while_postgres_is_down(e2e, stack_settings, db_conn, dev_images, stack_env, stack):
+    _sigterm_during_outage(
+        e2e, stack_settings, stack_env, dev_images, stack, "sigterm-pg", postgres.stop, postgres.start
+    )
 
 
-def test_sigterm_while_s3_is_down(e2e, settings, db_conn, dev_images, stack_env, stack):
-    _sigterm_during_outage(e2e, settings, stack_env, dev_images, stack, "sigterm-s3", s3.stop, s3.start)
+def test_sigterm_while_s3_is_down(e2e, stack_settings, db_conn, dev_images, stack_env, stack):
+    _sigterm_during_outage(e2e, stack_settings, stack_env, dev_images, stack, "sigterm-s3", s3.stop, s3.start)

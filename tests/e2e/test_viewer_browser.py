@@ -18,8 +18,6 @@ from db.queries import register_images
 from infra.fleet import ARTIFACTS, REPO, fleet_env, run
 from infra.services import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
 SCRIPT_KEY = "evil/<script>alert('xss')</script>.jpg"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -78,13 +76,13 @@ def put(settings, key: str, data: bytes) -> None:
         conn.close()
 
 
-def test_the_viewer_shows_the_fleet_classifying(e2e, settings, db_conn, dev_images, stack_env, chromium):
-    env = fleet_env(settings, stack_env)
+def test_the_viewer_shows_the_fleet_classifying(e2e, stack_settings, db_conn, dev_images, stack_env, chromium):
+    env = fleet_env(stack_settings, stack_env)
     run([sys.executable, "upload.py", str(dev_images)], env)
     photo = sorted(dev_images.glob("*.JPEG"))[0].read_bytes()
-    put(settings, SCRIPT_KEY, photo)
+    put(stack_settings, SCRIPT_KEY, photo)
 
-    fleet = e2e.fleet(settings, env, "viewer", workers=2)
+    fleet = e2e.fleet(stack_settings, env, "viewer", workers=2)
     run([sys.executable, "-m", "producer"], env)
     fleet.wait_rows(501, 600)
     viewer, url = start_viewer({**env, "VIEWER_REFRESH_S": "1"})
@@ -132,7 +130,7 @@ def test_the_viewer_shows_the_fleet_classifying(e2e, settings, db_conn, dev_imag
     # Live: a new image classified while the page is open appears without a reload.
     page.goto(url + "/")
     page.wait_for_function("document.querySelectorAll('.card').length === 48")
-    put(settings, "live/arrived-later.jpg", photo)
+    put(stack_settings, "live/arrived-later.jpg", photo)
     subprocess.run(
         [sys.executable, "-m", "producer", "--stdin"],
         input=b"live/arrived-later.jpg\n",

@@ -5,11 +5,7 @@ import socket
 import subprocess
 import sys
 
-import pytest
-
 from infra.netns import HostNetwork
-
-pytestmark = pytest.mark.integration
 
 
 def connect_from(net, host, port) -> subprocess.CompletedProcess:
@@ -17,7 +13,7 @@ def connect_from(net, host, port) -> subprocess.CompletedProcess:
     return subprocess.run([*net.run_in(host), sys.executable, "-c", code], capture_output=True, text=True)
 
 
-def test_a_host_reaches_the_gateway_until_it_is_cut_off():
+def test_a_host_reaches_the_gateway_until_it_is_cut_off(root):
     net = HostNetwork.create("vsnt", "10.213.43")
     server = None
     try:

@@ -11,7 +11,6 @@ from settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.integration
 def test_stack_is_up_and_a_second_up_changes_nothing(stack):
     assert stack_mod.status(stack) == {"postgres": True, "kafka": True, "s3": True}
     pids = {name: (stack.state_dir / name / f"{name}.pid").read_text() for name in ("kafka", "s3proxy")}
@@ -22,7 +21,6 @@ def test_stack_is_up_and_a_second_up_changes_nothing(stack):
     assert (stack.state_dir / "config.json").stat().st_mode & 0o077 == 0  # holds the S3 secret
 
 
-@pytest.mark.integration
 def test_s3_checks_signatures(stack):
     import boto3
     import botocore.exceptions

@@ -3,15 +3,12 @@
 import io
 import uuid
 
-import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 import producer.__main__ as producer_cli
 from common.kafka_admin import ensure_topic
-from db.queries import Prediction, PredictionError, register_images, write_batch
-
-pytestmark = pytest.mark.integration
+from db.queries import ErrorRow, Prediction, register_images, write_batch
 
 
 def consume_all(settings, expected: int, timeout: float = 30.0) -> list[tuple[int, bytes, bytes]]:
@@ -40,19 +37,19 @@ def consume_all(settings, expected: int, timeout: float = 30.0) -> list[tuple[in
     return out
 
 
-def test_topic_is_created_with_the_configured_partitions(settings):
-    assert ensure_topic(settings) == 3
-    assert ensure_topic(settings) == 3  # second call: exists, unchanged
-    md = AdminClient(settings.kafka_client_config()).list_topics(topic=settings.kafka_topic, timeout=10)
-    assert len(md.topics[settings.kafka_topic].partitions) == 3
+def test_topic_is_created_with_the_configured_partitions(stack_settings):
+    assert ensure_topic(stack_settings) == 3
+    assert ensure_topic(stack_settings) == 3  # second call: exists, unchanged
+    md = AdminClient(stack_settings.kafka_client_config()).list_topics(topic=stack_settings.kafka_topic, timeout=10)
+    assert len(md.topics[stack_settings.kafka_topic].partitions) == 3
 
 
-def test_every_registered_key_is_sent_once_keyed_by_itself(settings, db_conn, capsys):
+def test_every_registered_key_is_sent_once_keyed_by_itself(stack_settings, db_conn, capsys):
     keys = [f"photos/{i:04d}.jpg" for i in range(300)]
     register_images(db_conn, [(k, 1) for k in keys])
     assert producer_cli.main([]) == 0
     assert "sent 300 of 300 keys" in capsys.readouterr().out
-    got = consume_all(settings, 300)
+    got = consume_all(stack_settings, 300)
     assert sorted(v.decode() for _, _, v in got) == keys
     assert all(k == v for _, k, v in got)
     assert len({p for p, _, _ in got}) == 3  # spread over the partitions
@@ -62,26 +59,26 @@ def test_every_registered_key_is_sent_once_keyed_by_itself(settings, db_conn, ca
     assert all(len(ps) == 1 for ps in by_key.values())
 
 
-def test_only_missing_and_limit(settings, db_conn, capsys):
+def test_only_missing_and_limit(stack_settings, db_conn, capsys):
     register_images(db_conn, [(k, 1) for k in ("a", "b", "c", "d", "e")])
     write_batch(
         db_conn,
-        [Prediction("a", settings.model_name, "x", 0.5, 1, [], "h")],
-        [PredictionError("b", settings.model_name, "corrupt", "bad", "h")],
+        [Prediction("a", stack_settings.model_name, "x", 0.5, 1, [], "h")],
+        [ErrorRow("b", stack_settings.model_name, "corrupt", "bad", "h")],
     )
     assert producer_cli.main(["--only-missing", "--limit", "2"]) == 0
     assert "sent 2 of 2 keys" in capsys.readouterr().out
-    assert sorted(v for _, _, v in consume_all(settings, 2)) == [b"c", b"d"]
+    assert sorted(v for _, _, v in consume_all(stack_settings, 2)) == [b"c", b"d"]
 
 
-def test_keys_from_stdin(settings, monkeypatch, capsys):
+def test_keys_from_stdin(stack_settings, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("one.jpg\r\ntwo words.png\n\nthree.jpg"))
     assert producer_cli.main(["--stdin"]) == 0
     assert "sent 3 of 3 keys" in capsys.readouterr().out
-    assert sorted(v for _, _, v in consume_all(settings, 3)) == [b"one.jpg", b"three.jpg", b"two words.png"]
+    assert sorted(v for _, _, v in consume_all(stack_settings, 3)) == [b"one.jpg", b"three.jpg", b"two words.png"]
 
 
-def test_rate_limits_the_stream(settings, monkeypatch, capsys):
+def test_rate_limits_the_stream(stack_settings, monkeypatch, capsys):
     import time
 
     monkeypatch.setattr("sys.stdin", io.StringIO("".join(f"k{i}\n" for i in range(20))))
@@ -90,11 +87,11 @@ def test_rate_limits_the_stream(settings, monkeypatch, capsys):
     assert time.monotonic() - started >= 0.45  # 20 keys at 40/s cannot take less than ~0.5 s
 
 
-def test_undeliverable_keys_make_a_non_zero_exit(settings, monkeypatch, capsys):
-    ensure_topic(settings)
+def test_undeliverable_keys_make_a_non_zero_exit(stack_settings, monkeypatch, capsys):
+    ensure_topic(stack_settings)
     from producer.publish import KeyPublisher
 
-    publisher = KeyPublisher(settings, **{"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 1500})
+    publisher = KeyPublisher(stack_settings, **{"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 1500})
     report = publisher.send_all(["lost-1", "lost-2"])
     assert report.delivered == 0 and report.failed == 2
     assert "failed 2" in report.summary(1.0)

@@ -16,8 +16,6 @@ from consumer.model import WeightsError, load_registered
 from db import registry
 from db.connection import connect
 
-pytestmark = [pytest.mark.integration, pytest.mark.model]
-
 REPO = Path(__file__).resolve().parents[2]
 # Measured on the coarse folder (240 photos, 8 categories, 49 validation photos, every one of
 # a fine class the training photos do not have): 0.78 top-1 with the default seed, and 0.78
@@ -189,17 +187,17 @@ def test_classify_a_folder_with_a_registered_version_before_promoting_it(trained
     assert missing.returncode == 2 and f"no model {name}@99" in missing.stderr
 
 
-def test_fit_from_a_labels_csv_of_keys_in_the_bucket(migrated, settings, coarse_dir, tmp_path, weights_path):
+def test_fit_from_a_labels_csv_of_keys_in_the_bucket(migrated, stack_settings, coarse_dir, tmp_path, weights_path):
     """--labels: `image_key,category` rows for images already in S3_BUCKET, fetched as workers do."""
     from upload import ensure_bucket
 
-    s3 = settings.s3_client()
-    ensure_bucket(s3, settings.s3_bucket)
+    s3 = stack_settings.s3_client()
+    ensure_bucket(s3, stack_settings.s3_bucket)
     rows = ["image_key,category"]
     for category in ("dog", "food"):
         for p in sorted(coarse_dir.glob(f"{category}/*"))[:4]:
             key = f"labelled/{category} {p.name}"
-            s3.put_object(Bucket=settings.s3_bucket, Key=key, Body=p.read_bytes())
+            s3.put_object(Bucket=stack_settings.s3_bucket, Key=key, Body=p.read_bytes())
             rows.append(f'"{key}",{category}')
     rows.append("labelled/never-uploaded.jpg,dog")  # listed as skipped, not fatal
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")

@@ -19,8 +19,6 @@ from tests.consumer import images_zoo as zoo
 from upload import ensure_bucket
 from viewer.app import create_app
 
-pytestmark = pytest.mark.integration
-
 SCRIPT_KEY = "evil/<script>alert(1)</script>.jpg"
 PHOTOS = 200
 

@@ -1,4 +1,4 @@
-"""What a trained version is worth, measured on its validation images: top-1 / top-5,
+"""What a trained version is worth, computed on its validation images: top-1 / top-5,
 per-category precision, recall and F1, the confusion matrix (JSON and a PNG), images per
 category, training time. Stored with the version (manifest and registry) and printed."""
 
