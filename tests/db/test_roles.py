@@ -3,6 +3,7 @@
 import psycopg2
 import pytest
 
+from db.events import KeyEvent
 from db.queries import ErrorRow, Prediction, iter_image_keys, register_images, write_batch
 from db.roles import create_viewer_login, create_worker_login
 
@@ -29,11 +30,25 @@ def test_a_worker_can_do_its_job(db_conn, worker_conn):
         assert cur.fetchall() == [(2,)]
 
 
+def test_a_worker_registers_the_keys_notifications_bring_and_marks_removals(db_conn, worker_conn):
+    created, removed = KeyEvent("live/n.jpg", "0001", "e1", 10), KeyEvent("live/n.jpg", "0002", removed=True)
+    write_batch(worker_conn, [Prediction("live/n.jpg", "m", "c", 0.5, 1, [], "h", etag="e1")], events=[created])
+    write_batch(worker_conn, [], events=[removed], arrivals={("notification", "removed"): 1})
+    with db_conn, db_conn.cursor() as cur:
+        cur.execute(
+            "SELECT i.source, i.etag, r.deleted_at IS NOT NULL"
+            " FROM image_info i JOIN prediction_results r USING (image_key)"
+        )
+        assert cur.fetchall() == [("notification", "e1", True)]
+
+
 @pytest.mark.parametrize(
     "statement",
     [
-        "INSERT INTO image_info (image_key) VALUES ('x')",
         "DELETE FROM image_info",
+        "TRUNCATE image_info",
+        "DELETE FROM prediction_count_deltas",
+        "UPDATE prediction_counts SET n = 0",
         "DELETE FROM prediction_results",
         "DROP TABLE prediction_errors",
         "CREATE TABLE evil (x int)",
