@@ -95,3 +95,41 @@ def test_undeliverable_keys_make_a_non_zero_exit(stack_settings, monkeypatch, ca
     report = publisher.send_all(["lost-1", "lost-2"])
     assert report.delivered == 0 and report.failed == 2
     assert "failed 2" in report.summary(1.0)
+
+
+def test_from_bucket_lists_registers_and_sends_only_what_has_no_current_row(stack_settings, db_conn, capsys):
+    s3 = stack_settings.s3_client()
+    s3.create_bucket(Bucket=stack_settings.s3_bucket)
+    keys = [f"shelf/{i:04d}.jpg" for i in range(1, 2501)] + ["other/x.jpg"]  # over two listing pages
+    for k in keys[:3] + keys[-1:]:
+        s3.put_object(Bucket=stack_settings.s3_bucket, Key=k, Body=b"photo " + k.encode())
+    for k in keys[3:-1]:  # the rest bodiless: only the listing matters here
+        s3.put_object(Bucket=stack_settings.s3_bucket, Key=k, Body=b"")
+    etag = s3.head_object(Bucket=stack_settings.s3_bucket, Key=keys[0])["ETag"].strip('"')
+    model = stack_settings.model_name
+    write_batch(
+        db_conn,
+        [
+            Prediction(keys[0], model, "x", 0.5, 1, [], "h", etag=etag),  # current: not sent
+            Prediction(keys[1], model, "x", 0.5, 1, [], "h", etag="an-older-etag"),  # overwritten since
+        ],
+        [ErrorRow(keys[2], model, "corrupt", "bad", "h")],  # has its row: not sent
+    )
+    assert producer_cli.main(["--from-bucket", "--only-missing", "--prefix", "shelf/"]) == 0
+    assert "sent 2498 of 2498 keys" in capsys.readouterr().out
+    sent = sorted(v.decode() for _, _, v in consume_all(stack_settings, 2498))
+    assert sent == sorted([keys[1], *keys[3:-1]])
+    with db_conn, db_conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(*) FILTER (WHERE source = 'listing' AND etag IS NOT NULL) FROM image_info")
+        assert cur.fetchone() == (2500, 2500)  # registered as listed; other/ is outside the prefix
+
+
+def test_from_bucket_on_a_missing_bucket_is_one_line(stack_settings, monkeypatch, capsys):
+    monkeypatch.setenv("S3_BUCKET", "no-such-bucket-here")
+    from settings import get_settings
+
+    get_settings.cache_clear()
+    assert producer_cli.run(["--from-bucket"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot list s3://no-such-bucket-here/") and "NoSuchBucket" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
