@@ -15,6 +15,7 @@ Built by infra/install.sh from the Go module proxy into .stack/bin. Facts it dep
 from __future__ import annotations
 
 import os
+import signal
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ def stack_gateway(cfg: StackConfig) -> Gateway:
 
 
 def start_gateway(cfg: StackConfig, gw: Gateway) -> None:
-    if pid_alive(gw.pidfile, str(gw.home)) is not None:
+    if gateway_pid(gw) is not None:
         return
     gw.data_dir.mkdir(parents=True, exist_ok=True)
     cmd = [str(binary(cfg)), "--port", f"{cfg.host}:{gw.port}", "--keep-alive", "--quiet"]
@@ -93,8 +94,16 @@ def _answers(host: str, port: int) -> bool:
     return True
 
 
-def stop_gateway(gw: Gateway) -> bool:
+def stop_gateway(gw: Gateway, hard: bool = False) -> bool:
+    """SIGTERM (the gateway then waits, without bound, for its pending events; SIGKILL after
+    20 s), or with `hard` SIGKILL at once: a crash, losing the events it holds."""
+    if hard and (pid := gateway_pid(gw)) is not None:
+        os.killpg(pid, signal.SIGKILL)
     return kill(gw.pidfile, str(gw.home))
+
+
+def gateway_pid(gw: Gateway) -> int | None:
+    return pid_alive(gw.pidfile, str(gw.home))
 
 
 # the service interface of infra/services.py
@@ -113,5 +122,4 @@ def running(cfg: StackConfig) -> bool:
 
 
 def pid(cfg: StackConfig) -> int | None:
-    gw = stack_gateway(cfg)
-    return pid_alive(gw.pidfile, str(gw.home))
+    return gateway_pid(stack_gateway(cfg))
