@@ -77,6 +77,14 @@ def variant(settings: Settings, env: dict, name: str) -> tuple[Settings, dict]:
     )
 
 
+def start_workers(fleet: Fleet, workers: int, threads: int) -> None:
+    """Start the workers and wait until all are in the group: with keys sent earlier, the first
+    to join works alone for a while and the run measures the join, not the consumers."""
+    for i in range(workers):
+        fleet.start(f"{fleet.tag}-{i + 1}", threads=threads)
+    fleet.wait_for("the consumer group", lambda: fleet.members() == workers, 300)
+
+
 def run_fleet(
     settings,
     env,
@@ -93,12 +101,8 @@ def run_fleet(
     name -> pid) the CPU seconds each service and the workers used while the keys were processed."""
     fleet = Fleet(settings, env, tag, **({"command": command} if command else {}))
     ensure_topic(settings)  # idempotent; the seed-style consumer, unlike faust workers, does not create it
-    for i in range(workers):
-        fleet.start(f"{tag}-{i + 1}", threads=threads)
     try:
-        # every consumer in the group before the first key, or the first to join works alone
-        # for a while and the run measures the join, not the consumers
-        fleet.wait_for("the consumer group", lambda: fleet.members() == workers, 300)
+        start_workers(fleet, workers, threads)
         pids = {**(services or {}), **{f"worker:{n}": p.pid for n, p in fleet.procs.items()}}
         before = cpu.snapshot(pids)
         started = time.monotonic()

@@ -35,7 +35,7 @@ def test_sigterm_stops_and_removes_the_benchmark_stack(stack_libs):
         dirs = [Path(p) for p in proc.stdout.readline().split()]
         pids = [int(p) for p in proc.stdout.readline().split()]
         assert len(dirs) == 2 and all(d.is_dir() for d in dirs), dirs
-        assert len(pids) == 3 and not any(gone(p) for p in pids), pids  # Kafka, PostgreSQL, s3proxy
+        assert len(pids) == 3 and not any(gone(p) for p in pids), pids  # Kafka, PostgreSQL, versitygw
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(120) == 128 + signal.SIGTERM
         deadline = time.monotonic() + 30
