@@ -51,14 +51,23 @@ def test_helm_lint_passes(helm):
 def test_rendered_manifests_are_valid_kubernetes_objects(helm):
     import kubernetes_validate
 
-    docs = render(helm, "producer.enabled=true")
+    docs = render(helm, "producer.enabled=true", "reconcile.enabled=true")
     checked = 0
     for doc in docs:
         if doc["apiVersion"].startswith("keda.sh/"):
             continue  # a CRD: see test_the_scaled_object_targets_the_workers_and_the_group
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         checked += 1
-    assert checked >= 7
+    assert checked >= 8
+
+
+def test_the_reconciliation_is_off_by_default_and_lists_the_bucket_on_its_schedule(helm):
+    assert "CronJob" not in by_kind(render(helm))
+    (cron,) = by_kind(render(helm, "reconcile.enabled=true", "reconcile.schedule=*/30 * * * *"))["CronJob"]
+    assert cron["spec"]["schedule"] == "*/30 * * * *" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "producer", "--from-bucket", "--only-missing"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_workers_stop_within_their_grace_period_and_probe_the_worker_itself(helm):
