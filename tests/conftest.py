@@ -1,12 +1,12 @@
 """Shared fixtures, and the one rule that gives every test its tier.
 
 Unit tests need nothing. Tests that ask for `stack` (directly, or through `stack_settings`,
-`stack_env`, `migrated`, `db_conn`) get real Kafka, PostgreSQL and s3proxy, started once per
+`stack_env`, `migrated`, `db_conn`) get real Kafka, PostgreSQL and S3 (versitygw), started once per
 test session (fresh state dir, free ports).
 
 The tier rule (pytest_collection_modifyitems below): a test is marked by what it uses, not by
 what its file says.
-- `integration`: its fixtures include `stack_libs` (the installed Kafka and s3proxy jars, which
+- `integration`: its fixtures include `stack_libs` (the installed Kafka jars and versitygw, which
   `stack` and every test that starts services of its own use) or `root` (network namespaces);
 - `e2e`: it is under tests/e2e/;
 - `model`: not integration, and its fixtures include `shared_dir` (../shared's real weights or
@@ -70,7 +70,7 @@ def dev_images(shared_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def stack_libs() -> Path:
-    """Where infra/install.sh put the Kafka and s3proxy jars: what real services are run from."""
+    """Where infra/install.sh put the Kafka jars (versitygw beside them, in ../bin): what real services are run from."""
     from infra import stack as stack_mod
 
     return stack_mod.default_libs_dir()

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_stack_is_up_and_a_second_up_changes_nothing(stack):
     assert stack_mod.status(stack) == {"postgres": True, "kafka": True, "s3": True}
-    pids = {name: (stack.state_dir / name / f"{name}.pid").read_text() for name in ("kafka", "s3proxy")}
+    pids = {name: (stack.state_dir / name / f"{name}.pid").read_text() for name in ("kafka", "versitygw")}
     stack_mod.up(stack)  # idempotent: running services are left alone
     assert pids == {name: (stack.state_dir / name / f"{name}.pid").read_text() for name in pids}
     env = (stack.state_dir / "stack.env").read_text()

@@ -1,4 +1,4 @@
-"""The viewer's JSON API and pages on the real stack (PostgreSQL, s3proxy), over a few hundred
+"""The viewer's JSON API and pages on the real stack (PostgreSQL, versitygw), over a few hundred
 real predictions written by the workers' own BatchProcessor with the real weights."""
 
 import asyncio

@@ -171,7 +171,9 @@ function fleetPage() {
     const totals = document.getElementById("totals");
     totals.replaceChildren(...[["classified", stats.results_total], ["errors", stats.errors_total],
       ["registered keys", stats.registered_keys], ["keys without a row", stats.keys_without_row],
-      ...Object.entries(stats.errors_by_type).map(([t, n]) => ["errors: " + t, n])]
+      ...Object.entries(stats.errors_by_type).map(([t, n]) => ["errors: " + t, n]),
+      ...Object.entries(stats.arrivals || {}).flatMap(([source, kinds]) =>
+        Object.entries(kinds).map(([kind, n]) => [`arrived by ${source}: ${kind}`, n]))]
       .map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
     rows(document.querySelector("#hosts tbody"), stats.hosts, (h) => [h.hostname, h.last_minute, h.total]);
     const k = stats.kafka;
