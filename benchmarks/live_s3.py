@@ -5,12 +5,15 @@ producer, in one run on a stack of its own, and put -> row latency at a steady p
 
 1. producer: the photos uploaded first (to a gateway that publishes nothing), then
    `python -m producer` sends their keys to W workers; throughput from the first to the last row;
-2. notifications: the same number of photos PUT from 8 threads as fast as the gateway takes
-   them, to a versitygw publishing its events to the workers' topic; no producer. The PUTs run
-   while the workers classify, as they would live; throughput from the first to the last row;
-3. latency: photos PUT at half the notification-fed throughput, one at a time, each PUT's end
+2. notifications: as many photos PUT first to a versitygw publishing to a staging topic, then
+   its event messages sent to the workers' topic at full speed: the same feed as 1, each
+   message the S3 server's JSON instead of a bare key;
+3. live: as many photos PUT from 8 threads while the workers classify, the gateway publishing
+   straight to the workers' topic: what the machine does when it also takes the PUTs (the
+   uploading client runs here too, uncounted);
+4. latency: photos PUT at half the notification-fed throughput, one at a time, each PUT's end
    -> its row's time (same machine, same clock), p50 / p95 / max.
-CPU seconds of the S3 server, Kafka, PostgreSQL and the workers are reported per image for 1 and 2.
+CPU milliseconds per image of the S3 server, Kafka, PostgreSQL and the workers for 1 to 3.
 """
 
 from __future__ import annotations
@@ -61,6 +64,36 @@ def put_all(settings: Settings, photos: list[Path], prefix: str, count: int, rat
     return done
 
 
+def staged_events(settings: Settings, topic: str, n: int) -> list[bytes]:
+    """The first n object events published to `topic` (the gateway's test event left out)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {**settings.kafka_client_config(), "group.id": f"stage-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    out: list[bytes] = []
+    deadline = time.monotonic() + 120
+    while len(out) < n and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error() and b'"Records"' in msg.value():
+            out.append(msg.value())
+    consumer.close()
+    if len(out) < n:
+        sys.exit(f"only {len(out)} of {n} events arrived on {topic}")
+    return out
+
+
+def send(settings: Settings, values: list[bytes]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer(settings.kafka_client_config())
+    for value in values:
+        producer.produce(settings.kafka_topic, value)
+        producer.poll(0)
+    producer.flush(60)
+
+
 def measured(fleet: Fleet, n: int, pids: dict[str, int], feed) -> tuple[float, dict]:
     """Run `feed()`, wait for n rows; (img/s first -> last row, CPU seconds per process group)."""
     before = cpu.snapshot({**pids, **{f"worker:{k}": p.pid for k, p in fleet.procs.items()}})
@@ -107,21 +140,34 @@ def main(argv: list[str] | None = None) -> int:
             fleet.stop()
         truncate(settings)
 
-        # 2. and 3. fed by notifications from a gateway of its own, publishing to the workers' topic
+        # 2. fed by notifications: the photos PUT first to a gateway publishing to a staging
+        #    topic (not measured), then its event messages sent to the workers' topic as fast
+        #    as the producer sends keys: the same feed, in the S3 server's own words
         s, e = variant(settings, env, "live")
-        gw = versitygw.Gateway(cfg.state_dir / "live-gateway", free_port(), events_topic=s.kafka_topic)
+        home, port = cfg.state_dir / "live-gateway", free_port()
+        gw = versitygw.Gateway(home, port, events_topic=f"{s.kafka_topic}-staged")
         versitygw.start_gateway(cfg, gw)
         endpoint = f"http://{cfg.host}:{gw.port}"
         s, e = s.model_copy(update={"s3_endpoint_url": endpoint}), {**e, "S3_ENDPOINT_URL": endpoint}
         s.s3_client().create_bucket(Bucket=s.s3_bucket)
+        put_all(s, photos, "queued", args.images)
+        events = staged_events(s, gw.events_topic, args.images)
+        versitygw.stop_gateway(gw)
+        # 3. live: a gateway on the same data publishing to the workers' topic, PUTs while the
+        #    workers classify (a burst from 8 threads, on the same 2 cores), then latency
+        gw = versitygw.Gateway(home, port, events_topic=s.kafka_topic)
+        versitygw.start_gateway(cfg, gw)
         fleet = Fleet(s, e, "live")
         start_workers(fleet, args.workers, threads)
         try:
             gw_pids = {**pids, "s3": versitygw.gateway_pid(gw)}
-            feed = partial(put_all, s, photos, "burst", args.images)
+            feed = partial(send, s, events)
             result["notification_img_s"], result["notification_cpu_ms_per_image"] = measured(
                 fleet, args.images, gw_pids, feed
             )
+            truncate(settings)
+            feed = partial(put_all, s, photos, "burst", args.images)
+            result["live_put_img_s"], result["live_put_cpu_ms_per_image"] = measured(fleet, args.images, gw_pids, feed)
             truncate(settings)
             rate = max(1.0, result["notification_img_s"] / 2)
             put_at = put_all(s, photos, "steady", args.latency_images, rate)
@@ -133,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     result.update(
         {
             "notification_over_producer": round(result["notification_img_s"] / result["producer_img_s"], 2),
+            "live_put_over_producer": round(result["live_put_img_s"] / result["producer_img_s"], 2),
             "latency_put_rate_img_s": round(rate, 1),
             "put_to_row_p50_s": round(percentile(latency, 0.5), 3),
             "put_to_row_p95_s": round(percentile(latency, 0.95), 3),
