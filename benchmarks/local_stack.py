@@ -1,4 +1,4 @@
-"""A benchmark's own stack: Kafka, PostgreSQL and s3proxy on free ports in a temporary
+"""A benchmark's own stack: Kafka, PostgreSQL and versitygw (S3) on free ports in a temporary
 directory, migrated, its settings exported to os.environ (so Settings() and the workers'
 environment point at it), stopped and removed afterwards, data directories included, also
 when the benchmark is stopped with SIGTERM (whose default action skips `finally`)."""

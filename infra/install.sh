@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a clean machine lacks, idempotently: PostgreSQL and Java (Debian packages),
-# the Kafka and s3proxy jars (Maven Central), and the Python environment (.venv, PyPI).
+# the Kafka jars (Maven Central), versitygw (the S3 server, built from the Go module proxy),
+# and the Python environment (.venv, PyPI).
 # Env: VS_LIBS_DIR (jar directory, default .stack/libs), VS_VENV (default .venv), PYTHON,
 # VS_WITH_BROWSER=1 (also Debian's chromium, for the viewer's browser test; infra/test.sh sets it).
 set -euo pipefail
@@ -35,7 +36,6 @@ fetch_jars() {  # name, marker jar glob
   fi
 }
 fetch_jars kafka 'kafka_2.13-*.jar'
-fetch_jars s3proxy 's3proxy-*.jar'
 
 # helm, for the chart's offline checks (tests/deploy): built from the Go module proxy once
 # (~3 min on 2 cores), kept in .stack/bin. VS_WITH_HELM=1 (infra/test.sh sets it).

@@ -40,8 +40,6 @@ class StackConfig:
     # where every service listens and is reached: loopback, or the gateway of the worker hosts'
     # network (infra/netns.py) so that processes in other network namespaces reach them too
     host: str = "127.0.0.1"
-    # the S3 server: versitygw (publishes bucket notifications) or s3proxy (kept to compare)
-    s3_server: str = "versitygw"
     # the Kafka topic versitygw publishes the bucket's events to; "" for none
     s3_events_topic: str = ""
 
@@ -158,5 +156,5 @@ def jars(libs: Path) -> str:
 def java() -> str:
     java = shutil.which("java")
     if not java:
-        raise StackError("java not found: Kafka and s3proxy need Java 17+ (apt-get install openjdk-17-jre-headless)")
+        raise StackError("java not found: Kafka needs Java 17+ (apt-get install openjdk-17-jre-headless)")
     return java

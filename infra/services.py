@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from infra import kafka, postgres, s3
+from infra import kafka, postgres, versitygw
 from infra.process import StackConfig, StackError, free_port, port_open  # noqa: F401 - the stack's vocabulary
 
 # in start order (stopped in reverse): the database, the broker, the object store
-SERVICES: dict[str, ModuleType] = {m.NAME: m for m in (postgres, kafka, s3)}
+SERVICES: dict[str, ModuleType] = {m.NAME: m for m in (postgres, kafka, versitygw)}

@@ -21,7 +21,7 @@ import os
 import secrets
 import shutil
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from infra import services
@@ -45,15 +45,15 @@ def load_or_create(
 ) -> StackConfig:
     """The stack's config: read from state_dir/config.json, or chosen now and saved there.
     kafka_nodes (default 1) is chosen on the first `up` too; another count later is an error.
-    s3_events_topic: where the S3 server publishes the bucket's events ("" for nowhere); the
-    S3 server itself is VS_S3_SERVER (versitygw, or s3proxy to compare)."""
+    s3_events_topic: where the S3 server publishes the bucket's events ("" for nowhere)."""
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     saved = state_dir / "config.json"
     if saved.exists():
         data = json.loads(saved.read_text())
         data["state_dir"], data["libs_dir"] = Path(data["state_dir"]), Path(data["libs_dir"])
-        cfg = StackConfig(**data)
+        known = {f.name for f in fields(StackConfig)}  # a field a later version dropped is ignored
+        cfg = StackConfig(**{k: v for k, v in data.items() if k in known})
         if kafka_nodes is not None and kafka_nodes != cfg.kafka_nodes:
             raise services.StackError(
                 f"the stack in {state_dir} was created with {cfg.kafka_nodes} Kafka node(s): "
@@ -79,11 +79,8 @@ def load_or_create(
         # nodes 2..N: a broker and a controller port each (59094, 59095, 59096, ... by default)
         kafka_extra_ports=[services.free_port() if free_ports else 59094 + i for i in range(2 * (nodes - 1))],
         host=host,
-        s3_server=os.environ.get("VS_S3_SERVER", "versitygw"),
         s3_events_topic=s3_events_topic,
     )
-    if cfg.s3_server not in ("versitygw", "s3proxy"):
-        raise services.StackError(f"VS_S3_SERVER={cfg.s3_server!r}: use versitygw or s3proxy")
     data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     saved.write_text(json.dumps(data, indent=2))
     saved.chmod(0o600)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing (infra/install.sh), runs ruff (lint and
 # format check with pyproject's settings), builds the docs site strictly, then pytest.
-# Integration tests start their own Kafka, PostgreSQL and s3proxy on free ports and stop them after.
+# Integration tests start their own Kafka, PostgreSQL and versitygw (S3) on free ports and stop them after.
 # Extra arguments go to pytest (e.g. `infra/test.sh -m "not e2e"`).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
