@@ -53,6 +53,7 @@ def _filters(model: str) -> queries.Filters:
         min_confidence=_number("min_confidence", float, None, 0.0, 1.0),
         max_confidence=_number("max_confidence", float, None, 0.0, 1.0),
         search=request.args.get("q") or None,
+        include_deleted=request.args.get("deleted") in ("1", "true"),
     )
 
 

@@ -12,7 +12,10 @@ from psycopg2 import sql
 from db import counts
 from db.queries import progress
 
-COLUMNS = "image_key, model, model_version, category, confidence, class_index, top_k, hostname, time, latency_ms"
+COLUMNS = (
+    "image_key, model, model_version, category, confidence, class_index, top_k, hostname, time, latency_ms,"
+    " etag, deleted_at"
+)
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,12 @@ class Filters:
     min_confidence: Optional[float] = None
     max_confidence: Optional[float] = None
     search: Optional[str] = None  # a substring of the key, case-insensitive
+    include_deleted: bool = False  # rows of objects an S3 notification said were removed
 
     def where(self) -> tuple[sql.Composable, list[Any]]:
         clauses, params = [sql.SQL("model = %s")], [self.model]
+        if not self.include_deleted:
+            clauses.append(sql.SQL("deleted_at IS NULL"))
         if self.category:
             clauses.append(sql.SQL("category = %s"))
             params.append(self.category)
@@ -47,8 +53,9 @@ class Filters:
 
 def _row(cur, row) -> dict:
     item = dict(zip([c.name for c in cur.description], row))
-    if item.get("time") is not None:
-        item["time"] = item["time"].isoformat()
+    for name in ("time", "deleted_at"):
+        if item.get(name) is not None:
+            item[name] = item[name].isoformat()
     return item
 
 

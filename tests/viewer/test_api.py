@@ -210,3 +210,17 @@ def test_the_models_api_lists_registered_versions_with_metrics_and_escapes_names
     assert name in data["names"] and data["names"][0] == settings.model_name
     page = client.get("/models")
     assert page.status_code == 200 and b"<script>alert" not in page.data  # names arrive as JSON, shown as text
+
+
+def test_rows_of_removed_objects_are_left_out_unless_asked_for(world):
+    settings, conn, client = world
+    key = query(conn, "SELECT min(image_key) FROM prediction_results WHERE image_key LIKE %s", ("n0%",))[0][0]
+    query(conn, "UPDATE prediction_results SET deleted_at = now() WHERE image_key = %s RETURNING 1", (key,))
+    try:
+        listed = client.get("/api/predictions?limit=500").get_json()
+        assert listed["total"] == PHOTOS and key not in {i["image_key"] for i in listed["items"]}
+        everything = client.get("/api/predictions?limit=500&deleted=1").get_json()
+        (row,) = [i for i in everything["items"] if i["image_key"] == key]
+        assert everything["total"] == PHOTOS + 1 and row["deleted_at"] and row["etag"]
+    finally:
+        query(conn, "UPDATE prediction_results SET deleted_at = NULL WHERE image_key = %s RETURNING 1", (key,))
