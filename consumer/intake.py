@@ -46,7 +46,7 @@ def sort_batch(messages: Sequence[Message], bucket: str) -> Intake:
 
 
 def _add_notification(intake: Intake, m: Message, note: Notification, bucket: str) -> None:
-    intake.arrivals["notification", "test_event"] += note.skipped
+    intake.arrivals["notification", "skipped"] += note.skipped  # test events, other event types, folders
     for reason in note.refused:
         refused = ImageError(ErrorType.BAD_MESSAGE, f"S3 notification: {reason}")
         intake.failures.append((m, error_key(m.value, m.partition, m.offset), refused))

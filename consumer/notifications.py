@@ -14,8 +14,9 @@ Forms, told apart by their shape (no setting needed):
 Decoding every form as AWS's would corrupt keys holding a literal `+` or `%41`: versitygw
 sends them raw. Test events (`s3:TestEvent`, sent when notifications are configured and by
 versitygw at its start) are skipped, as are event types that are neither a creation nor a
-removal (restores, tagging, lifecycle transitions). A value that is a JSON object but none
-of these forms is refused with its reason; any other UTF-8 text is a bare key.
+removal (restores, tagging, lifecycle transitions) and folder markers (keys ending in `/`). A
+value that is a JSON object but none of these forms is refused with its reason; any other
+UTF-8 text is a bare key.
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ def _eventbridge_record(doc: dict[str, Any]) -> Optional[ObjectEvent]:
 
 
 def _event(bucket: str, key: str, name: str, form: str, obj: dict, time: Any) -> Optional[ObjectEvent]:
+    if key.endswith("/"):
+        return None  # a folder marker (what consoles create for "New folder"): never an image
     if name.startswith("ObjectCreated"):
         created = True
     elif name.startswith("ObjectRemoved"):

@@ -3,7 +3,8 @@
 Per partition: the consumer group's committed offset, the end offset and the lag; the
 group's state and members; per host: images written in the last minute and in total;
 errors by type; keys still without a row; how keys arrived, per source (S3 notifications:
-keys, removals, test events skipped, events refused or stale; the producer: keys).
+keys, removals, records skipped (test events and the like), events refused or stale; the
+producer: keys).
 """
 
 from __future__ import annotations

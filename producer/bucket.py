@@ -26,9 +26,10 @@ def list_pages(settings: Settings, prefix: str = "", page_size: int = 1000) -> I
     pages = paginator.paginate(Bucket=settings.s3_bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size})
     try:
         for page in pages:
-            yield [
-                (o["Key"], o.get("Size"), (o.get("ETag") or "").strip('"') or None) for o in page.get("Contents", [])
-            ]
+            # a key ending in "/" is a folder marker (consoles make them, versitygw lists its
+            # directories so): never an image
+            objects = [o for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+            yield [(o["Key"], o.get("Size"), (o.get("ETag") or "").strip('"') or None) for o in objects]
     except botocore.exceptions.ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         raise TransientError(f"cannot list s3://{settings.s3_bucket}/{prefix}: {code or exc}") from exc

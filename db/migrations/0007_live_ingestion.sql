@@ -21,8 +21,8 @@ ALTER TABLE prediction_errors ADD COLUMN IF NOT EXISTS deleted_at timestamptz;
 -- Workers now register keys that arrive by notification, and mark removed ones.
 GRANT INSERT, UPDATE ON image_info TO vs_worker;
 
--- How keys arrive, per source (notification / producer) and kind (key, test_event, refused,
--- stale, removed, skipped): counted by the workers as delta rows in the running totals of 0006,
+-- How keys arrive, per source (notification / producer) and kind (key, removed, skipped,
+-- refused, stale): counted by the workers as delta rows in the running totals of 0006,
 -- model '' and hostname = the source. These cannot be recomputed from the tables, so a
 -- recount keeps them.
 ALTER TABLE prediction_counts DROP CONSTRAINT IF EXISTS prediction_counts_outcome_check;

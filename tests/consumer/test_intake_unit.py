@@ -40,7 +40,7 @@ def test_notifications_and_bare_keys_share_a_batch_and_are_counted_per_source():
     assert dict(sink.arrivals) == {
         ("notification", "key"): 1,
         ("notification", "removed"): 1,
-        ("notification", "test_event"): 1,
+        ("notification", "skipped"): 1,
         ("notification", "refused"): 2,
         ("producer", "key"): 1,
     }

@@ -117,9 +117,10 @@ def test_test_events_are_skipped_not_refused():
         assert (reading.events, reading.skipped, reading.refused) == ([], 1, [])
 
 
-def test_other_event_types_are_skipped():
-    reading = read_message(message({"Records": [aws("ObjectRestore:Completed"), aws("ObjectTagging:Put")]}))
-    assert (reading.events, reading.skipped, reading.refused) == ([], 2, [])
+def test_other_event_types_and_folder_markers_are_skipped():
+    records = [aws("ObjectRestore:Completed"), aws("ObjectTagging:Put"), versitygw(key="new folder/")]
+    reading = read_message(message({"Records": records}))
+    assert (reading.events, reading.skipped, reading.refused) == ([], 3, [])
 
 
 def test_removals_are_events_that_classify_nothing():

@@ -105,6 +105,7 @@ def test_from_bucket_lists_registers_and_sends_only_what_has_no_current_row(stac
         s3.put_object(Bucket=stack_settings.s3_bucket, Key=k, Body=b"photo " + k.encode())
     for k in keys[3:-1]:  # the rest bodiless: only the listing matters here
         s3.put_object(Bucket=stack_settings.s3_bucket, Key=k, Body=b"")
+    s3.put_object(Bucket=stack_settings.s3_bucket, Key="shelf/new folder/", Body=b"")  # a folder marker
     etag = s3.head_object(Bucket=stack_settings.s3_bucket, Key=keys[0])["ETag"].strip('"')
     model = stack_settings.model_name
     write_batch(
