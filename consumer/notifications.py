@@ -145,10 +145,28 @@ def _s3_record(r: dict[str, Any]) -> Optional[ObjectEvent]:
     form = "minio" if source.startswith("minio") else "versitygw" if prefixed else "aws"
     s3 = r["s3"]
     obj = s3["object"]
-    raw_key = _text(obj, "key")
-    # MinIO QueryEscapes (space -> +), AWS form-encodes (space -> +), versitygw sends the key
-    key = raw_key if form == "versitygw" else unquote_plus(raw_key, errors="strict")
-    return _event(_text(s3["bucket"], "name"), key, name, form, obj, r.get("eventTime"))
+    if form == "versitygw":
+        bucket, key = _versitygw_object(s3)
+    else:  # MinIO QueryEscapes (space -> +), AWS form-encodes (space -> +)
+        bucket, key = _text(s3["bucket"], "name"), unquote_plus(_text(obj, "key"), errors="strict")
+    return _event(bucket, key, name, form, obj, r.get("eventTime"))
+
+
+_VERSITYGW_ARN = "arn:aws:s3:::/"
+
+
+def _versitygw_object(s3: dict[str, Any]) -> tuple[str, str]:
+    """Bucket and key of a versitygw record, read from its bucket ARN ("arn:aws:s3:::/BUCKET/KEY")
+    where it has that shape. versitygw v1.8.0 builds `bucket.name` and `object.key` as views
+    into a request buffer that the next request reuses before the event is serialised, so under
+    concurrent PUTs a record can name another object's key (seen: 1 in 500 PUTs from 16 threads);
+    the ARN is formatted, a copy, while the request is handled. Other shapes: the fields."""
+    arn = s3["bucket"].get("arn")
+    if isinstance(arn, str) and arn.startswith(_VERSITYGW_ARN) and "/" in arn[len(_VERSITYGW_ARN) :]:
+        bucket, key = arn[len(_VERSITYGW_ARN) :].split("/", 1)
+        if bucket and key:
+            return bucket, key
+    return _text(s3["bucket"], "name"), _text(s3["object"], "key")
 
 
 def _eventbridge_record(doc: dict[str, Any]) -> Optional[ObjectEvent]:

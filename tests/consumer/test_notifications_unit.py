@@ -23,13 +23,14 @@ def aws(name="ObjectCreated:Put", key="dir/red+flower%2B%2541+%C3%A9.jpg", bucke
 
 
 def versitygw(name="s3:ObjectCreated:Put", key=KEY, bucket="images", sequencer="17", time="2026-11-30T10:00:00Z"):
+    """As versitygw v1.8.0 sends it, its bucket ARN included ("arn:aws:s3:::/BUCKET/KEY")."""
     return {
         "eventVersion": "2.2",
         "eventSource": "aws:s3",
         "eventTime": time,
         "eventName": name,
         "s3": {
-            "bucket": {"name": bucket},
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::/{bucket}/{key}"},
             "object": {"key": key, "size": 7, "eTag": '"abc123"', "sequencer": sequencer},
         },
     }
@@ -164,3 +165,17 @@ def test_versitygw_hex_counters_order_as_numbers_and_a_restart_counts_again_from
     assert stamp("12345") < stamp("1", time="2026-11-30T10:00:03Z")
     # a gateway in another time zone writes its offset: the same instant orders the same
     assert stamp("1", time="2026-11-30T11:00:03+01:00") == stamp("1", time="2026-11-30T10:00:03Z")
+
+
+def test_a_versitygw_key_overwritten_by_a_later_request_is_read_from_the_arn():
+    # versitygw v1.8.0: bucket.name and object.key share a buffer the next request reuses before
+    # the event is serialised; the ARN is a copy. Seen live: "n01729977_green_snak" (another
+    # object's 20 bytes) in the record of "n01729977_green_snake.JPEG".
+    record = versitygw(key="n01729977_green_snake.JPEG")
+    record["s3"]["object"]["key"] = "n01729977_green_snak"
+    record["s3"]["bucket"]["name"] = "imagez"
+    event = one_event({"Records": [record]})
+    assert (event.bucket, event.key) == ("images", "n01729977_green_snake.JPEG")
+    # a record without that ARN shape: the fields, as sent
+    record["s3"]["bucket"]["arn"] = "arn:aws:s3:::images"
+    assert one_event({"Records": [record]}).key == "n01729977_green_snak"
