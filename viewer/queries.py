@@ -3,7 +3,7 @@ psycopg2.sql, never by string formatting."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 import psycopg2.extensions
@@ -87,7 +87,14 @@ def count_matching(conn: psycopg2.extensions.connection, filters: Filters) -> tu
     """How many results match and whether that is only a floor: exact from the running totals
     for model/category/host filters, else counted up to COUNT_CAP ("more than COUNT_CAP")."""
     if filters.min_confidence is None and filters.max_confidence is None and not filters.search:
-        return counts.count_results(conn, filters.model, filters.category, filters.host), False
+        n = counts.count_results(conn, filters.model, filters.category, filters.host)
+        if not filters.include_deleted:  # the totals count them: take the few marked deleted off
+            where, params = replace(filters, include_deleted=True).where()
+            with conn.cursor() as cur:
+                query = "SELECT count(*) FROM prediction_results WHERE {} AND deleted_at IS NOT NULL"
+                cur.execute(sql.SQL(query).format(where), params)
+                n -= cur.fetchone()[0]
+        return n, False
     where, params = filters.where()
     with conn.cursor() as cur:
         cur.execute(
