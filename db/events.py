@@ -76,7 +76,8 @@ def apply_events(cur: psycopg2.extensions.cursor, events: Iterable[KeyEvent]) ->
     newest, stale = newest_per_key(events)
     if not newest:
         return set(), stale
-    rows = [(e.image_key, e.size, e.etag, e.stamp, e.removed) for e in newest]
+    # in key order: two workers' batches then lock their image_info rows in the same order
+    rows = sorted((e.image_key, e.size, e.etag, e.stamp, e.removed) for e in newest)
     applied = {r[0] for r in execute_values(cur, _REGISTER, rows, page_size=1000, fetch=True)}
     removed = [e.image_key for e in newest if e.removed and e.image_key in applied]
     if removed:
