@@ -11,7 +11,8 @@ import os
 import random
 import time
 
-from infra import kafka, postgres, versitygw
+from infra import kafka, postgres
+from infra import versitygw as s3  # the S3 service
 from infra.fleet import counts
 from tests.e2e.streams import check_exactly_once, corpus, producer_succeeded, report, setup
 
@@ -96,15 +97,4 @@ def test_postgres_down_for_30s_mid_stream(e2e, stack_settings, db_conn, dev_imag
 
 
 def test_s3_unreachable_for_10s_mid_stream(e2e, stack_settings, db_conn, dev_images, stack_env, stack):
-    _outage(
-        e2e,
-        stack_settings,
-        db_conn,
-        dev_images,
-        stack_env,
-        stack,
-        "s3-down",
-        versitygw.stop,
-        versitygw.start,
-        pause_s=10,
-    )
+    _outage(e2e, stack_settings, db_conn, dev_images, stack_env, stack, "s3-down", s3.stop, s3.start, pause_s=10)

@@ -4,7 +4,8 @@ batch waits out an outage. Real stack, real `faust worker` processes, real produ
 
 from __future__ import annotations
 
-from infra import postgres, versitygw
+from infra import postgres
+from infra import versitygw as s3  # the S3 service
 from infra.fleet import counts
 from tests.e2e.streams import check_exactly_once, corpus, producer_succeeded, report, setup
 
@@ -67,6 +68,4 @@ def test_sigterm_while_postgres_is_down(e2e, stack_settings, db_conn, dev_images
 
 
 def test_sigterm_while_s3_is_down(e2e, stack_settings, db_conn, dev_images, stack_env, stack):
-    _sigterm_during_outage(
-        e2e, stack_settings, stack_env, dev_images, stack, "sigterm-s3", versitygw.stop, versitygw.start
-    )
+    _sigterm_during_outage(e2e, stack_settings, stack_env, dev_images, stack, "sigterm-s3", s3.stop, s3.start)
