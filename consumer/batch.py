@@ -2,8 +2,8 @@
 
 Stages: sort the messages (consumer/intake.py: bare keys, S3 event notifications, junk) ->
 download, decode and classify the images (consumer/stages.py, which overlaps the three) ->
-one transaction, with the S3 events the keys arrived by (db/events.py). The event loop only awaits; every blocking step
-runs in an executor.
+one transaction, with the S3 events the keys arrived by (db/events.py). The event loop only
+awaits; every blocking step runs in an executor.
 
 Failures are split by what they mean (common/errors.py):
 - about one image (missing or denied object, a key S3 or PostgreSQL refuses, bytes that do
@@ -22,11 +22,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional, Union
+from typing import Optional
 
-from common.errors import ErrorType, ImageError, TransientError, VisionScalingError, backoff
-from common.keys import error_key as _error_key
-from common.keys import parse_key as _parse_key
+from common.errors import ErrorType, TransientError, VisionScalingError, backoff
 from consumer.fetch import ImageSource
 from consumer.intake import sort_batch
 from consumer.messages import BatchReport, DeadLetterSink, Message
@@ -38,19 +36,11 @@ from settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BatchProcessor", "BatchReport", "Message", "TransientError", "parse_key", "error_key"]
+__all__ = ["BatchProcessor", "BatchReport", "Message", "TransientError"]
 
 
 class Abandoned(VisionScalingError):
     """The worker is stopping: the batch was left unwritten and unacknowledged."""
-
-
-def parse_key(msg: Message) -> Union[str, ImageError]:
-    return _parse_key(msg.value, f"at partition {msg.partition} offset {msg.offset}")
-
-
-def error_key(msg: Message) -> str:
-    return _error_key(msg.value, msg.partition, msg.offset)
 
 
 class BatchProcessor:

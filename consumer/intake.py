@@ -48,8 +48,7 @@ def sort_batch(messages: Sequence[Message], bucket: str) -> Intake:
 def _add_notification(intake: Intake, m: Message, note: Notification, bucket: str) -> None:
     intake.arrivals["notification", "skipped"] += note.skipped  # test events, other event types, folders
     for reason in note.refused:
-        refused = ImageError(ErrorType.BAD_MESSAGE, f"S3 notification: {reason}")
-        intake.failures.append((m, error_key(m.value, m.partition, m.offset), refused))
+        intake.failures.append((m, error_key(m.value, m.partition, m.offset), _bad(f"S3 notification: {reason}")))
         intake.arrivals["notification", "refused"] += 1
     for event in note.events:
         if event.bucket != bucket:

@@ -53,7 +53,8 @@ class ImageStages:
 
     async def classify(self, work: list[tuple[Message, str]], models: tuple):
         """Download, decode and classify `work`, overlapping the three. Returns the classified
-        (message, key, top-k, the object's ETag or None) in `work` order, the per-image errors, the stage seconds
+        (message, key, top-k, the object's ETag or None) in `work` order, the per-image errors,
+        the stage seconds
         (download = wall time until the last object arrived; decode, infer and shadow = busy
         time), and the shadow model's (top-k, ms) per key."""
         run = _Run(self, len(work), models, asyncio.get_running_loop())

@@ -126,9 +126,10 @@ def count_images(conn: psycopg2.extensions.connection) -> int:
 def progress(conn: psycopg2.extensions.connection, model: str) -> dict:
     """How far `model` is: rows per host (last minute, in all), errors by type, the
     registered keys that have neither a result nor an error row yet, and how keys arrived
-    per source (every model's: notification / producer -> key, skipped, refused, ...). Runs in the caller's
-    transaction (the viewer's read-only one, or `with conn:`). Totals come from the running
-    counts (db.counts); only the last minute is read from the table, through its time index."""
+    per source (every model's: notification / producer -> key, skipped, refused, ...). Runs in
+    the caller's transaction (the viewer's read-only one, or `with conn:`). Totals come from
+    the running counts (db.counts); only the last minute is read from the table, through its
+    time index."""
     totals: dict[str, int] = {}
     errors: dict[str, int] = {}
     arrivals: dict[str, dict[str, int]] = {}

@@ -1,24 +1,26 @@
-"""How a raw Kafka message becomes an image key, or a recorded reason it cannot."""
+"""How a raw Kafka message becomes an image key, or a recorded reason it cannot: what the
+worker reads (consumer.notifications.read_message) and the error key it records."""
 
 from common.errors import ImageError
-from consumer.batch import Message, error_key, parse_key
+from common.keys import error_key
+from consumer.notifications import read_message
 
 
 def test_a_utf8_message_is_its_key():
-    assert parse_key(Message("dir/ünïcode 🐈.jpg".encode())) == "dir/ünïcode 🐈.jpg"
+    assert read_message("dir/ünïcode 🐈.jpg".encode()) == "dir/ünïcode 🐈.jpg"
 
 
 def test_empty_non_utf8_and_nul_messages_are_bad_messages():
     for value in (b"", None, b"\xff\xfe", b"a\x00b"):
-        result = parse_key(Message(value, partition=2, offset=9))
+        result = read_message(value, "at partition 2 offset 9")
         assert isinstance(result, ImageError) and result.error_type == "bad_message"
 
 
 def test_error_keys_are_readable_and_unique_per_message():
-    assert error_key(Message(b"", 2, 9)) == "<empty message p2@9>"
-    assert error_key(Message(b"", 2, 10)) != error_key(Message(b"", 2, 9))
-    assert error_key(Message(b"\xff\xfeok")) == "\\xff\\xfeok"
-    assert error_key(Message(b"a\x00b")) == "a\\x00b"  # storable: PostgreSQL text refuses NUL
+    assert error_key(b"", 2, 9) == "<empty message p2@9>"
+    assert error_key(b"", 2, 10) != error_key(b"", 2, 9)
+    assert error_key(b"\xff\xfeok") == "\\xff\\xfeok"
+    assert error_key(b"a\x00b") == "a\\x00b"  # storable: PostgreSQL text refuses NUL
 
 
 def test_long_keys_are_stored_bounded_in_bytes_and_never_collide():
@@ -30,9 +32,9 @@ def test_long_keys_are_stored_bounded_in_bytes_and_never_collide():
     assert sa != sb and sa.startswith("é" * 100)
     assert stored_key(a) == sa  # a redelivery maps to the same row
     assert stored_key("short.jpg") == "short.jpg"
-    assert len(error_key(Message(("ü" * 5000).encode())).encode()) <= MAX_STORED_KEY_BYTES
+    assert len(error_key(("ü" * 5000).encode()).encode()) <= MAX_STORED_KEY_BYTES
 
 
 def test_a_key_longer_than_s3_allows_is_a_bad_key_without_a_request():
-    result = parse_key(Message(b"k" * 2000))
+    result = read_message(b"k" * 2000)
     assert isinstance(result, ImageError) and result.error_type == "bad_key"
