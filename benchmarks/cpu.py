@@ -45,3 +45,15 @@ def snapshot(pids: dict[str, int]) -> dict[str, float]:
 
 def used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
+
+
+def with_workers(services: dict[str, int], procs: dict) -> dict[str, int]:
+    """The services' pids and a fleet's worker processes (name -> Popen) as "worker:NAME"."""
+    return {**services, **{f"worker:{name}": proc.pid for name, proc in procs.items()}}
+
+
+def grouped(used: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per service, and the "worker:NAME" entries summed as "workers"."""
+    out = {k: v for k, v in used.items() if not k.startswith("worker:")}
+    out["workers"] = round(sum(v for k, v in used.items() if k.startswith("worker:")), 1)
+    return out

@@ -96,13 +96,12 @@ def send(settings: Settings, values: list[bytes]) -> None:
 
 def measured(fleet: Fleet, n: int, pids: dict[str, int], feed) -> tuple[float, dict]:
     """Run `feed()`, wait for n rows; (img/s first -> last row, CPU seconds per process group)."""
-    before = cpu.snapshot({**pids, **{f"worker:{k}": p.pid for k, p in fleet.procs.items()}})
+    everyone = cpu.with_workers(pids, fleet.procs)
+    before = cpu.snapshot(everyone)
     feed()
     fleet.wait_rows(n, 1800)
-    used = cpu.used(before, cpu.snapshot({**pids, **{f"worker:{k}": p.pid for k, p in fleet.procs.items()}}))
-    workers = sum(v for k, v in used.items() if k.startswith("worker:"))
-    per_image = {k: round(1000 * v / n, 2) for k, v in used.items() if not k.startswith("worker:")}
-    per_image["workers"] = round(1000 * workers / n, 2)
+    used = cpu.grouped(cpu.used(before, cpu.snapshot(everyone)))
+    per_image = {k: round(1000 * v / n, 2) for k, v in used.items()}
     return round(throughput([t for t, _ in row_times(fleet.settings)]), 1), per_image
 
 

@@ -103,15 +103,13 @@ def run_fleet(
     ensure_topic(settings)  # idempotent; the seed-style consumer, unlike faust workers, does not create it
     try:
         start_workers(fleet, workers, threads)
-        pids = {**(services or {}), **{f"worker:{n}": p.pid for n, p in fleet.procs.items()}}
+        pids = cpu.with_workers(services or {}, fleet.procs)
         before = cpu.snapshot(pids)
         started = time.monotonic()
         run([sys.executable, "-m", "producer", "--limit", str(keys_to_send), *producer_args], env)
         sent_s = time.monotonic() - started
         fleet.wait_rows(keys_to_send, 1800)
-        used = cpu.used(before, cpu.snapshot(pids))
-        cpu_seconds = {k: v for k, v in used.items() if not k.startswith("worker:")}
-        cpu_seconds["workers"] = round(sum(v for k, v in used.items() if k.startswith("worker:")), 1)
+        cpu_seconds = cpu.grouped(cpu.used(before, cpu.snapshot(pids)))
         stages = {}
         if command is None:
             for name in fleet.procs:

@@ -22,3 +22,12 @@ def test_a_busy_child_counts_towards_its_parent():
     finally:
         child.kill()
         child.wait()
+
+
+def test_workers_are_summed_and_services_kept_apart():
+    class Proc:
+        def __init__(self, pid):
+            self.pid = pid
+
+    assert cpu.with_workers({"s3": 1}, {"w-1": Proc(2), "w-2": Proc(3)}) == {"s3": 1, "worker:w-1": 2, "worker:w-2": 3}
+    assert cpu.grouped({"s3": 0.3, "worker:w-1": 1.2, "worker:w-2": 0.7}) == {"s3": 0.3, "workers": 1.9}
