@@ -6,8 +6,9 @@ Built by infra/install.sh from the Go module proxy into .stack/bin. Facts it dep
 - it exits at start when its event topic does not exist, so the topic is created first;
 - it sends an `s3:TestEvent` at start, and `{"Records": [...]}` per PUT, copy, multipart
   completion and DELETE, the object key raw (consumer/notifications.py);
-- events wait in memory while Kafka is away and are lost if the gateway stops meanwhile
-  (docs: "Live from S3"; `python -m producer --from-bucket --only-missing` recovers them);
+- events are sent from memory, each retried briefly: a Kafka restart loses those in flight
+  (measured: all of them, tests/e2e/test_live_s3.py) and so does a gateway stop (docs: "Live
+  from S3"; `python -m producer --from-bucket --only-missing` recovers them);
 - object metadata (ETag, content type) lives in extended attributes of the data directory's
   files: the filesystem must support user xattrs (ext4, xfs, btrfs, tmpfs since Linux 6.6).
 """
