@@ -8,14 +8,15 @@ Credentials never live here: S3 keys come from boto3's standard chain (AWS_ACCES
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_DIR = Path(__file__).resolve().parent
 BUILTIN_MODELS = ("squeezenet1_1", "squeezenet1_0")
@@ -69,6 +70,9 @@ class Settings(BaseSettings):
     # a built-in torchvision model (BUILTIN_MODELS: ImageNet's 1000 classes), or the name of a
     # model trained on your own categories (python -m training): its production version is served
     model_name: str = Field("squeezenet1_1", pattern=MODEL_NAME_PATTERN)
+    # several models served at once, one pass of the trunk for all (comma-separated, e.g.
+    # squeezenet1_1,shelves); empty: MODEL_NAME alone. The first is MODEL_NAME.
+    model_names: Annotated[Optional[list[str]], NoDecode] = None
     model_weights: Optional[Path] = None  # None = shared_dir's weights, else torchvision's download
     model_bucket: str = "models"  # where trained versions' artefacts live (immutable, per version)
     model_prefix: str = "registry/"
@@ -106,6 +110,29 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Optional[Path]) -> Optional[Path]:
         return v.expanduser() if v is not None else None
+
+    @field_validator("model_names", mode="before")
+    @classmethod
+    def _split_names(cls, v):
+        if isinstance(v, str):
+            v = [n.strip() for n in v.split(",") if n.strip()] or None
+        bad = [n for n in v or [] if not re.fullmatch(MODEL_NAME_PATTERN, n)]
+        if bad:
+            raise ValueError(f"not model names: {', '.join(repr(n) for n in bad)}")
+        if v and len(set(v)) != len(v):
+            raise ValueError("a model is named twice")
+        return v
+
+    @model_validator(mode="after")
+    def _first_model_is_model_name(self) -> Settings:
+        if self.model_names:
+            self.model_name = self.model_names[0]
+        return self
+
+    @property
+    def served_models(self) -> list[str]:
+        """Every model a worker serves: MODEL_NAMES, else MODEL_NAME alone."""
+        return list(self.model_names or [self.model_name])
 
     @model_validator(mode="after")
     def _replicas(self) -> Settings:

@@ -26,7 +26,8 @@ import torch
 from benchmarks.inference import rate
 from benchmarks.report import emit
 from consumer.images import preprocess
-from consumer.model import _classifier, load_base_model
+from consumer.serving import Loader, Served
+from consumer.weights import load_base_model
 from settings import Settings
 from training import dataset, evaluation, train
 
@@ -86,12 +87,14 @@ def main(argv: list[str] | None = None) -> int:
 
     one_thread = settings.model_copy(update={"torch_threads": 1, "model_cache_dir": Path(tempfile.mkdtemp())})
     torch.set_num_threads(1)
-    production = _classifier(one_thread, models["frozen"], "bench", "frozen", ds.categories, 1)
-    shadow = _classifier(one_thread, models["unfreeze_2"], "bench", "unfreeze2", ds.categories, 2)
+    loader = Loader(one_thread)
+    production = Served("bench", 1, loader.network(models["frozen"], "squeezenet1_1", ds.categories))
+    shadow = Served("bench", 2, loader.network(models["unfreeze_2"], "squeezenet1_1", ds.categories), "shadow")
     chunk = settings.infer_chunk_size
     batch = torch.stack([preprocess(images[i]) for i in range(chunk)])
-    alone = rate(lambda: production.predict(batch), chunk, args.seconds)
-    both = rate(lambda: (production.predict(batch), shadow.predict(batch)), chunk, args.seconds)
+    alone_set, both_set = loader.model_set([production], []), loader.model_set([production], [shadow])
+    alone = rate(lambda: alone_set.predict(batch), chunk, args.seconds)
+    both = rate(lambda: both_set.predict(batch), chunk, args.seconds)  # a fine-tuned shadow: its own trunk
     result = {
         "machine": {
             "cpu_count": cores,

@@ -140,21 +140,23 @@ dead_letters = (
 
 
 def _build_processor():
-    """The process's one BatchProcessor (and so its one model); runs in WorkerLifecycle.start."""
+    """The process's one BatchProcessor, serving every model on one trunk; runs in WorkerLifecycle.start."""
     from consumer import metrics
     from consumer.batch import BatchProcessor
     from consumer.fetch import S3Images
-    from consumer.model import load_classifier
+    from consumer.serving import load_model_set
     from consumer.sink import RowWriter
     from db.connection import connect
 
+    models, loader = load_model_set(settings)
     return BatchProcessor(
         settings,
-        load_classifier(settings),
+        models,
         S3Images.from_settings(settings),
         RowWriter(lambda: connect(settings)),
         dead_letter_sender(dead_letters) if dead_letters is not None else None,
         on_retry=lambda reason: metrics.RETRIES.labels(reason).inc(),
+        loader=loader,
     )
 
 

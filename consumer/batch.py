@@ -28,7 +28,7 @@ from common.errors import ErrorType, TransientError, VisionScalingError, backoff
 from consumer.fetch import ImageSource
 from consumer.intake import sort_batch
 from consumer.messages import BatchReport, DeadLetterSink, Message
-from consumer.model import Classifier
+from consumer.serving import Loader, ModelSet, Served
 from consumer.sink import RowSink
 from consumer.stages import ImageStages
 from db.queries import ErrorRow, Prediction, ShadowPrediction
@@ -50,16 +50,17 @@ class BatchProcessor:
     def __init__(
         self,
         settings: Settings,
-        classifier: Classifier,
+        models: ModelSet,
         images: ImageSource,
         sink: RowSink,
         dead_letter: Optional[DeadLetterSink] = None,
         on_retry: Optional[Callable[[str], None]] = None,
+        loader: Optional[Loader] = None,
     ):
         self.settings = settings
+        self.loader = loader  # builds new versions' heads on the same trunks (consumer/rollout.py)
         self.dead_letter = dead_letter
-        self.classifier = classifier
-        self.shadow: Optional[Classifier] = None  # a shadow version: run on every image, never the answer
+        self.models = models  # every served model and shadow version (consumer/serving.py)
         self.writer = sink
         self.on_retry = on_retry or (lambda reason: None)
         self.stopping = False  # set by the worker's stop: retries end, the batch is abandoned
@@ -71,71 +72,58 @@ class BatchProcessor:
 
     async def process(self, messages: Sequence[Message]) -> BatchReport:
         loop = asyncio.get_running_loop()
-        # one version for the whole batch, whatever the worker swaps in meanwhile
-        models = (self.classifier, self.shadow)
-        model, version, host = models[0].name, models[0].version, self.settings.hostname
+        models = self.models  # one snapshot for the whole batch, whatever is swapped in meanwhile
+        host = self.settings.hostname
         t0 = time.perf_counter()
         intake = sort_batch(messages, self.settings.s3_bucket)
-        failures = [(m, ErrorRow(k, model, e.error_type, e.detail, host)) for m, k, e in intake.failures]
+        failures = _error_rows(intake.failures, models.names, host)
 
-        classified, image_errors, seconds, shadow_tops = await self.stages.classify(intake.work, models)
-        failures += [(m, ErrorRow(k, model, e.error_type, e.detail, host)) for m, k, e in image_errors]
+        classified, image_errors, seconds, ms_per_image = await self.stages.classify(intake.work, models)
+        failures += _error_rows(image_errors, models.names, host)
         t3 = time.perf_counter()
 
         now = time.time()
         predictions = [
-            (
-                m,
-                Prediction(
-                    image_key=k,
-                    model=model,
-                    category=top[0].category,
-                    confidence=top[0].confidence,
-                    class_index=top[0].class_index,
-                    top_k=[x.as_dict() for x in top],
-                    hostname=host,
-                    latency_ms=(now - m.timestamp) * 1000 if m.timestamp else None,
-                    model_version=version,
-                    etag=etag,
-                ),
-            )
-            for m, k, top, etag in classified
+            (m, _prediction(k, served, top, host, (now - m.timestamp) * 1000 if m.timestamp else None, etag))
+            for m, k, tops, etag in classified
+            for served, top in tops.items()
+            if served.stage == "production"
         ]
-        shadows = (
-            [
-                ShadowPrediction(
-                    k,
-                    model,
-                    models[1].version,
-                    top[0].category,
-                    top[0].confidence,
-                    top[0].class_index,
-                    [x.as_dict() for x in top],
-                    host,
-                    ms,
-                )
-                for k, (top, ms) in shadow_tops.items()
-            ]
-            if models[1] is not None
-            else []
-        )
+        shadows = [
+            ShadowPrediction(
+                k,
+                served.name,
+                served.version,
+                top[0].category,
+                top[0].confidence,
+                top[0].class_index,
+                [x.as_dict() for x in top],
+                host,
+                ms_per_image[served],
+            )
+            for _, k, tops, _ in classified
+            for served, top in tops.items()
+            if served.stage == "shadow"
+        ]
         refused = await loop.run_in_executor(
             self._db, self.writer.write, predictions, failures, shadows, intake.events, dict(intake.arrivals)
         )
         t4 = time.perf_counter()
         if refused:  # rows the database would not take were recorded as errors instead
-            gone = {id(m) for m, _ in refused}
-            predictions = [(m, p) for m, p in predictions if id(m) not in gone]
-            failures = [(m, e) for m, e in failures if id(m) not in gone] + refused
+            gone = {(id(m), e.model) for m, e in refused}
+            predictions = [(m, p) for m, p in predictions if (id(m), p.model) not in gone]
+            failures = [(m, e) for m, e in failures if (id(m), e.model) not in gone] + refused
         await self._send_dead_letters(failures)
         written = time.time()
+        failed = _first_per_message(failures)  # an image's errors, counted once whatever the models
+        ok = {id(m): m for m, _ in predictions}
         return BatchReport(
             len(messages),
-            len(predictions),
-            len(failures),
+            len(ok),
+            len(failed),
             {**seconds, "write": t4 - t3, "batch": t4 - t0},
-            [str(e.error_type) for _, e in failures],
-            [written - m.timestamp for m, _ in predictions if m.timestamp],
+            [str(e.error_type) for _, e in failed],
+            [written - m.timestamp for m in ok.values() if m.timestamp],
         )
 
     async def _send_dead_letters(self, failures: list[tuple[Message, ErrorRow]]) -> None:
@@ -144,7 +132,7 @@ class BatchProcessor:
         if not failures or self.dead_letter is None:
             return
         try:
-            await self.dead_letter(failures)
+            await self.dead_letter(_first_per_message(failures))  # one per image, not per model
         except Exception:  # noqa: BLE001
             log.exception("could not publish %d dead letters (they are in prediction_errors)", len(failures))
 
@@ -183,12 +171,13 @@ class BatchProcessor:
             await asyncio.sleep(delay)
 
     async def _give_up(self, messages: Sequence[Message], exc: Exception) -> BatchReport:
-        model, host = self.classifier.name, self.settings.hostname
+        host = self.settings.hostname
         detail = f"{type(exc).__name__}: {exc}"[:2000]
         intake = sort_batch(messages, self.settings.s3_bucket)
         failures = [
             (m, ErrorRow(k, model, ErrorType.INTERNAL, detail, host))
             for m, k in [*intake.work, *((m, k) for m, k, _ in intake.failures)]
+            for model in self.models.names
         ]
         loop = asyncio.get_running_loop()
         attempt = 0
@@ -205,9 +194,37 @@ class BatchProcessor:
                 log.warning("recording failed batch as internal errors: %s; retrying in %.1fs", err, delay)
                 await asyncio.sleep(delay)
         await self._send_dead_letters(failures)
-        return BatchReport(len(messages), 0, len(failures), error_types=[ErrorType.INTERNAL.value] * len(failures))
+        failed = _first_per_message(failures)
+        return BatchReport(len(messages), 0, len(failed), error_types=[ErrorType.INTERNAL.value] * len(failed))
 
     def close(self) -> None:
         self.stages.close()
         self._db.shutdown(wait=False, cancel_futures=True)
         self.writer.close()
+
+
+def _error_rows(failures, names: list[str], host: str) -> list[tuple[Message, ErrorRow]]:
+    """An image that failed failed for every served model: an error row for each."""
+    return [(m, ErrorRow(k, name, e.error_type, e.detail, host)) for m, k, e in failures for name in names]
+
+
+def _first_per_message(failures: list[tuple[Message, ErrorRow]]) -> list[tuple[Message, ErrorRow]]:
+    seen: dict[int, tuple[Message, ErrorRow]] = {}
+    for m, e in failures:
+        seen.setdefault(id(m), (m, e))
+    return list(seen.values())
+
+
+def _prediction(key: str, served: Served, top: list, host: str, latency_ms, etag) -> Prediction:
+    return Prediction(
+        image_key=key,
+        model=served.name,
+        category=top[0].category,
+        confidence=top[0].confidence,
+        class_index=top[0].class_index,
+        top_k=[x.as_dict() for x in top],
+        hostname=host,
+        latency_ms=latency_ms,
+        model_version=served.version,
+        etag=etag,
+    )

@@ -1,4 +1,5 @@
-"""Ways to run the same SqueezeNet on the CPU. Each engine maps an NCHW float32 batch to logits.
+"""Ways to run the same SqueezeNet on the CPU. Each engine maps an NCHW float32 batch to the
+network's output: logits, or the trunk's feature map (consumer/trunk.py).
 
 ONNX Runtime (the default) exports the model once and runs it with the least overhead per call;
 the others are kept to compare against and as fallbacks. benchmarks/inference.py measures each
@@ -62,9 +63,9 @@ def export_onnx(model: torch.nn.Module, path: Path, example: Optional[torch.Tens
                 tmp,
                 dynamo=False,
                 input_names=["input"],
-                output_names=["logits"],
+                output_names=["output"],
                 opset_version=ONNX_OPSET,
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
             )
         os.replace(tmp, path)
     finally:
@@ -92,11 +93,17 @@ def ensure_exported(model: torch.nn.Module, onnx_path: Path) -> Path:
 
 
 def _onnxruntime(
-    model: torch.nn.Module, threads: int, onnx_path: Path, int8: Optional[Callable] = None, recheck: float = 0.0
+    model: torch.nn.Module,
+    threads: int,
+    onnx_path: Path,
+    int8: Optional[Callable] = None,
+    recheck: float = 0.0,
+    logits: Callable[[torch.Tensor], torch.Tensor] = lambda out: out,
 ) -> Engine:
     """`int8`: fp32 graph path -> int8 graph path (consumer.quantize), for the int8 engine;
-    then the images whose int8 top-1 probability leads the runner-up by less than `recheck`
-    (close calls, where 8-bit rounding flips answers) are classified again in fp32."""
+    then the images whose int8 top-1 probability (of `logits(output)`: a trunk's output goes
+    through its classifier head) leads the runner-up by less than `recheck` (close calls,
+    where 8-bit rounding flips answers) are run again in fp32."""
     ensure_exported(model, onnx_path)
     if int8 is None:
         fp32 = onnx_session(onnx_path, threads)
@@ -106,13 +113,13 @@ def _onnxruntime(
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         x = batch.contiguous().numpy()
-        logits = torch.from_numpy(quantised.run(None, {"input": x})[0])
+        out = torch.from_numpy(quantised.run(None, {"input": x})[0])
         if fp32 is not None:
-            top2 = torch.softmax(logits, dim=1).topk(2, dim=1).values
+            top2 = torch.softmax(logits(out), dim=1).topk(2, dim=1).values
             close = (top2[:, 0] - top2[:, 1] < recheck).nonzero().flatten()
             if len(close):
-                logits[close] = torch.from_numpy(fp32.run(None, {"input": x[close.numpy()]})[0])
-        return logits
+                out[close] = torch.from_numpy(fp32.run(None, {"input": x[close.numpy()]})[0])
+        return out
 
     return run
 
@@ -125,7 +132,10 @@ def build_engine(
     onnx_path: Path,
     int8: Optional[Callable] = None,
     recheck: float = 0.0,
+    logits: Callable[[torch.Tensor], torch.Tensor] = lambda out: out,
 ) -> Engine:
+    """`model` maps an NCHW image batch to logits, or (a trunk) to features: then `logits`
+    turns its output into class logits for the int8 engine's close-call re-check."""
     model = model.eval()
     if name == "torch":
         return _plain(model)
@@ -138,5 +148,5 @@ def build_engine(
     if name == "onnxruntime-int8":
         if int8 is None:
             raise ValueError("the int8 engine needs its calibration (consumer.quantize)")
-        return _onnxruntime(model, threads, onnx_path, int8, recheck)
+        return _onnxruntime(model, threads, onnx_path, int8, recheck, logits)
     raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")

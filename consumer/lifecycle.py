@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Optional
 from consumer import metrics
 from consumer.messages import BatchReport, Message
 from consumer.rollout import ModelWatcher
+from settings import BUILTIN_MODELS
 
 if TYPE_CHECKING:
     from consumer.batch import BatchProcessor
@@ -50,8 +51,9 @@ class WorkerLifecycle:
         loop = asyncio.get_running_loop()
         self.metrics_port = metrics.serve(self.settings.metrics_port, health=self.health)
         self.processor = await loop.run_in_executor(None, self._build_processor)
-        if not self.settings.builtin_model:
-            self.watcher = _registry_watcher(self.settings)
+        registered = [n for n in self.settings.served_models if n not in BUILTIN_MODELS]
+        if registered and self.processor.loader is not None:
+            self.watcher = _registry_watcher(self.settings, registered, self.processor.loader)
             self.watcher.start(self.processor)
         await loop.run_in_executor(None, ensure_topic, self.settings)
         if self.settings.kafka_dead_letter_topic:
@@ -140,16 +142,15 @@ class WorkerLifecycle:
             self.processor.close()
 
 
-def _registry_watcher(settings: Settings) -> ModelWatcher:
-    from consumer.model import load_registered
+def _registry_watcher(settings: Settings, names: list[str], loader) -> ModelWatcher:
     from db.connection import in_transaction
-    from db.registry import serving
+    from db.registry import serving_all
 
     return ModelWatcher(
-        settings.model_name,
+        names,
         settings.model_poll_s,
-        lambda: in_transaction(settings, lambda conn: serving(conn, settings.model_name)),
-        lambda mv: load_registered(settings, mv),
+        lambda: in_transaction(settings, lambda conn: serving_all(conn, names)),
+        loader,
     )
 
 

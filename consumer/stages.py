@@ -20,7 +20,7 @@ from consumer.fetch import ImageSource
 from consumer.images import load_tensor
 from consumer.messages import Message
 from consumer.metrics import STAGE_CPU
-from consumer.model import Classifier
+from consumer.serving import ModelSet, Served
 from settings import Settings
 
 _DECODE_CPU, _INFER_CPU = STAGE_CPU.labels("decode"), STAGE_CPU.labels("infer")
@@ -51,12 +51,12 @@ class ImageStages:
         finally:
             _DECODE_CPU.inc(time.thread_time() - cpu)
 
-    async def classify(self, work: list[tuple[Message, str]], models: tuple):
-        """Download, decode and classify `work`, overlapping the three. Returns the classified
-        (message, key, top-k, the object's ETag or None) in `work` order, the per-image errors,
-        the stage seconds
-        (download = wall time until the last object arrived; decode, infer and shadow = busy
-        time), and the shadow model's (top-k, ms) per key."""
+    async def classify(self, work: list[tuple[Message, str]], models: ModelSet):
+        """Download, decode and classify `work` with every model of `models`, overlapping the
+        three. Returns the classified (message, key, {served version: top-k}, the object's ETag
+        or None) in `work` order, the per-image errors, the stage seconds (download = wall time
+        until the last object arrived; decode, infer (production) and shadow = busy time), and
+        each served version's model time per image in ms."""
         run = _Run(self, len(work), models, asyncio.get_running_loop())
         fetches = [self._io.submit(run.fetch, i, key) for i, (_, key) in enumerate(work)]
         try:
@@ -69,40 +69,31 @@ class ImageStages:
                 f.cancel()
             raise
         seconds = run.seconds
-        topks: dict[int, list] = {}
-        shadow_topks: dict[int, tuple[list, float]] = {}
-        if models[1] is not None:
+        if models.shadows:
             seconds["shadow"] = 0.0
-        for took, part, shadow_took, shadow_part in results:
-            seconds["infer"] += took
-            topks.update(part)
-            if shadow_part:
-                seconds["shadow"] += shadow_took
-                shadow_topks.update({i: (top, shadow_took * 1000 / len(shadow_part)) for i, top in shadow_part.items()})
+        tops: dict[int, dict[Served, list]] = {}
+        took: dict[Served, float] = {}
+        images = 0
+        for indices, predictions in results:
+            images += len(indices)
+            for p in predictions:
+                seconds["infer" if p.served.stage == "production" else "shadow"] += p.seconds
+                took[p.served] = took.get(p.served, 0.0) + p.seconds
+                for i, top in zip(indices, p.top_k):
+                    tops.setdefault(i, {})[p.served] = top
         errors = run.errors
-        classified = [(m, k, topks[i], run.etags.get(i)) for i, (m, k) in enumerate(work) if i in topks]
+        classified = [(m, k, tops[i], run.etags.get(i)) for i, (m, k) in enumerate(work) if i in tops]
         failed = [(m, k, errors[i]) for i, (m, k) in enumerate(work) if i in errors]
-        shadow_by_key = {k: shadow_topks[i] for i, (_, k) in enumerate(work) if i in shadow_topks}
-        return classified, failed, seconds, shadow_by_key
+        ms_per_image = {served: t * 1000 / images for served, t in took.items()} if images else {}
+        return classified, failed, seconds, ms_per_image
 
-    def _predict(self, part: list[tuple[int, torch.Tensor]], classifier: Classifier, shadow: Optional[Classifier]):
-        """(seconds, top-k by index) of the production model, and the same for the shadow one."""
+    def _predict(self, part: list[tuple[int, torch.Tensor]], models: ModelSet):
+        """(the chunk's image indices, every served version's predictions): the trunk once."""
         batch = torch.stack([x for _, x in part])
-        t, cpu = time.perf_counter(), time.thread_time()
-        topks = classifier.predict(batch)
-        took = time.perf_counter() - t
+        cpu = time.thread_time()
+        predictions = models.predict(batch)
         _INFER_CPU.inc(time.thread_time() - cpu)
-        if shadow is None:
-            return took, {i: top for (i, _), top in zip(part, topks)}, 0.0, {}
-        t = time.perf_counter()
-        shadow_topks = shadow.predict(batch)
-        shadow_took = time.perf_counter() - t
-        return (
-            took,
-            {i: top for (i, _), top in zip(part, topks)},
-            shadow_took,
-            {i: top for (i, _), top in zip(part, shadow_topks)},
-        )
+        return [i for i, _ in part], predictions
 
     def close(self) -> None:
         for pool in (self._io, self._decode, self._infer):
@@ -117,7 +108,7 @@ class _Run:
     each image's download and decode (a future, a callback and a wake-up each, all on the
     worker's main thread, whose CPU per image benchmarks/pipeline.py reports)."""
 
-    def __init__(self, stages: ImageStages, images: int, models: tuple, loop: asyncio.AbstractEventLoop):
+    def __init__(self, stages: ImageStages, images: int, models: ModelSet, loop: asyncio.AbstractEventLoop):
         self.stages, self.models, self.loop = stages, models, loop
         self.left = images
         self.ready: list[tuple[int, torch.Tensor]] = []
@@ -176,7 +167,7 @@ class _Run:
 
     def _flush(self) -> None:
         if self.ready:
-            self.chunks.append(self.stages._infer.submit(self.stages._predict, list(self.ready), *self.models))
+            self.chunks.append(self.stages._infer.submit(self.stages._predict, list(self.ready), self.models))
             self.ready.clear()
 
     def _settle(self, exc: Optional[BaseException]) -> None:

@@ -15,6 +15,7 @@ import psycopg2.extensions
 from common.errors import VisionScalingError
 
 STAGES = ("candidate", "shadow", "production", "retired")
+KINDS = ("network", "map", "mix")
 _LOCK_NAMESPACE = 7_404_300  # advisory locks per model name: version numbers and stage changes
 
 
@@ -36,6 +37,7 @@ class ModelVersion:
     stage: str = "candidate"
     created_at: Optional[datetime] = None
     stage_changed_at: Optional[datetime] = None
+    kind: str = "network"  # what the artefact holds: KINDS (migration 0008)
 
     @property
     def ref(self) -> str:
@@ -44,7 +46,7 @@ class ModelVersion:
 
 _COLUMNS = (
     "name, version, sha256, uri, base_model, categories, preprocessing, metrics, data_fingerprint, "
-    "stage, created_at, stage_changed_at"
+    "stage, created_at, stage_changed_at, kind"
 )
 
 
@@ -78,7 +80,7 @@ def next_version(cur, name: str) -> int:
 def insert(cur, mv: ModelVersion) -> None:
     cur.execute(
         "INSERT INTO models (name, version, sha256, uri, base_model, categories, preprocessing, metrics,"
-        " data_fingerprint) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " data_fingerprint, kind) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             mv.name,
             mv.version,
@@ -89,6 +91,7 @@ def insert(cur, mv: ModelVersion) -> None:
             json.dumps(mv.preprocessing),
             json.dumps(mv.metrics),
             mv.data_fingerprint,
+            mv.kind,
         ),
     )
 
@@ -129,6 +132,23 @@ def serving(conn: psycopg2.extensions.connection, name: str) -> tuple[Optional[M
         rows = [_row(r) for r in cur.fetchall()]
     by_stage = {r.stage: r for r in rows}
     return by_stage.get("production"), by_stage.get("shadow")
+
+
+def serving_all(
+    conn: psycopg2.extensions.connection, names: list[str]
+) -> dict[str, tuple[Optional[ModelVersion], Optional[ModelVersion]]]:
+    """{name: (production, shadow)} for each of `names`, in one query (either may be None)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {_COLUMNS} FROM models WHERE name = ANY(%s) AND stage IN ('production', 'shadow')",
+            (list(names),),
+        )
+        rows = [_row(r) for r in cur.fetchall()]
+    out: dict[str, tuple[Optional[ModelVersion], Optional[ModelVersion]]] = {}
+    for name in names:
+        by_stage = {r.stage: r for r in rows if r.name == name}
+        out[name] = (by_stage.get("production"), by_stage.get("shadow"))
+    return out
 
 
 def set_stage(conn: psycopg2.extensions.connection, name: str, version: int, stage: str) -> ModelVersion:

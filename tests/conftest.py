@@ -69,6 +69,18 @@ def dev_images(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def dev_batches(dev_images) -> list:
+    """The 500 dev photos, preprocessed as the workers do, in batches of 50 (sorted by name)."""
+    import torch
+
+    from consumer.images import load_tensor
+
+    paths = sorted(dev_images.glob("*.JPEG"))
+    tensors = [load_tensor(p.read_bytes(), 60_000_000) for p in paths]
+    return [torch.stack(tensors[i : i + 50]) for i in range(0, len(tensors), 50)]
+
+
+@pytest.fixture(scope="session")
 def stack_libs() -> Path:
     """Where infra/install.sh put the Kafka jars (versitygw beside them, in ../bin): what real services are run from."""
     from infra import stack as stack_mod

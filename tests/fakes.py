@@ -11,7 +11,6 @@ from typing import Optional, Union
 from common.errors import ErrorType, ImageError, TransientError
 from consumer.fetch import error_of_answer
 from consumer.messages import Message
-from consumer.model import TopK
 
 
 @dataclass
@@ -81,19 +80,39 @@ class ListDeadLetters:
         self.sent += [(m.offset, str(e.error_type), e.image_key) for m, e in failures]
 
 
-class FixedClassifier:
-    """Every image is class 0 ("thing"); `fail_times` calls raise a bug-like exception."""
+class FixedHead:
+    """Every image is class 0 (`category`); `fail_times` calls raise a bug-like exception."""
 
-    def __init__(self, fail_times: int = 0, version: int = 0, category: str = "thing"):
-        self.name, self.engine_name, self.fail_times, self.calls = "fake-model", "fake", fail_times, []
-        self.version, self.category = version, category
+    trunk = "none"
 
-    def predict(self, batch) -> list[list[TopK]]:
-        self.calls.append(len(batch))
+    def __init__(self, fail_times: int = 0, category: str = "thing"):
+        self.categories, self.fail_times, self.calls = [category, "other"], fail_times, []
+
+    def probabilities(self, outputs):
+        import torch
+
+        self.calls.append(len(outputs.batch))
         if self.fail_times > 0:
             self.fail_times -= 1
             raise ValueError("a bug in the model call")
-        return [[TopK(0, self.category, 0.9)] for _ in range(len(batch))]
+        return torch.tensor([[0.9, 0.1]] * len(outputs.batch))
+
+
+def fixed_served(name: str = "fake-model", version: int = 0, stage: str = "production", **head):
+    from consumer.serving import Served
+
+    return Served(name, version, FixedHead(**head), stage)
+
+
+def fixed_models(*served, fail_times: int = 0, version: int = 0, category: str = "thing"):
+    """A real serving.ModelSet over fixed heads and no trunk: one model ("fake-model") unless
+    `served` lists the production and shadow versions."""
+    from consumer.serving import ModelSet
+
+    served = served or (fixed_served(version=version, fail_times=fail_times, category=category),)
+    return ModelSet(
+        tuple(s for s in served if s.stage == "production"), tuple(s for s in served if s.stage == "shadow"), {}, 5
+    )
 
 
 def messages(*values: Optional[bytes]) -> list[Message]:

@@ -9,7 +9,7 @@ from PIL import Image
 import consumer.stages as stages_mod
 from consumer.batch import Abandoned, BatchProcessor
 from settings import Settings
-from tests.fakes import FixedClassifier, ListDeadLetters, ListSink, MemoryS3, messages
+from tests.fakes import ListDeadLetters, ListSink, MemoryS3, fixed_models, messages
 
 
 def jpeg(color=(200, 30, 30), size=(64, 48)) -> bytes:
@@ -18,7 +18,7 @@ def jpeg(color=(200, 30, 30), size=(64, 48)) -> bytes:
     return out.getvalue()
 
 
-def make(s3=None, sink=None, classifier=None, **overrides):
+def make(s3=None, sink=None, models=None, **overrides):
     options = {
         "retry_backoff_max_s": 0.01,
         "decode_workers": 2,
@@ -29,7 +29,7 @@ def make(s3=None, sink=None, classifier=None, **overrides):
     settings = Settings(_env_file=None, **options)
     dead, retries = ListDeadLetters(), []
     proc = BatchProcessor(
-        settings, classifier or FixedClassifier(), s3 or MemoryS3(), sink or ListSink(), dead, on_retry=retries.append
+        settings, models or fixed_models(), s3 or MemoryS3(), sink or ListSink(), dead, on_retry=retries.append
     )
     return proc, dead, retries
 
@@ -101,9 +101,7 @@ def test_outages_are_retried_with_capped_backoff_until_written(sleeps):
 
 def test_a_repeated_bug_becomes_internal_rows_and_dead_letters(sleeps):
     sink = ListSink()
-    proc, dead, retries = make(
-        MemoryS3({"a.jpg": jpeg(), "b.jpg": jpeg()}), sink, classifier=FixedClassifier(fail_times=99)
-    )
+    proc, dead, retries = make(MemoryS3({"a.jpg": jpeg(), "b.jpg": jpeg()}), sink, models=fixed_models(fail_times=99))
     report = asyncio.run(proc.process_until_done(messages(b"a.jpg", b"b.jpg", b"\xff")))
     assert report.error_types == ["internal"] * 3
     assert {e.image_key for e in sink.errors} == {"a.jpg", "b.jpg", "\\xff"}
@@ -131,12 +129,13 @@ def test_a_stopping_worker_abandons_a_batch_in_retry_and_writes_nothing(sleeps):
 
 
 def test_chunks_never_exceed_infer_chunk_size_and_cover_the_batch():
-    classifier = FixedClassifier()
+    models = fixed_models()
     objects = {f"{i}.jpg": jpeg((i * 20, 0, 0)) for i in range(7)}
     sink = ListSink()
-    proc, _, _ = make(MemoryS3(objects), sink, classifier=classifier, infer_chunk_size=3)
+    proc, _, _ = make(MemoryS3(objects), sink, models=models, infer_chunk_size=3)
     asyncio.run(proc.process_until_done(messages(*[k.encode() for k in objects])))
-    assert sum(classifier.calls) == 7 and max(classifier.calls) <= 3
+    calls = models.production[0].head.calls
+    assert sum(calls) == 7 and max(calls) <= 3
     assert [p.image_key for p in sink.predictions] == list(objects)
     proc.close()
 
@@ -146,5 +145,5 @@ def test_a_failure_in_a_stage_thread_ends_the_batch_instead_of_hanging_it():
     proc.stages._infer.shutdown()  # as when the worker closes with a batch in flight
     work = [(m, m.value.decode()) for m in messages(b"a.jpg", b"b.jpg")]
     with pytest.raises(RuntimeError, match="shutdown"):
-        asyncio.run(asyncio.wait_for(proc.stages.classify(work, (FixedClassifier(), None)), 10))
+        asyncio.run(asyncio.wait_for(proc.stages.classify(work, fixed_models()), 10))
     proc.close()

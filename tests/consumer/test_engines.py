@@ -1,19 +1,10 @@
 """Every engine must classify like plain torch; the default one on >= 99.5% of the dev photos."""
 
 import pytest
-import torch
 
 from consumer.engines import ENGINES, onnx_cache_path
-from consumer.images import load_tensor
 from consumer.model import load_classifier
 from settings import Settings
-
-
-@pytest.fixture(scope="module")
-def dev_batches(dev_images):
-    paths = sorted(dev_images.glob("*.JPEG"))
-    tensors = [load_tensor(p.read_bytes(), 60_000_000) for p in paths]
-    return [torch.stack(tensors[i : i + 50]) for i in range(0, len(tensors), 50)]
 
 
 def top1(classifier, batches) -> list[int]:

@@ -56,10 +56,10 @@ def test_several_records_of_one_message_are_each_classified():
 
 
 def test_a_bug_records_internal_errors_under_the_events_keys_not_the_json():
-    from tests.fakes import FixedClassifier
+    from tests.fakes import fixed_models
 
     s3 = MemoryS3({"k.jpg": jpeg()})
     sink = ListSink()
-    proc, _, _ = make(s3, sink, classifier=FixedClassifier(fail_times=99), s3_bucket="images")
+    proc, _, _ = make(s3, sink, models=fixed_models(fail_times=99), s3_bucket="images")
     asyncio.run(proc.process_until_done(messages(note(aws(key="k.jpg")))))
     assert [(e.image_key, str(e.error_type)) for e in sink.errors] == [("k.jpg", "internal")]
