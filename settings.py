@@ -8,6 +8,7 @@ Credentials never live here: S3 keys come from boto3's standard chain (AWS_ACCES
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tempfile
 from functools import lru_cache
@@ -19,7 +20,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_DIR = Path(__file__).resolve().parent
 BUILTIN_MODELS = ("squeezenet1_1", "squeezenet1_0")
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # also an S3 folder and a Prometheus label
+# a model name is also an S3 folder, a Prometheus label and the NAME of NAME@N
+MODEL_NAME_RULE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+
+
+def check_model_name(name: str) -> str:
+    """`name` if it is a model name (MODEL_NAME, `training fit --name`, NAME in NAME@N), else a
+    ValueError saying the rule: the one check for all three, so that no command stores a name
+    that another cannot spell. re.fullmatch, because re.match with `^...$` also accepts a name
+    followed by a newline ("abc\\n"); the explicit ASCII ranges keep out 'é' and full-width digits."""
+    if not isinstance(name, str) or not re.fullmatch(MODEL_NAME_RULE, name):
+        raise ValueError(
+            f"{name!r} is not a model name: 1 to 64 ASCII letters, digits, '_', '.' or '-', "
+            "beginning with a letter or digit"
+        )
+    return name
 
 
 class Settings(BaseSettings):
@@ -68,7 +83,7 @@ class Settings(BaseSettings):
     # --- model
     # a built-in torchvision model (BUILTIN_MODELS: ImageNet's 1000 classes), or the name of a
     # model trained on your own categories (python -m training): its production version is served
-    model_name: str = Field("squeezenet1_1", pattern=MODEL_NAME_PATTERN)
+    model_name: str = "squeezenet1_1"  # check_model_name
     model_weights: Optional[Path] = None  # None = shared_dir's weights, else torchvision's download
     model_bucket: str = "models"  # where trained versions' artefacts live (immutable, per version)
     model_prefix: str = "registry/"
@@ -101,6 +116,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, v):
         return v.strip().upper() if isinstance(v, str) else v
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, v: str) -> str:
+        return check_model_name(v)
 
     @field_validator("shared_dir", "model_weights", "model_cache_dir", "model_calibration_dir", mode="after")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Optional
 import psycopg2.extensions
 
 from common.errors import VisionScalingError
+from settings import check_model_name
 
 STAGES = ("candidate", "shadow", "production", "retired")
 _LOCK_NAMESPACE = 7_404_300  # advisory locks per model name: version numbers and stage changes
@@ -49,10 +50,13 @@ _COLUMNS = (
 
 
 def parse_ref(ref: str) -> tuple[str, Optional[int]]:
-    """'NAME@N' -> (NAME, N); 'NAME' -> (NAME, None)."""
+    """'NAME@N' -> (NAME, N); 'NAME' -> (NAME, None). NAME follows settings.check_model_name,
+    so no reference names a model that fit could not have made or a worker could not serve."""
     name, _, version = ref.partition("@")
-    if not name:
-        raise RegistryError(f"not a model reference: {ref!r} (expected NAME or NAME@N)")
+    try:
+        check_model_name(name)
+    except ValueError as exc:
+        raise RegistryError(f"not a model reference: {ref!r} (expected NAME or NAME@N): {exc}") from None
     if not version:
         return name, None
     if not version.isdigit() or int(version) < 1:

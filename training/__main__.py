@@ -153,6 +153,26 @@ def _progress():
     return show
 
 
+def _model_name(text: str) -> str:
+    """argparse type: a model name by settings.check_model_name, the rule MODEL_NAME follows."""
+    from settings import check_model_name
+
+    try:
+        return check_model_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _new_model_name(text: str) -> str:
+    """argparse type of fit --name: a model name that is not a built-in model's."""
+    from settings import BUILTIN_MODELS
+
+    name = _model_name(text)
+    if name in BUILTIN_MODELS:
+        raise argparse.ArgumentTypeError(f"{name} is a built-in model's name; choose another")
+    return name
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -161,7 +181,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     fit = sub.add_parser("fit", help="train a new version on a labelled folder (or --labels CSV)")
     fit.add_argument("data", nargs="?", type=Path, help="folder with one sub-folder per category")
     fit.add_argument("--labels", type=Path, help="CSV of image_key,category for images in S3_BUCKET")
-    fit.add_argument("--name", required=True, help="model name (MODEL_NAME of the workers that serve it)")
+    fit.add_argument(
+        "--name", required=True, type=_new_model_name, help="model name (MODEL_NAME of the workers that serve it)"
+    )
     fit.add_argument("--unfreeze", type=int, default=0, help="also fine-tune the last N fire modules (0-8)")
     fit.add_argument("--val-fraction", type=float, default=0.2)
     fit.add_argument("--seed", type=int, default=0)
@@ -169,7 +191,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     fit.add_argument("--max-epochs", type=int, default=200)
     fit.add_argument("--report-dir", type=Path, help="also write report.json and confusion.png here")
     lst = sub.add_parser("list", help="versions and their stages")
-    lst.add_argument("name", nargs="?")
+    lst.add_argument("name", nargs="?", type=_model_name)
     for command, what in (
         ("show", "one version (default: production, else latest)"),
         ("promote", "make NAME@N the production version"),
@@ -178,7 +200,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ):
         sub.add_parser(command, help=what).add_argument("ref", metavar="NAME[@N]")
     cmp_ = sub.add_parser("compare", help="agreement of the shadow version with production")
-    cmp_.add_argument("name")
+    cmp_.add_argument("name", type=_model_name)
     cmp_.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.command == "fit" and (args.data is None) == (args.labels is None):
@@ -188,14 +210,6 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     settings = get_settings()
     if args.command == "fit":
-        import re
-
-        from settings import BUILTIN_MODELS, MODEL_NAME_PATTERN
-
-        if args.name in BUILTIN_MODELS:
-            ap.error(f"{args.name} is a built-in model's name; choose another")
-        if not re.match(MODEL_NAME_PATTERN, args.name):
-            ap.error(f"--name {args.name!r}: letters, digits, '_', '.', '-' (up to 64), not NAME@N")
         return _fit(args, settings)
     from training import commands
 
