@@ -6,6 +6,7 @@ one transaction."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
@@ -16,6 +17,7 @@ from common.errors import VisionScalingError
 from settings import check_model_name
 
 STAGES = ("candidate", "shadow", "production", "retired")
+MAX_VERSION = 2**31 - 1  # models.version is a PostgreSQL integer
 _LOCK_NAMESPACE = 7_404_300  # advisory locks per model name: version numbers and stage changes
 
 
@@ -52,15 +54,16 @@ _COLUMNS = (
 def parse_ref(ref: str) -> tuple[str, Optional[int]]:
     """'NAME@N' -> (NAME, N); 'NAME' -> (NAME, None). NAME follows settings.check_model_name,
     so no reference names a model that fit could not have made or a worker could not serve."""
-    name, _, version = ref.partition("@")
+    name, at, version = ref.partition("@")
     try:
         check_model_name(name)
     except ValueError as exc:
         raise RegistryError(f"not a model reference: {ref!r} (expected NAME or NAME@N): {exc}") from None
-    if not version:
+    if not at:
         return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise RegistryError(f"not a version number in {ref!r} (expected NAME@N, N >= 1)")
+    # ASCII digits only: str.isdigit() also says yes to '²' (which int() refuses) and to '١'
+    if not re.fullmatch(r"[0-9]{1,10}", version) or not 1 <= int(version) <= MAX_VERSION:
+        raise RegistryError(f"not a version number in {ref!r} (expected NAME@N, N from 1 to {MAX_VERSION})")
     return name, int(version)
 
 

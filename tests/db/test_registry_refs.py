@@ -16,3 +16,17 @@ def test_a_reference_is_a_name_and_an_optional_version(ref, expected):
 def test_a_reference_whose_name_no_model_can_have_is_refused(ref):
     with pytest.raises(RegistryError, match="not a model name"):
         parse_ref(ref)
+
+
+BAD_VERSIONS = ["cats@x", "cats@-1", "cats@1.5", "cats@0", "cats@", "cats@²", "cats@١", "cats@１", "cats@ 1", "cats@1 "]
+BAD_VERSIONS += ["cats@+1", "cats@1e3", "cats@1@2", "cats@2147483648", "cats@" + "9" * 5000]
+
+
+@pytest.mark.parametrize("ref", BAD_VERSIONS)
+def test_a_version_that_is_not_a_plain_number_in_range_is_refused(ref):
+    with pytest.raises(RegistryError, match="not a version number"):
+        parse_ref(ref)
+
+
+def test_the_largest_version_postgresql_can_hold_is_still_a_version():
+    assert parse_ref("cats@2147483647") == ("cats", 2147483647)
