@@ -12,7 +12,8 @@
 DATA holds one folder per category (DATA/<category>/*.jpg). Each `fit` makes an immutable
 version NAME@N (weights, categories, metrics, hashes) in S3 (MODEL_BUCKET/MODEL_PREFIX) and in
 the `models` table, as a candidate. Rollback is promoting the previous version again.
-Exit status: 0 done, 1 bad training input, 2 a registry request that cannot be done.
+Exit status: 0 done, 1 bad training input (or base weights), 2 a registry request that cannot be
+done or arguments that cannot work.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ def _fit(args, settings) -> int:
     import torch
 
     from common import artefacts
-    from consumer.model import load_base_model
+    from consumer.model import WeightsError, load_base_model
     from db import registry
     from db.connection import connect
-    from training import dataset, evaluation, train
+    from training import arguments, dataset, evaluation, train
 
     try:
         if args.labels:
@@ -50,8 +51,12 @@ def _fit(args, settings) -> int:
     print(f"{len(ds.categories)} categories, {len(train_idx)} training and {len(val_idx)} validation images:")
     print(dataset.describe(ds))
 
-    base_name = "squeezenet1_1"
-    base, source, base_weights = load_base_model(settings, base_name)
+    base_name = arguments.BASE_MODEL
+    try:
+        base, source, base_weights = load_base_model(settings, base_name)
+    except WeightsError as exc:  # MODEL_WEIGHTS missing or not SqueezeNet's
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     torch.set_num_threads(settings.torch_threads)
     result = train.fit(
         base,
@@ -153,27 +158,9 @@ def _progress():
     return show
 
 
-def _model_name(text: str) -> str:
-    """argparse type: a model name by settings.check_model_name, the rule MODEL_NAME follows."""
-    from settings import check_model_name
-
-    try:
-        return check_model_name(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _new_model_name(text: str) -> str:
-    """argparse type of fit --name: a model name that is not a built-in model's."""
-    from settings import BUILTIN_MODELS
-
-    name = _model_name(text)
-    if name in BUILTIN_MODELS:
-        raise argparse.ArgumentTypeError(f"{name} is a built-in model's name; choose another")
-    return name
-
-
 def main(argv: Optional[list[str]] = None) -> int:
+    from training import arguments
+
     ap = argparse.ArgumentParser(
         prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -182,16 +169,29 @@ def main(argv: Optional[list[str]] = None) -> int:
     fit.add_argument("data", nargs="?", type=Path, help="folder with one sub-folder per category")
     fit.add_argument("--labels", type=Path, help="CSV of image_key,category for images in S3_BUCKET")
     fit.add_argument(
-        "--name", required=True, type=_new_model_name, help="model name (MODEL_NAME of the workers that serve it)"
+        "--name",
+        required=True,
+        type=arguments.new_model_name,
+        help="model name (MODEL_NAME of the workers that serve it)",
     )
-    fit.add_argument("--unfreeze", type=int, default=0, help="also fine-tune the last N fire modules (0-8)")
-    fit.add_argument("--val-fraction", type=float, default=0.2)
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--patience", type=int, default=10, help="epochs without a better validation loss")
-    fit.add_argument("--max-epochs", type=int, default=200)
-    fit.add_argument("--report-dir", type=Path, help="also write report.json and confusion.png here")
+    fit.add_argument(
+        "--unfreeze",
+        type=arguments.whole_number(0, arguments.FIRE_MODULES),
+        default=0,
+        help=f"also fine-tune the last N fire modules (0-{arguments.FIRE_MODULES})",
+    )
+    fit.add_argument("--val-fraction", type=arguments.fraction, default=0.2, help="between 0 and 1")
+    fit.add_argument("--seed", type=arguments.whole_number(0, arguments.MAX_SEED), default=0)
+    fit.add_argument(
+        "--patience",
+        type=arguments.whole_number(1),
+        default=10,
+        help="epochs without a better validation loss",
+    )
+    fit.add_argument("--max-epochs", type=arguments.whole_number(1), default=200)
+    fit.add_argument("--report-dir", type=arguments.report_dir, help="also write report.json and confusion.png here")
     lst = sub.add_parser("list", help="versions and their stages")
-    lst.add_argument("name", nargs="?", type=_model_name)
+    lst.add_argument("name", nargs="?", type=arguments.model_name)
     for command, what in (
         ("show", "one version (default: production, else latest)"),
         ("promote", "make NAME@N the production version"),
@@ -200,7 +200,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ):
         sub.add_parser(command, help=what).add_argument("ref", metavar="NAME[@N]")
     cmp_ = sub.add_parser("compare", help="agreement of the shadow version with production")
-    cmp_.add_argument("name", type=_model_name)
+    cmp_.add_argument("name", type=arguments.model_name)
     cmp_.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.command == "fit" and (args.data is None) == (args.labels is None):
