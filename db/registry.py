@@ -141,7 +141,8 @@ def serving(conn: psycopg2.extensions.connection, name: str) -> tuple[Optional[M
 def set_stage(conn: psycopg2.extensions.connection, name: str, version: int, stage: str) -> ModelVersion:
     """Move NAME@N to `stage` in one transaction. Promoting demotes the current production
     version to retired (rollback = promoting it again); shadowing replaces the current shadow
-    (back to candidate). A missing version or stage is an error and changes nothing."""
+    (back to candidate). A missing version or stage is an error and changes nothing, and so is
+    moving the production version anywhere but production: once a name has one, it keeps one."""
     if stage not in STAGES:
         raise RegistryError(f"no stage {stage!r}; stages are {', '.join(STAGES)}")
     with conn, conn.cursor() as cur:
@@ -150,6 +151,13 @@ def set_stage(conn: psycopg2.extensions.connection, name: str, version: int, sta
         row = cur.fetchone()
         if row is None:
             raise RegistryError(f"no model {name}@{version}: nothing changed")
+        if row[0] == "production" and stage != "production":
+            # a worker started without a production version cannot start, and running workers
+            # would go on serving it: "retire" would not even stop it
+            raise RegistryError(
+                f"{name}@{version} is the production version; to stop serving it, promote another "
+                "version first (nothing changed)"
+            )
         if stage == "production":
             cur.execute(
                 "UPDATE models SET stage = 'retired', stage_changed_at = now()"

@@ -96,3 +96,23 @@ def test_a_version_that_is_not_a_plain_number_is_one_line_and_changes_nothing(
 @pytest.mark.parametrize("ref", ["@3", "a b@1", "café@1"])
 def test_a_reference_without_a_model_name_is_one_line(env, ref):
     assert_one_line_error(cli(env, "promote", ref), "not a model name")
+
+
+@pytest.mark.parametrize("command", ["shadow", "retire"])
+def test_the_production_version_is_not_taken_out_of_production_leaving_none(env, stack_settings, name, command):
+    """A worker started after would find no production version and could not start."""
+    assert_one_line_error(cli(env, command, f"{name}@1"), f"{name}@1 is the production version")
+    assert stages(stack_settings, name) == {1: "production", 2: "candidate"}
+    assert cli(env, "promote", f"{name}@2").returncode == 0  # the way: promote another one
+    assert cli(env, command, f"{name}@1").returncode == 0
+    assert stages(stack_settings, name) == {1: "shadow" if command == "shadow" else "retired", 2: "production"}
+
+
+def test_nor_through_the_registry_module(stack_settings, name):
+    conn = connect(stack_settings)
+    try:
+        with pytest.raises(registry.RegistryError, match="production version"):
+            registry.set_stage(conn, name, 1, "candidate")
+    finally:
+        conn.close()
+    assert stages(stack_settings, name) == {1: "production", 2: "candidate"}
