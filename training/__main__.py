@@ -34,11 +34,12 @@ def _fit(args, settings) -> int:
     from consumer.model import WeightsError, load_base_model
     from db import registry
     from db.connection import connect
-    from training import arguments, dataset, evaluation, train
+    from training import arguments, dataset, evaluation, labels_csv, train
 
     try:
         if args.labels:
-            items = dataset.from_labels_csv(args.labels, dataset.fetcher(settings.s3_client(), settings.s3_bucket))
+            fetch = labels_csv.fetcher(settings.s3_client(), settings.s3_bucket)
+            items = labels_csv.from_labels_csv(args.labels, fetch)
         else:
             items = dataset.from_folder(args.data)
         print(f"decoding {len(items)} files…", file=sys.stderr)

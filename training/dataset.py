@@ -1,17 +1,15 @@
 """A labelled training set: a folder with one sub-folder per category, or a CSV of
-`image_key,category` rows for images already in the bucket. Every image is decoded once,
-with the workers' own decoder, so what trains is what will be served; files that do not
-decode are listed (with why), never fatal unless nothing is left.
+`image_key,category` rows for images already in the bucket (training/labels_csv.py). Every
+image is decoded once, with the workers' own decoder, so what trains is what will be served;
+files that do not decode are listed (with why), never fatal unless nothing is left.
 
 The split into training and validation is stratified and seeded: the same folder and seed
 give the same split on any machine."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import random
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,27 +70,6 @@ def from_folder(root: Path) -> list[Item]:
                 items.append(Item(path.relative_to(root).as_posix(), d.name, b""))
                 items[-1].source += f" (unreadable: {exc.strerror or exc})"
     return items
-
-
-def from_labels_csv(csv_path: Path, fetch: Callable[[str], bytes]) -> list[Item]:
-    """`image_key,category` rows (a header row is allowed); each image fetched with `fetch`."""
-    rows = list(csv.reader(csv_path.read_text(encoding="utf-8").splitlines()))
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["image_key", "category"]:
-        rows = rows[1:]
-    bad = [i for i, r in enumerate(rows, 1) if len(r) < 2 or not r[0] or not r[1]]
-    if bad:
-        raise DatasetError(f"{csv_path}: rows {bad[:5]} are not `image_key,category`")
-    if len({r[1] for r in rows}) < 2:
-        raise DatasetError(f"{csv_path} names {len({r[1] for r in rows})} category; training needs at least 2")
-
-    def one(row: list[str]) -> Item:
-        try:
-            return Item(row[0], row[1], fetch(row[0]))
-        except Exception as exc:  # noqa: BLE001 - reported as skipped with the reason
-            return Item(f"{row[0]} (cannot fetch: {exc})", row[1], b"")
-
-    with ThreadPoolExecutor(16) as pool:
-        return list(pool.map(one, rows))
 
 
 def load(items: list[Item], max_pixels: int, max_aspect: float = 20.0, workers: int = 4) -> Dataset:
@@ -160,13 +137,6 @@ def split(labels: list[int], val_fraction: float, seed: int) -> tuple[list[int],
         val += members[:n_val]
         train += members[n_val:]
     return sorted(train), sorted(val)
-
-
-def fetcher(s3, bucket: str) -> Callable[[str], bytes]:
-    def fetch(key: str) -> bytes:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-    return fetch
 
 
 def describe(ds: Dataset) -> str:
