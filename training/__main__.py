@@ -38,10 +38,10 @@ def _fit(args, settings) -> int:
 
     try:
         if args.labels:
-            fetch = labels_csv.fetcher(settings.s3_client(), settings.s3_bucket)
+            fetch = labels_csv.fetcher(settings.s3_client(), settings.s3_bucket, settings.max_image_bytes)
             items = labels_csv.from_labels_csv(args.labels, fetch)
         else:
-            items = dataset.from_folder(args.data)
+            items = dataset.from_folder(args.data, settings.max_image_bytes)
         print(f"decoding {len(items)} files…", file=sys.stderr)
         ds = dataset.load(items, settings.max_image_pixels, settings.max_image_aspect, settings.decode_workers)
         labels = [label for _, label in ds.images]

@@ -93,17 +93,32 @@ def from_labels_csv(csv_path: Path, fetch: Callable[[str], bytes]) -> list[Item]
         key, category = pair
         try:
             return Item(key, category, fetch(key))
+        except DatasetError as exc:  # over MAX_IMAGE_BYTES
+            return Item(key, category, b"", str(exc))
         except Exception as exc:  # noqa: BLE001 - reported as skipped with the reason
-            return Item(f"{key} (cannot fetch: {exc})", category, b"")
+            return Item(key, category, b"", f"cannot fetch: {exc}")
 
     with ThreadPoolExecutor(16) as pool:
         return list(pool.map(one, pairs))
 
 
-def fetcher(s3, bucket: str) -> Callable[[str], bytes]:
-    """A fetch for from_labels_csv: the object's bytes from `bucket`."""
+def fetcher(s3, bucket: str, max_bytes: int) -> Callable[[str], bytes]:
+    """A fetch for from_labels_csv: the object's bytes from `bucket`, or a DatasetError for an
+    object over `max_bytes`, told by its Content-Length before the body is read (and the read
+    stops one byte past the limit, should the length be missing)."""
 
     def fetch(key: str) -> bytes:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        response = s3.get_object(Bucket=bucket, Key=key)
+        body = response["Body"]
+        try:
+            size = response.get("ContentLength")
+            if size is not None and size > max_bytes:
+                raise DatasetError(f"{size} bytes exceeds MAX_IMAGE_BYTES={max_bytes}: not read")
+            data = body.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise DatasetError(f"more than MAX_IMAGE_BYTES={max_bytes} bytes: not read")
+            return data
+        finally:
+            body.close()
 
     return fetch

@@ -223,3 +223,19 @@ def test_fit_from_a_labels_csv_of_keys_in_the_bucket(migrated, stack_settings, c
     assert res.returncode == 0, res.stderr[-3000:]
     assert "2 categories, 6 training and 2 validation images" in res.stdout
     assert "labelled/never-uploaded.jpg" in res.stdout and "registered csv-" in res.stdout
+
+
+def test_the_labels_fetch_refuses_an_object_over_max_image_bytes_from_its_size(stack_settings):
+    """Through boto3 and versitygw: the object's Content-Length, not its body, tells it is too big."""
+    from training.dataset import DatasetError
+    from training.labels_csv import fetcher
+    from upload import ensure_bucket
+
+    s3 = stack_settings.s3_client()
+    ensure_bucket(s3, stack_settings.s3_bucket)
+    s3.put_object(Bucket=stack_settings.s3_bucket, Key="small.jpg", Body=b"s" * 1000)
+    s3.put_object(Bucket=stack_settings.s3_bucket, Key="big.jpg", Body=b"b" * 1001)
+    fetch = fetcher(s3, stack_settings.s3_bucket, 1000)
+    assert fetch("small.jpg") == b"s" * 1000
+    with pytest.raises(DatasetError, match="1001 bytes exceeds MAX_IMAGE_BYTES=1000: not read"):
+        fetch("big.jpg")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from training.dataset import DatasetError
-from training.labels_csv import from_labels_csv
+from training.labels_csv import fetcher, from_labels_csv
 
 REPO = Path(__file__).resolve().parents[2]
 BOM = b"\xef\xbb\xbf"
@@ -121,3 +121,40 @@ def test_the_command_says_it_in_one_line_and_exits_1(tmp_path, content, message)
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith(f"error: {tmp_path / 'labels.csv'}") and message in line, line
+
+
+class FakeBody:
+    """A get_object Body that records how much was read."""
+
+    def __init__(self, data: bytes):
+        self.data, self.reads, self.closed = data, [], False
+
+    def read(self, amt=None):
+        self.reads.append(amt)
+        return self.data if amt is None else self.data[:amt]
+
+    def close(self):
+        self.closed = True
+
+
+class FakeS3:
+    def __init__(self, objects: dict[str, bytes], content_length: bool = True):
+        self.objects, self.content_length, self.bodies = objects, content_length, {}
+
+    def get_object(self, Bucket, Key):  # noqa: N803 - boto3's names
+        body = self.bodies[Key] = FakeBody(self.objects[Key])
+        return {"Body": body, **({"ContentLength": len(self.objects[Key])} if self.content_length else {})}
+
+
+@pytest.mark.parametrize("content_length", [True, False], ids=["content-length", "chunked"])
+def test_the_bucket_fetch_never_reads_past_max_image_bytes(tmp_path, content_length):
+    s3 = FakeS3({"small.jpg": b"s" * 100, "big.jpg": b"b" * 5000, "other.jpg": b"o" * 100}, content_length)
+    (tmp_path / "labels.csv").write_text("small.jpg,dog\nbig.jpg,dog\nother.jpg,cat\n")
+    items = from_labels_csv(tmp_path / "labels.csv", fetcher(s3, "images", 1000))
+    assert [(it.source, it.data, it.reason) for it in items[::2]] == [
+        ("small.jpg", b"s" * 100, ""),
+        ("other.jpg", b"o" * 100, ""),
+    ]
+    big = items[1]
+    assert big.source == "big.jpg" and big.data == b"" and "MAX_IMAGE_BYTES=1000" in big.reason
+    assert s3.bodies["big.jpg"].reads == ([] if content_length else [1001]) and s3.bodies["big.jpg"].closed
