@@ -82,6 +82,12 @@ def next_version(cur, name: str) -> int:
     return cur.fetchone()[0]
 
 
+def registered(cur, name: str, version: int) -> bool:
+    """Whether a row names NAME@N (inside the caller's transaction)."""
+    cur.execute("SELECT 1 FROM models WHERE name = %s AND version = %s", (name, version))
+    return cur.fetchone() is not None
+
+
 def insert(cur, mv: ModelVersion) -> None:
     cur.execute(
         "INSERT INTO models (name, version, sha256, uri, base_model, categories, preprocessing, metrics,"

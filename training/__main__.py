@@ -121,7 +121,7 @@ def _fit(args, settings) -> int:
                 "base_weights": {"source": source, "id": base_weights},
                 "metrics": measured,
             }
-            artefacts.put(
+            replaced = artefacts.put(
                 settings.s3_client(),
                 uri,
                 {
@@ -129,7 +129,13 @@ def _fit(args, settings) -> int:
                     artefacts.MANIFEST: json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
                     artefacts.CONFUSION_PNG: evaluation.confusion_png(measured),
                 },
+                # the name is locked: a folder no row names was left by a fit that died before its commit
+                replace_orphan=not registry.registered(cur, args.name, version),
             )
+            if replaced:
+                print(
+                    f"{uri} held {len(replaced)} file(s) of a fit that never registered them: replaced", file=sys.stderr
+                )
             registry.insert(cur, mv)
     finally:
         conn.close()
