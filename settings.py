@@ -20,7 +20,21 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_DIR = Path(__file__).resolve().parent
 BUILTIN_MODELS = ("squeezenet1_1", "squeezenet1_0")
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # also an S3 folder and a Prometheus label
+# a model name is also an S3 folder, a Prometheus label and the NAME of NAME@N
+MODEL_NAME_RULE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+
+
+def check_model_name(name: str) -> str:
+    """`name` if it is a model name (MODEL_NAME, `training fit --name`, NAME in NAME@N), else a
+    ValueError saying the rule: the one check for all three, so that no command stores a name
+    that another cannot spell. re.fullmatch, because re.match with `^...$` also accepts a name
+    followed by a newline ("abc\\n"); the explicit ASCII ranges keep out 'é' and full-width digits."""
+    if not isinstance(name, str) or not re.fullmatch(MODEL_NAME_RULE, name):
+        raise ValueError(
+            f"{name!r} is not a model name: 1 to 64 ASCII letters, digits, '_', '.' or '-', "
+            "beginning with a letter or digit"
+        )
+    return name
 
 
 class Settings(BaseSettings):
@@ -69,7 +83,7 @@ class Settings(BaseSettings):
     # --- model
     # a built-in torchvision model (BUILTIN_MODELS: ImageNet's 1000 classes), or the name of a
     # model trained on your own categories (python -m training): its production version is served
-    model_name: str = Field("squeezenet1_1", pattern=MODEL_NAME_PATTERN)
+    model_name: str = "squeezenet1_1"  # check_model_name
     # several models served at once, one pass of the trunk for all (comma-separated, e.g.
     # squeezenet1_1,shelves); empty: MODEL_NAME alone. The first is MODEL_NAME.
     model_names: Annotated[Optional[list[str]], NoDecode] = None
@@ -106,6 +120,11 @@ class Settings(BaseSettings):
     def _upper(cls, v):
         return v.strip().upper() if isinstance(v, str) else v
 
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, v: str) -> str:
+        return check_model_name(v)
+
     @field_validator("shared_dir", "model_weights", "model_cache_dir", "model_calibration_dir", mode="after")
     @classmethod
     def _expand(cls, v: Optional[Path]) -> Optional[Path]:
@@ -116,9 +135,8 @@ class Settings(BaseSettings):
     def _split_names(cls, v):
         if isinstance(v, str):
             v = [n.strip() for n in v.split(",") if n.strip()] or None
-        bad = [n for n in v or [] if not re.fullmatch(MODEL_NAME_PATTERN, n)]
-        if bad:
-            raise ValueError(f"not model names: {', '.join(repr(n) for n in bad)}")
+        for name in v or []:
+            check_model_name(name)
         if v and len(set(v)) != len(v):
             raise ValueError("a model is named twice")
         return v

@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(torch_threads=cores)
     torch.set_num_threads(cores)
     with tempfile.TemporaryDirectory() as tmp:
-        ds = dataset.load(dataset.from_folder(coarse_folder(settings.shared_dir, Path(tmp))), settings.max_image_pixels)
+        ds = dataset.load(
+            dataset.from_folder(coarse_folder(settings.shared_dir, Path(tmp)), settings.max_image_bytes),
+            settings.max_image_pixels,
+        )
     images, labels = [i for i, _ in ds.images], [lab for _, lab in ds.images]
     train_idx, val_idx = dataset.split(labels, 0.2, 0)
     base, _, _ = load_base_model(settings, "squeezenet1_1")

@@ -43,8 +43,12 @@ def _split(s3_uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def put(s3, s3_uri: str, files: dict[str, bytes]) -> None:
-    """Write a version's files; refuses to overwrite one (versions are immutable)."""
+def put(s3, s3_uri: str, files: dict[str, bytes], *, replace_orphan: bool = False) -> list[str]:
+    """Write a version's files; refuses to overwrite one (versions are immutable). With
+    `replace_orphan` (only for a caller that holds the registry's lock on the name and has
+    seen that no row names this version), what the folder holds is what a fit that died
+    between its upload and its commit left: it is deleted first, or the name would be wedged,
+    every later fit computing this same version. Returns the keys it replaced."""
     bucket, prefix = _split(s3_uri)
     try:
         s3.head_bucket(Bucket=bucket)
@@ -52,11 +56,20 @@ def put(s3, s3_uri: str, files: dict[str, bytes]) -> None:
         if classify_s3_error(*s3_error_of(exc)) is not ErrorType.MISSING and s3_error_of(exc)[0] != "NoSuchBucket":
             raise
         s3.create_bucket(Bucket=bucket)
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
-    if listed.get("KeyCount", 0):
+    existing = _keys(s3, bucket, prefix)
+    if existing and not replace_orphan:
         raise ArtefactError(f"{s3_uri} already holds an artefact: versions are never overwritten")
+    for key in existing:
+        s3.delete_object(Bucket=bucket, Key=key)
     for name, data in files.items():
         s3.put_object(Bucket=bucket, Key=prefix + name, Body=data)
+    return existing
+
+
+def _keys(s3, bucket: str, prefix: str) -> list[str]:
+    """Every key under `prefix`."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
 def get(s3, s3_uri: str, name: str) -> bytes:

@@ -6,6 +6,7 @@ one transaction."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
@@ -13,9 +14,11 @@ from typing import Optional
 import psycopg2.extensions
 
 from common.errors import VisionScalingError
+from settings import check_model_name
 
 STAGES = ("candidate", "shadow", "production", "retired")
 KINDS = ("network", "map", "mix")
+MAX_VERSION = 2**31 - 1  # models.version is a PostgreSQL integer
 _LOCK_NAMESPACE = 7_404_300  # advisory locks per model name: version numbers and stage changes
 
 
@@ -51,14 +54,18 @@ _COLUMNS = (
 
 
 def parse_ref(ref: str) -> tuple[str, Optional[int]]:
-    """'NAME@N' -> (NAME, N); 'NAME' -> (NAME, None)."""
-    name, _, version = ref.partition("@")
-    if not name:
-        raise RegistryError(f"not a model reference: {ref!r} (expected NAME or NAME@N)")
-    if not version:
+    """'NAME@N' -> (NAME, N); 'NAME' -> (NAME, None). NAME follows settings.check_model_name,
+    so no reference names a model that fit could not have made or a worker could not serve."""
+    name, at, version = ref.partition("@")
+    try:
+        check_model_name(name)
+    except ValueError as exc:
+        raise RegistryError(f"not a model reference: {ref!r} (expected NAME or NAME@N): {exc}") from None
+    if not at:
         return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise RegistryError(f"not a version number in {ref!r} (expected NAME@N, N >= 1)")
+    # ASCII digits only: str.isdigit() also says yes to '²' (which int() refuses) and to '١'
+    if not re.fullmatch(r"[0-9]{1,10}", version) or not 1 <= int(version) <= MAX_VERSION:
+        raise RegistryError(f"not a version number in {ref!r} (expected NAME@N, N from 1 to {MAX_VERSION})")
     return name, int(version)
 
 
@@ -75,6 +82,12 @@ def next_version(cur, name: str) -> int:
     _lock(cur, name)
     cur.execute("SELECT coalesce(max(version), 0) + 1 FROM models WHERE name = %s", (name,))
     return cur.fetchone()[0]
+
+
+def registered(cur, name: str, version: int) -> bool:
+    """Whether a row names NAME@N (inside the caller's transaction)."""
+    cur.execute("SELECT 1 FROM models WHERE name = %s AND version = %s", (name, version))
+    return cur.fetchone() is not None
 
 
 def insert(cur, mv: ModelVersion) -> None:
@@ -154,7 +167,8 @@ def serving_all(
 def set_stage(conn: psycopg2.extensions.connection, name: str, version: int, stage: str) -> ModelVersion:
     """Move NAME@N to `stage` in one transaction. Promoting demotes the current production
     version to retired (rollback = promoting it again); shadowing replaces the current shadow
-    (back to candidate). A missing version or stage is an error and changes nothing."""
+    (back to candidate). A missing version or stage is an error and changes nothing, and so is
+    moving the production version anywhere but production: once a name has one, it keeps one."""
     if stage not in STAGES:
         raise RegistryError(f"no stage {stage!r}; stages are {', '.join(STAGES)}")
     with conn, conn.cursor() as cur:
@@ -163,6 +177,13 @@ def set_stage(conn: psycopg2.extensions.connection, name: str, version: int, sta
         row = cur.fetchone()
         if row is None:
             raise RegistryError(f"no model {name}@{version}: nothing changed")
+        if row[0] == "production" and stage != "production":
+            # a worker started without a production version cannot start, and running workers
+            # would go on serving it: "retire" would not even stop it
+            raise RegistryError(
+                f"{name}@{version} is the production version; to stop serving it, promote another "
+                "version first (nothing changed)"
+            )
         if stage == "production":
             cur.execute(
                 "UPDATE models SET stage = 'retired', stage_changed_at = now()"

@@ -113,3 +113,54 @@ def test_each_s3_client_takes_the_credentials_of_its_time(monkeypatch):
     second = Settings(_env_file=None).s3_client()
     keys = [c._request_signer._credentials.get_frozen_credentials().access_key for c in (first, second)]
     assert keys == ["first", "second"]
+
+
+# name -> is it a model name (MODEL_NAME, training fit --name, NAME in NAME@N)
+TRICKY_MODEL_NAMES = {
+    "abc": True,
+    "A": True,
+    "9lives": True,
+    "cats.v2_final-1": True,
+    "a..": True,
+    "x" * 64: True,
+    "x" * 65: False,
+    "abc\n": False,  # re.match with ^...$ accepts it: $ matches before a trailing newline
+    "abc\r\n": False,
+    "\nabc": False,
+    "café": False,
+    "é": False,
+    "１２３": False,  # full-width digits
+    "v١": False,  # an Arabic-Indic digit: str.isdigit() says yes
+    "-lead": False,
+    "_lead": False,
+    ".": False,
+    "..": False,
+    ".hidden": False,
+    "a/b": False,
+    "../etc": False,
+    "a@1": False,
+    "a b": False,
+    " a": False,
+    "a ": False,
+    "a\tb": False,
+    "a\x00": False,
+    "": False,
+}
+
+
+@pytest.mark.parametrize("name", TRICKY_MODEL_NAMES)
+def test_check_model_name_and_the_model_name_setting_accept_exactly_the_same_names(name):
+    from settings import check_model_name
+
+    def accepted(check) -> bool:
+        try:
+            check()
+        except (ValueError, ValidationError):
+            return False
+        return True
+
+    by_function = accepted(lambda: check_model_name(name))
+    by_settings = accepted(lambda: Settings(_env_file=None, model_name=name))
+    assert (by_function, by_settings) == (TRICKY_MODEL_NAMES[name], TRICKY_MODEL_NAMES[name])
+    if by_function:
+        assert check_model_name(name) == name

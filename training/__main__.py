@@ -12,7 +12,8 @@
 DATA holds one folder per category (DATA/<category>/*.jpg). Each `fit` makes an immutable
 version NAME@N (weights, categories, metrics, hashes) in S3 (MODEL_BUCKET/MODEL_PREFIX) and in
 the `models` table, as a candidate. Rollback is promoting the previous version again.
-Exit status: 0 done, 1 bad training input, 2 a registry request that cannot be done.
+Exit status: 0 done, 1 bad training input (or base weights), 2 a registry request that cannot be
+done or arguments that cannot work.
 """
 
 from __future__ import annotations
@@ -30,16 +31,17 @@ def _fit(args, settings) -> int:
     import torch
 
     from common import artefacts
-    from consumer.model import load_base_model
+    from consumer.model import WeightsError, load_base_model
     from db import registry
     from db.connection import connect
-    from training import dataset, evaluation, train
+    from training import arguments, dataset, evaluation, labels_csv, train
 
     try:
         if args.labels:
-            items = dataset.from_labels_csv(args.labels, dataset.fetcher(settings.s3_client(), settings.s3_bucket))
+            fetch = labels_csv.fetcher(settings.s3_client(), settings.s3_bucket, settings.max_image_bytes)
+            items = labels_csv.from_labels_csv(args.labels, fetch)
         else:
-            items = dataset.from_folder(args.data)
+            items = dataset.from_folder(args.data, settings.max_image_bytes)
         print(f"decoding {len(items)} files…", file=sys.stderr)
         ds = dataset.load(items, settings.max_image_pixels, settings.max_image_aspect, settings.decode_workers)
         labels = [label for _, label in ds.images]
@@ -50,8 +52,12 @@ def _fit(args, settings) -> int:
     print(f"{len(ds.categories)} categories, {len(train_idx)} training and {len(val_idx)} validation images:")
     print(dataset.describe(ds))
 
-    base_name = "squeezenet1_1"
-    base, source, base_weights = load_base_model(settings, base_name)
+    base_name = arguments.BASE_MODEL
+    try:
+        base, source, base_weights = load_base_model(settings, base_name)
+    except WeightsError as exc:  # MODEL_WEIGHTS missing or not SqueezeNet's
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     torch.set_num_threads(settings.torch_threads)
     result = train.fit(
         base,
@@ -115,7 +121,7 @@ def _fit(args, settings) -> int:
                 "base_weights": {"source": source, "id": base_weights},
                 "metrics": measured,
             }
-            artefacts.put(
+            replaced = artefacts.put(
                 settings.s3_client(),
                 uri,
                 {
@@ -123,7 +129,13 @@ def _fit(args, settings) -> int:
                     artefacts.MANIFEST: json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
                     artefacts.CONFUSION_PNG: evaluation.confusion_png(measured),
                 },
+                # the name is locked: a folder no row names was left by a fit that died before its commit
+                replace_orphan=not registry.registered(cur, args.name, version),
             )
+            if replaced:
+                print(
+                    f"{uri} held {len(replaced)} file(s) of a fit that never registered them: replaced", file=sys.stderr
+                )
             registry.insert(cur, mv)
     finally:
         conn.close()
@@ -153,59 +165,9 @@ def _progress():
     return show
 
 
-def _registry(args, settings) -> int:
-    from db import registry
-    from db.connection import connect
-
-    conn = connect(settings)
-    try:
-        if args.command == "list":
-            with conn:
-                rows = registry.list_versions(conn, args.name)
-            print(f"{'model':<32} {'stage':<11} {'top1':>6} {'images':>7}  created")
-            for mv in rows:
-                top1 = mv.metrics.get("top1")
-                images = mv.metrics.get("train_images", 0) + mv.metrics.get("val_images", 0)
-                print(
-                    f"{mv.ref:<32} {mv.stage:<11} {top1 if top1 is not None else '-':>6} {images:>7}  "
-                    f"{mv.created_at:%Y-%m-%d %H:%M}"
-                )
-            return 0
-        name, version = registry.parse_ref(args.ref)
-        if args.command == "show":
-            with conn:
-                mv = registry.get(conn, name, version)
-            print(
-                json.dumps(
-                    {k: (str(v) if k.endswith("_at") else v) for k, v in mv.__dict__.items()},
-                    indent=2,
-                    ensure_ascii=True,
-                )
-            )
-            return 0
-        if version is None:
-            raise registry.RegistryError(f"{args.command} needs a version: {name}@N")
-        stage = {"promote": "production", "shadow": "shadow", "retire": "retired"}[args.command]
-        mv = registry.set_stage(conn, name, version, stage)
-        print(f"{mv.ref} is now {mv.stage}")
-        return 0
-    except registry.RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        conn.close()
-
-
-def _compare(args, settings) -> int:
-    from db.connection import in_transaction
-    from training.compare import compare, render
-
-    result = in_transaction(settings, lambda conn: compare(conn, args.name))
-    print(json.dumps(result, indent=2) if args.json else render(result))
-    return 0 if result.get("images") else 2
-
-
 def main(argv: Optional[list[str]] = None) -> int:
+    from training import arguments
+
     ap = argparse.ArgumentParser(
         prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -213,15 +175,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     fit = sub.add_parser("fit", help="train a new version on a labelled folder (or --labels CSV)")
     fit.add_argument("data", nargs="?", type=Path, help="folder with one sub-folder per category")
     fit.add_argument("--labels", type=Path, help="CSV of image_key,category for images in S3_BUCKET")
-    fit.add_argument("--name", required=True, help="model name (MODEL_NAME of the workers that serve it)")
-    fit.add_argument("--unfreeze", type=int, default=0, help="also fine-tune the last N fire modules (0-8)")
-    fit.add_argument("--val-fraction", type=float, default=0.2)
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--patience", type=int, default=10, help="epochs without a better validation loss")
-    fit.add_argument("--max-epochs", type=int, default=200)
-    fit.add_argument("--report-dir", type=Path, help="also write report.json and confusion.png here")
+    fit.add_argument(
+        "--name",
+        required=True,
+        type=arguments.new_model_name,
+        help="model name (MODEL_NAME of the workers that serve it)",
+    )
+    fit.add_argument(
+        "--unfreeze",
+        type=arguments.whole_number(0, arguments.FIRE_MODULES),
+        default=0,
+        help=f"also fine-tune the last N fire modules (0-{arguments.FIRE_MODULES})",
+    )
+    fit.add_argument("--val-fraction", type=arguments.fraction, default=0.2, help="between 0 and 1")
+    fit.add_argument("--seed", type=arguments.whole_number(0, arguments.MAX_SEED), default=0)
+    fit.add_argument(
+        "--patience",
+        type=arguments.whole_number(1),
+        default=10,
+        help="epochs without a better validation loss",
+    )
+    fit.add_argument("--max-epochs", type=arguments.whole_number(1), default=200)
+    fit.add_argument("--report-dir", type=arguments.report_dir, help="also write report.json and confusion.png here")
     lst = sub.add_parser("list", help="versions and their stages")
-    lst.add_argument("name", nargs="?")
+    lst.add_argument("name", nargs="?", type=arguments.model_name)
     for command, what in (
         ("show", "one version (default: production, else latest)"),
         ("promote", "make NAME@N the production version"),
@@ -230,7 +207,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ):
         sub.add_parser(command, help=what).add_argument("ref", metavar="NAME[@N]")
     cmp_ = sub.add_parser("compare", help="agreement of the shadow version with production")
-    cmp_.add_argument("name")
+    cmp_.add_argument("name", type=arguments.model_name)
     cmp_.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.command == "fit" and (args.data is None) == (args.labels is None):
@@ -240,18 +217,12 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     settings = get_settings()
     if args.command == "fit":
-        import re
-
-        from settings import BUILTIN_MODELS, MODEL_NAME_PATTERN
-
-        if args.name in BUILTIN_MODELS:
-            ap.error(f"{args.name} is a built-in model's name; choose another")
-        if not re.match(MODEL_NAME_PATTERN, args.name):
-            ap.error(f"--name {args.name!r}: letters, digits, '_', '.', '-' (up to 64), not NAME@N")
         return _fit(args, settings)
+    from training import commands
+
     if args.command == "compare":
-        return _compare(args, settings)
-    return _registry(args, settings)
+        return commands.compare(args, settings)
+    return commands.registry_command(args, settings)
 
 
 if __name__ == "__main__":

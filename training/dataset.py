@@ -1,17 +1,16 @@
 """A labelled training set: a folder with one sub-folder per category, or a CSV of
-`image_key,category` rows for images already in the bucket. Every image is decoded once,
-with the workers' own decoder, so what trains is what will be served; files that do not
-decode are listed (with why), never fatal unless nothing is left.
+`image_key,category` rows for images already in the bucket (training/labels_csv.py). Every
+image is decoded once, with the workers' own decoder, so what trains is what will be served;
+files that do not decode are listed (with why), never fatal unless nothing is left.
 
 The split into training and validation is stratified and seeded: the same folder and seed
 give the same split on any machine."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
+import os
 import random
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ class Item:
     source: str  # a path below the folder, or an S3 key
     category: str
     data: bytes
+    reason: str = ""  # why it was not read (too large, unreadable, a link not followed): skipped
 
 
 @dataclass
@@ -50,55 +50,89 @@ class Dataset:
         return out
 
 
-def from_folder(root: Path) -> list[Item]:
-    """DATA/<category>/<files>: every regular file below a category folder is a candidate
-    (non-images are reported as skipped, not silently ignored)."""
+def from_folder(root: Path, max_bytes: int) -> list[Item]:
+    """DATA/<category>/<files>: every file below a category folder is a candidate (what is not
+    an image, is over `max_bytes` or cannot be read is listed as skipped, not silently ignored).
+    Each category is a real folder inside DATA (_categories); below it, links to folders are
+    not followed, so nothing outside DATA is reached through them and no link loops."""
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder")
-    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    dirs = _categories(root)
     if len(dirs) < 2:
         raise DatasetError(
             f"{root} has {len(dirs)} category folder(s); training needs at least 2 (DATA/<category>/<images>)"
         )
-    empty = [d.name for d in dirs if not any(p.is_file() for p in d.rglob("*"))]
+    found = {d: _entries(d) for d in dirs}
+    empty = [d.name for d in dirs if not found[d]]
     if empty:
         raise DatasetError(f"empty category folder(s): {', '.join(repr(e) for e in empty)}")
-    items = []
-    for d in dirs:
-        for path in sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            try:
-                items.append(Item(path.relative_to(root).as_posix(), d.name, path.read_bytes()))
-            except OSError as exc:
-                items.append(Item(path.relative_to(root).as_posix(), d.name, b""))
-                items[-1].source += f" (unreadable: {exc.strerror or exc})"
-    return items
+    return [_item(path.relative_to(root).as_posix(), d.name, path, max_bytes) for d in dirs for path in found[d]]
 
 
-def from_labels_csv(csv_path: Path, fetch: Callable[[str], bytes]) -> list[Item]:
-    """`image_key,category` rows (a header row is allowed); each image fetched with `fetch`."""
-    rows = list(csv.reader(csv_path.read_text(encoding="utf-8").splitlines()))
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["image_key", "category"]:
-        rows = rows[1:]
-    bad = [i for i, r in enumerate(rows, 1) if len(r) < 2 or not r[0] or not r[1]]
-    if bad:
-        raise DatasetError(f"{csv_path}: rows {bad[:5]} are not `image_key,category`")
-    if len({r[1] for r in rows}) < 2:
-        raise DatasetError(f"{csv_path} names {len({r[1] for r in rows})} category; training needs at least 2")
+def _categories(root: Path) -> list[Path]:
+    """The category folders of DATA, refusing a symbolic link among them: one to DATA itself
+    or above would make DATA a category of its own (and walk in a loop), one to another folder
+    of DATA would put its images in two categories, one to a folder elsewhere would be read from
+    outside DATA."""
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    for p in entries:
+        if p.is_symlink() and p.is_dir():
+            target, inside = p.resolve(), root.resolve()
+            where = (
+                "DATA itself or a folder above it"
+                if target == inside or target in inside.parents
+                else "another folder of DATA"
+                if target.is_relative_to(inside)
+                else "a folder outside DATA"
+            )
+            raise DatasetError(
+                f"{p} is a symbolic link to {target} ({where}): a category must be a real folder inside {root} "
+                "(link its files, not the folder)"
+            )
+    return [p for p in entries if p.is_dir()]
 
-    def one(row: list[str]) -> Item:
-        try:
-            return Item(row[0], row[1], fetch(row[0]))
-        except Exception as exc:  # noqa: BLE001 - reported as skipped with the reason
-            return Item(f"{row[0]} (cannot fetch: {exc})", row[1], b"")
 
-    with ThreadPoolExecutor(16) as pool:
-        return list(pool.map(one, rows))
+def _entries(folder: Path) -> list[Path]:
+    """Everything below `folder` that is not hidden, links to folders included (to be listed
+    as not followed), in path order; the folders themselves are walked, links to them are not."""
+    found = []
+    for parent, dirs, files in os.walk(folder, followlinks=False):
+        here = Path(parent)
+        found += [here / n for n in files if not n.startswith(".")]
+        found += [here / n for n in dirs if (here / n).is_symlink()]
+    return sorted(found)
+
+
+def _item(source: str, category: str, path: Path, max_bytes: int) -> Item:
+    """One file's bytes, never more than `max_bytes` read: the size is checked before reading
+    (and the read stops one byte past the limit, should the file grow meanwhile)."""
+
+    def skipped(reason: str) -> Item:
+        return Item(source, category, b"", reason)
+
+    if path.is_symlink() and path.is_dir():
+        return skipped("a symbolic link to a folder: not followed")
+    if not path.is_file():
+        return skipped("not a regular file (a broken link, a pipe or a device)")
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return skipped(f"{size} bytes exceeds MAX_IMAGE_BYTES={max_bytes}: not read")
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        return skipped(f"unreadable: {exc.strerror or exc}")
+    if len(data) > max_bytes:
+        return skipped(f"more than MAX_IMAGE_BYTES={max_bytes} bytes: not read")
+    return Item(source, category, data)
 
 
 def load(items: list[Item], max_pixels: int, max_aspect: float = 20.0, workers: int = 4) -> Dataset:
     """Decode every item; the categories are the sorted names that kept at least one image."""
 
     def decode_one(item: Item):
+        if item.reason:
+            return item, None, item.reason
         if not item.data:
             return item, None, "unreadable or empty"
         try:
@@ -160,13 +194,6 @@ def split(labels: list[int], val_fraction: float, seed: int) -> tuple[list[int],
         val += members[:n_val]
         train += members[n_val:]
     return sorted(train), sorted(val)
-
-
-def fetcher(s3, bucket: str) -> Callable[[str], bytes]:
-    def fetch(key: str) -> bytes:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-    return fetch
 
 
 def describe(ds: Dataset) -> str:

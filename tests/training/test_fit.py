@@ -223,3 +223,47 @@ def test_fit_from_a_labels_csv_of_keys_in_the_bucket(migrated, stack_settings, c
     assert res.returncode == 0, res.stderr[-3000:]
     assert "2 categories, 6 training and 2 validation images" in res.stdout
     assert "labelled/never-uploaded.jpg" in res.stdout and "registered csv-" in res.stdout
+
+
+def test_the_labels_fetch_refuses_an_object_over_max_image_bytes_from_its_size(stack_settings):
+    """Through boto3 and versitygw: the object's Content-Length, not its body, tells it is too big."""
+    from training.dataset import DatasetError
+    from training.labels_csv import fetcher
+    from upload import ensure_bucket
+
+    s3 = stack_settings.s3_client()
+    ensure_bucket(s3, stack_settings.s3_bucket)
+    s3.put_object(Bucket=stack_settings.s3_bucket, Key="small.jpg", Body=b"s" * 1000)
+    s3.put_object(Bucket=stack_settings.s3_bucket, Key="big.jpg", Body=b"b" * 1001)
+    fetch = fetcher(s3, stack_settings.s3_bucket, 1000)
+    assert fetch("small.jpg") == b"s" * 1000
+    with pytest.raises(DatasetError, match="1001 bytes exceeds MAX_IMAGE_BYTES=1000: not read"):
+        fetch("big.jpg")
+
+
+def test_a_fit_that_died_between_its_upload_and_its_commit_does_not_wedge_the_name(
+    stack_settings, coarse_dir, tmp_path
+):
+    """The next fit computes the same version number; the folder it finds is an orphan (no
+    registry row names it) and is replaced, while a registered version's folder stays refused."""
+    name = f"orphan-{uuid.uuid4().hex[:6]}"
+    s3 = stack_settings.s3_client()
+    uri = artefacts.uri(stack_settings, name, 1)
+    artefacts.put(s3, uri, {artefacts.WEIGHTS: b"half-written", artefacts.MANIFEST: b"{}", "stale.bin": b"x"})
+    for category in ("dog", "food"):
+        (tmp_path / "data" / category).mkdir(parents=True)
+        for p in sorted(coarse_dir.glob(f"{category}/*"))[:3]:
+            (tmp_path / "data" / category / p.name).symlink_to(p)
+    res = cli("fit", str(tmp_path / "data"), "--name", name, "--max-epochs", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"registered {name}@1 (candidate)" in res.stdout and "replaced" in res.stderr, res.stderr[-2000:]
+    conn = connect(stack_settings)
+    with conn:
+        mv = registry.get(conn, name, 1)
+    conn.close()
+    assert artefacts.sha256(artefacts.get_verified_weights(s3, mv.uri, mv.sha256)) == mv.sha256
+    bucket, prefix = mv.uri[5:].split("/", 1)
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+    assert sorted(o["Key"][len(prefix) :] for o in listed) == ["confusion.png", "manifest.json", "model.pt"]
+    with pytest.raises(artefacts.ArtefactError, match="already holds an artefact"):  # registered: immutable
+        artefacts.put(s3, mv.uri, {artefacts.WEIGHTS: b"other"})
