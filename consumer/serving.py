@@ -96,7 +96,17 @@ class ModelSet:
     def predict(self, batch: torch.Tensor) -> list[Prediction]:
         """batch [N, 3, 224, 224] -> each served version's top-k per image: the trunk once,
         then every head (production first, so the trunk's time is production's)."""
+        return self._heads(_Outputs(batch, self.trunks))
+
+    def predict_and_embed(self, batch: torch.Tensor, trunk: str) -> tuple[list[Prediction], torch.Tensor]:
+        """predict(), and each image's embedding from the same pass: `trunk`'s feature map
+        averaged over its positions, [N, 512] (what similar-image search stores)."""
         outputs = _Outputs(batch, self.trunks)
+        predictions = self._heads(outputs)
+        with torch.inference_mode():
+            return predictions, outputs.features(trunk).mean(dim=(2, 3))
+
+    def _heads(self, outputs: _Outputs) -> list[Prediction]:
         out = []
         for served in (*self.production, *self.shadows):
             t = time.perf_counter()

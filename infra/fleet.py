@@ -37,7 +37,11 @@ def counts(settings: Settings) -> tuple[int, int]:
     conn = connect(settings)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute("SELECT (SELECT count(*) FROM prediction_results), (SELECT count(*) FROM prediction_errors)")
+            cur.execute(
+                "SELECT (SELECT count(*) FROM prediction_results WHERE model = %(m)s),"
+                " (SELECT count(*) FROM prediction_errors WHERE model = %(m)s)",
+                {"m": settings.model_name},
+            )
             return cur.fetchone()
     finally:
         conn.close()

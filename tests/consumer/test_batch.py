@@ -6,7 +6,7 @@ import pytest
 
 from consumer.batch import BatchProcessor, Message, TransientError
 from consumer.fetch import S3Images
-from consumer.model import load_classifier
+from consumer.serving import load_model_set
 from consumer.sink import RowWriter
 from db.connection import connect
 from tests.consumer import images_zoo as zoo
@@ -17,7 +17,7 @@ from upload import ensure_bucket
 def classifier(weights_path):
     from settings import Settings
 
-    return load_classifier(Settings(_env_file=None, model_weights=weights_path, torch_threads=2))
+    return load_model_set(Settings(_env_file=None, model_weights=weights_path, torch_threads=2))[0]
 
 
 @pytest.fixture

@@ -108,3 +108,19 @@ def test_every_served_version_comes_from_one_trunk_pass(weights_path, dev_batche
     assert runs == [50]
     assert [p.served.ref for p in predictions] == ["squeezenet1_1", "custom@1", "custom@2"]
     assert all(len(p.top_k) == 50 for p in predictions)
+
+
+def test_the_embedding_comes_from_the_same_pass(weights_path, dev_batches, tmp_path):
+    loader = Loader(settings(weights_path, "onnxruntime", tmp_path))
+    trunk = loader.base("squeezenet1_1")
+    models = loader.model_set([Served("squeezenet1_1", 0, trunk.classifier)], [])
+    runs, counted = [], trunk.run
+    models.trunks[trunk.key] = type(trunk)(trunk.key, lambda b: runs.append(len(b)) or counted(b), trunk.classifier)
+    batch = dev_batches[1][:8]
+    predictions, embeddings = models.predict_and_embed(batch, trunk.key)
+    assert runs == [8] and embeddings.shape == (8, 512)
+    with torch.inference_mode():
+        assert torch.allclose(embeddings, counted(batch).mean(dim=(2, 3)))
+    assert [t[0].class_index for t in predictions[0].top_k] == [
+        t[0].class_index for t in models.predict(batch)[0].top_k
+    ]

@@ -25,15 +25,17 @@ def corpus(settings, dev_images, copies: int) -> list[str]:
     return sorted(f"copy{i}/{p.name}" for i in range(copies) for p in dev_images.glob("*.JPEG"))
 
 
-def check_exactly_once(settings, keys: list[str]) -> dict:
-    """Every key has exactly one result row (none missing, none extra) and no error row.
-    (A connection of its own: one opened before a PostgreSQL restart is dead.)"""
+def check_exactly_once(settings, keys: list[str], model: str = "") -> dict:
+    """Every key has exactly one result row of `model` (default: settings.model_name; none
+    missing, none extra) and no error row. (A connection of its own: one opened before a
+    PostgreSQL restart is dead.)"""
+    model = model or settings.model_name
     conn = connect(settings)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute("SELECT image_key, deliveries FROM prediction_results")
+            cur.execute("SELECT image_key, deliveries FROM prediction_results WHERE model = %s", (model,))
             rows = cur.fetchall()
-            cur.execute("SELECT image_key, error_type, detail FROM prediction_errors")
+            cur.execute("SELECT image_key, error_type, detail FROM prediction_errors WHERE model = %s", (model,))
             errors = cur.fetchall()
     finally:
         conn.close()

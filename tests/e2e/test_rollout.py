@@ -1,6 +1,7 @@
-"""A promote in the middle of a stream on two running `faust worker` processes, then shadow,
-compare and rollback, on the real stack: every key one row for the model, the version that
-wrote it in the row, no v1 row written on a host after it switched to v2, no restart."""
+"""A promote in the middle of a stream on two running `faust worker` processes serving two
+models on one trunk pass (a trained one and ImageNet's), then shadow, compare and rollback, on
+the real stack: every key one row per model, the version that wrote it in the row, no v1 row
+written on a host after it switched to v2, no restart."""
 
 from __future__ import annotations
 
@@ -55,7 +56,13 @@ def test_promote_mid_stream_shadow_and_rollback_without_a_restart(
 
     keys = corpus(stack_settings, dev_images, copies=2)
     s, env = setup(stack_settings.model_copy(update={"model_name": name}), stack_env)
-    env = {**env, **cache, "MODEL_NAME": name, "MODEL_POLL_S": "1", "MODEL_WEIGHTS": str(weights_path)}
+    env = {
+        **env,
+        **cache,
+        "MODEL_NAMES": f"{name},squeezenet1_1",
+        "MODEL_POLL_S": "1",
+        "MODEL_WEIGHTS": str(weights_path),
+    }
     fleet, producer = e2e.stream(s, env, "rollout", keys, seconds=30)
     fleet.wait_for("the first 250 rows", lambda: sum(counts(s)) >= 250, 300)
     promoted_at = time.time()
@@ -89,6 +96,8 @@ def test_promote_mid_stream_shadow_and_rollback_without_a_restart(
     time.sleep(3)
     assert all(fleet.alive().values()) and fleet.starts == 2, "a worker restarted or died"
     e2e.stop()
+    imagenet = check_exactly_once(s, [*keys, *extra, *rolled], model="squeezenet1_1")
+    assert {v for _, v, _, _ in rows_by_version(s, "squeezenet1_1")} == {0}  # the built-in has no versions
 
     v1 = [r for r in rows if r[1] == 1]
     v2 = [r for r in rows if r[1] == 2]
@@ -119,6 +128,7 @@ def test_promote_mid_stream_shadow_and_rollback_without_a_restart(
             "v2_rows": len(v2),
             "switch_s_by_host": switch,
             "shadow_rows": shadow_rows,
+            "imagenet_rows": imagenet["rows"],
             "compare": compared.splitlines()[0],
         },
     )

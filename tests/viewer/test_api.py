@@ -10,7 +10,7 @@ from PIL import Image
 
 from consumer.batch import BatchProcessor, Message
 from consumer.fetch import S3Images
-from consumer.model import load_classifier
+from consumer.serving import load_model_set
 from consumer.sink import RowWriter
 from db.connection import connect
 from db.queries import register_images
@@ -50,7 +50,10 @@ def world(migrated, weights_path, dev_images):
             cur.execute("TRUNCATE image_info, prediction_results, prediction_errors")
         register_images(conn, [(k, len(v)) for k, v in objects.items()])
         proc = BatchProcessor(
-            settings, load_classifier(settings), S3Images.from_settings(settings), RowWriter(lambda: connect(settings))
+            settings,
+            load_model_set(settings)[0],
+            S3Images.from_settings(settings),
+            RowWriter(lambda: connect(settings)),
         )
         keys = list(objects)
         for i in range(0, len(keys), 32):
