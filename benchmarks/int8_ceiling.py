@@ -43,8 +43,8 @@ from benchmarks.report import emit
 from common.imaging import decode, find_images
 from consumer.engines import ensure_exported, export_onnx, onnx_cache_path, onnx_session
 from consumer.images import PIXEL_OFFSET, PIXEL_SCALE, cropped_pixels, normalised
-from consumer.model import int8_quantiser, load_base_model
 from consumer.quantize import calibration_images
+from consumer.weights import int8_quantiser, load_base_model
 from settings import Settings
 
 MAX_PIXELS = 60_000_000

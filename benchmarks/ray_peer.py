@@ -25,7 +25,7 @@ from settings import Settings
 def graph_path(settings: Settings) -> Path:
     """The worker's own ONNX graph (exported, and quantised for int8, as a worker would)."""
     from consumer.engines import ensure_exported, onnx_cache_path
-    from consumer.model import int8_quantiser, load_base_model
+    from consumer.weights import int8_quantiser, load_base_model
 
     model, weights_id, _ = load_base_model(settings)
     path = ensure_exported(model, onnx_cache_path(settings.model_cache_dir, settings.model_name, weights_id))

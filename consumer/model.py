@@ -11,14 +11,13 @@ import torch
 
 from consumer.heads import TopK
 from consumer.serving import Loader, ModelSet, load_model_set
-from consumer.weights import WeightsError, int8_quantiser, load_base_model, resolve_weights_path
+from consumer.weights import WeightsError, int8_quantiser
 from settings import Settings
 
 if TYPE_CHECKING:
     from db.registry import ModelVersion
 
-__all__ = ["Classifier", "TopK", "WeightsError", "load_base_model", "load_classifier", "load_registered"]
-__all__ += ["resolve_weights_path", "int8_quantiser"]
+__all__ = ["Classifier", "TopK", "WeightsError", "load_classifier", "load_registered"]
 
 log = logging.getLogger(__name__)
 

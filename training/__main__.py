@@ -31,7 +31,7 @@ def _fit(args, settings) -> int:
     import torch
 
     from common import artefacts
-    from consumer.model import WeightsError, load_base_model
+    from consumer.weights import WeightsError, load_base_model
     from db import registry
     from db.connection import connect
     from training import arguments, dataset, evaluation, labels_csv, train

@@ -13,7 +13,7 @@ import torch
 
 from benchmarks import int8_ceiling
 from consumer.images import load_tensor
-from consumer.model import load_base_model
+from consumer.weights import load_base_model
 from settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
