@@ -147,3 +147,29 @@ def test_a_failure_in_a_stage_thread_ends_the_batch_instead_of_hanging_it():
     with pytest.raises(RuntimeError, match="shutdown"):
         asyncio.run(asyncio.wait_for(proc.stages.classify(work, fixed_models()), 10))
     proc.close()
+
+
+def test_two_models_and_a_shadow_give_a_row_each_and_one_dead_letter_per_image():
+    from tests.fakes import fixed_served
+
+    models = fixed_models(
+        fixed_served("a", 3, category="box"),
+        fixed_served("squeezenet1_1", 0, category="tabby"),
+        fixed_served("a", 4, "shadow", category="crate"),
+    )
+    sink = ListSink()
+    proc, dead, _ = make(MemoryS3({"ok.jpg": jpeg(), "bad.jpg": b"not an image"}), sink, models=models)
+    report = asyncio.run(proc.process_until_done(messages(b"ok.jpg", b"bad.jpg", b"gone.jpg")))
+    rows = sorted((p.image_key, p.model, p.model_version, p.category) for p in sink.predictions)
+    assert rows == [("ok.jpg", "a", 3, "box"), ("ok.jpg", "squeezenet1_1", 0, "tabby")]
+    assert [(s.image_key, s.model, s.version, s.category) for s in sink.shadows] == [("ok.jpg", "a", 4, "crate")]
+    errors = sorted((e.image_key, e.model, str(e.error_type)) for e in sink.errors)
+    assert errors == [
+        ("bad.jpg", "a", "not_an_image"),
+        ("bad.jpg", "squeezenet1_1", "not_an_image"),
+        ("gone.jpg", "a", "missing"),
+        ("gone.jpg", "squeezenet1_1", "missing"),
+    ]
+    assert sorted(k for _, _, k in dead.sent) == ["bad.jpg", "gone.jpg"]  # one per image, not per model
+    assert (report.classified, report.failed, sorted(report.error_types)) == (1, 2, ["missing", "not_an_image"])
+    proc.close()
