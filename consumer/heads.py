@@ -1,14 +1,14 @@
 """Heads: what turns the trunk's output into one model's categories. A worker runs the trunk
 (SqueezeNet's `features`, consumer/trunk.py) once per image and every head it serves after it,
 so a second model or a shadow version costs its head, not a second network
-(benchmarks/heads.py measures it; docs/models/heads.md has the figures).
+(benchmarks/heads.py measures it; docs/models/serving.md has the figures).
 
 Three kinds, each a small function of what the trunk gave:
 - `ConvHead`: SqueezeNet's own classifier (1x1 convolution -> ReLU -> global average pool) on
   the feature map. ImageNet's 1000 classes are one; a version trained with frozen features
   (`python -m training fit`) is another. Run in torch with the network's own operations: as
   fast as ONNX Runtime for the 1000-class head, and far cheaper than a graph call for a small
-  one (measured while designing, recorded in benchmarks/HISTORY.md).
+  one (the comparison is in benchmarks/HISTORY.md, "Heads on one trunk").
 - `MapHead`: a category map (`python -m training map`): a category's probability is the sum
   of its ImageNet classes' probabilities; classes the map leaves out count for no category
   (so a photo of something unmapped has a low confidence, not a wrong certainty).
