@@ -47,6 +47,8 @@ class TrunkOutputs(Protocol):
 
     def imagenet_logits(self, trunk: str) -> torch.Tensor: ...  # [N, 1000]: that trunk's ImageNet head
 
+    def logits(self, head: ConvHead) -> torch.Tensor: ...  # head.logits(its trunk's features), once
+
 
 class Head(Protocol):
     trunk: str  # the key of the trunk it reads (consumer/trunk.py)
@@ -77,7 +79,7 @@ class ConvHead:
             return F.adaptive_avg_pool2d(out, 1).flatten(1)
 
     def probabilities(self, outputs: TrunkOutputs) -> torch.Tensor:
-        return torch.softmax(self.logits(outputs.features(self.trunk)), dim=1)
+        return torch.softmax(outputs.logits(self), dim=1)
 
 
 def parse_class_map(rows: Sequence[tuple[int, str]]) -> tuple[list[str], torch.Tensor]:

@@ -59,7 +59,7 @@ class _Outputs:
     def __init__(self, batch: torch.Tensor, trunks: dict[str, Trunk]):
         self.batch, self.trunks = batch, trunks
         self._features: dict[str, torch.Tensor] = {}
-        self._imagenet: dict[str, torch.Tensor] = {}
+        self._logits: dict[int, torch.Tensor] = {}  # by head: ImageNet's is read by maps too
 
     def features(self, trunk: str) -> torch.Tensor:
         if trunk not in self._features:
@@ -67,10 +67,13 @@ class _Outputs:
                 self._features[trunk] = self.trunks[trunk].run(self.batch)
         return self._features[trunk]
 
+    def logits(self, head: ConvHead) -> torch.Tensor:
+        if id(head) not in self._logits:
+            self._logits[id(head)] = head.logits(self.features(head.trunk))
+        return self._logits[id(head)]
+
     def imagenet_logits(self, trunk: str) -> torch.Tensor:
-        if trunk not in self._imagenet:
-            self._imagenet[trunk] = self.trunks[trunk].classifier.logits(self.features(trunk))
-        return self._imagenet[trunk]
+        return self.logits(self.trunks[trunk].classifier)
 
 
 @dataclass(frozen=True)

@@ -87,8 +87,11 @@ def test_a_class_mapped_twice_or_out_of_range_is_refused():
         parse_class_map([(1000, "a")])
 
 
-def test_every_served_version_comes_from_one_trunk_pass(weights_path, dev_batches, custom_network, tmp_path):
-    """ImageNet's head, a custom production head and a custom shadow: the trunk runs once per chunk."""
+def test_every_served_version_comes_from_one_trunk_pass(
+    weights_path, dev_batches, custom_network, shared_dir, tmp_path
+):
+    """ImageNet's head, a custom production head, a custom shadow and a category map: the
+    trunk runs once per chunk, and ImageNet's head once (the map reads its logits)."""
     loader = Loader(settings(weights_path, "onnxruntime", tmp_path))
     trunk = loader.base("squeezenet1_1")
     runs = []
@@ -99,14 +102,19 @@ def test_every_served_version_comes_from_one_trunk_pass(weights_path, dev_batche
         return counted(batch)
 
     loader.trunks[trunk.key] = type(trunk)(trunk.key, run, trunk.classifier)
+    imagenet_heads, imagenet_logits = [], trunk.classifier.logits
+    trunk.classifier.logits = lambda f: imagenet_heads.append(len(f)) or imagenet_logits(f)
     _, custom = custom_network
     head = ConvHead.of(custom.state_dict(), list("abcde"), trunk.key)
+    rows = [(int(r["class_index"]), r["coarse"]) for r in csv.DictReader((shared_dir / "images" / "coarse.csv").open())]
+    coarse = MapHead(*parse_class_map(rows), trunk.key)
     models = loader.model_set(
-        [Served("squeezenet1_1", 0, trunk.classifier), Served("custom", 1, head)], [Served("custom", 2, head, "shadow")]
+        [Served("squeezenet1_1", 0, trunk.classifier), Served("custom", 1, head)],
+        [Served("custom", 2, head, "shadow"), Served("coarse", 1, coarse, "shadow")],
     )
     predictions = models.predict(dev_batches[0])
-    assert runs == [50]
-    assert [p.served.ref for p in predictions] == ["squeezenet1_1", "custom@1", "custom@2"]
+    assert runs == [50] and imagenet_heads == [50]
+    assert [p.served.ref for p in predictions] == ["squeezenet1_1", "custom@1", "custom@2", "coarse@1"]
     assert all(len(p.top_k) == 50 for p in predictions)
 
 
