@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Optional
 
 import torch
@@ -53,11 +54,39 @@ class Served:
         return self.head.categories
 
 
+class _Bank:
+    """Every ConvHead on one trunk as one convolution (their weights stacked): ImageNet's
+    1000 classes and three custom heads cost one 1024-output convolution, not four calls."""
+
+    def __init__(self, heads: list[ConvHead]):
+        self.trunk = heads[0].trunk
+        weight = torch.cat([h.weight for h in heads])
+        bias = torch.cat([h.bias for h in heads])
+        self.fused = ConvHead(weight, bias, [c for h in heads for c in h.categories], self.trunk)
+        self.slices: dict[int, slice] = {}
+        start = 0
+        for h in heads:
+            self.slices[id(h)] = slice(start, start + len(h.categories))
+            start += len(h.categories)
+
+
+def _banks(served: tuple[Served, ...], trunks: dict[str, Trunk]) -> dict[str, _Bank]:
+    """A bank per trunk with more than one ConvHead to run on it (maps read ImageNet's)."""
+    by_trunk: dict[str, dict[int, ConvHead]] = {}
+    for s in served:
+        head = s.head
+        if isinstance(head, (MapHead, MixHead)):
+            head = trunks[head.trunk].classifier
+        if isinstance(head, ConvHead):
+            by_trunk.setdefault(head.trunk, {})[id(head)] = head
+    return {key: _Bank(list(heads.values())) for key, heads in by_trunk.items() if len(heads) > 1}
+
+
 class _Outputs:
     """One chunk's trunk outputs, each computed the first time a head asks for it."""
 
-    def __init__(self, batch: torch.Tensor, trunks: dict[str, Trunk]):
-        self.batch, self.trunks = batch, trunks
+    def __init__(self, batch: torch.Tensor, trunks: dict[str, Trunk], banks: Optional[dict[str, _Bank]] = None):
+        self.batch, self.trunks, self.banks = batch, trunks, banks or {}
         self._features: dict[str, torch.Tensor] = {}
         self._logits: dict[int, torch.Tensor] = {}  # by head: ImageNet's is read by maps too
 
@@ -69,7 +98,12 @@ class _Outputs:
 
     def logits(self, head: ConvHead) -> torch.Tensor:
         if id(head) not in self._logits:
-            self._logits[id(head)] = head.logits(self.features(head.trunk))
+            bank = self.banks.get(head.trunk)
+            if bank is not None and id(head) in bank.slices:
+                fused = bank.fused.logits(self.features(head.trunk))
+                self._logits.update({h: fused[:, part] for h, part in bank.slices.items()})
+            else:
+                self._logits[id(head)] = head.logits(self.features(head.trunk))
         return self._logits[id(head)]
 
     def imagenet_logits(self, trunk: str) -> torch.Tensor:
@@ -96,15 +130,19 @@ class ModelSet:
     def names(self) -> list[str]:
         return [s.name for s in self.production]
 
+    @cached_property
+    def _banks(self) -> dict[str, _Bank]:
+        return _banks((*self.production, *self.shadows), self.trunks)
+
     def predict(self, batch: torch.Tensor) -> list[Prediction]:
         """batch [N, 3, 224, 224] -> each served version's top-k per image: the trunk once,
         then every head (production first, so the trunk's time is production's)."""
-        return self._heads(_Outputs(batch, self.trunks))
+        return self._heads(_Outputs(batch, self.trunks, self._banks))
 
     def predict_and_embed(self, batch: torch.Tensor, trunk: str) -> tuple[list[Prediction], torch.Tensor]:
         """predict(), and each image's embedding from the same pass: `trunk`'s feature map
         averaged over its positions, [N, 512] (what similar-image search stores)."""
-        outputs = _Outputs(batch, self.trunks)
+        outputs = _Outputs(batch, self.trunks, self._banks)
         predictions = self._heads(outputs)
         with torch.inference_mode():
             return predictions, outputs.features(trunk).mean(dim=(2, 3))

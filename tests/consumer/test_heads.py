@@ -88,10 +88,11 @@ def test_a_class_mapped_twice_or_out_of_range_is_refused():
 
 
 def test_every_served_version_comes_from_one_trunk_pass(
-    weights_path, dev_batches, custom_network, shared_dir, tmp_path
+    weights_path, dev_batches, custom_network, shared_dir, tmp_path, monkeypatch
 ):
     """ImageNet's head, a custom production head, a custom shadow and a category map: the
-    trunk runs once per chunk, and ImageNet's head once (the map reads its logits)."""
+    trunk runs once per chunk, and one convolution serves every head (the map reads
+    ImageNet's logits), giving what each head alone gives."""
     loader = Loader(settings(weights_path, "onnxruntime", tmp_path))
     trunk = loader.base("squeezenet1_1")
     runs = []
@@ -102,8 +103,10 @@ def test_every_served_version_comes_from_one_trunk_pass(
         return counted(batch)
 
     loader.trunks[trunk.key] = type(trunk)(trunk.key, run, trunk.classifier)
-    imagenet_heads, imagenet_logits = [], trunk.classifier.logits
-    trunk.classifier.logits = lambda f: imagenet_heads.append(len(f)) or imagenet_logits(f)
+    convolutions, logits = [], ConvHead.logits
+    monkeypatch.setattr(
+        ConvHead, "logits", lambda self, f: convolutions.append(len(self.categories)) or logits(self, f)
+    )
     _, custom = custom_network
     head = ConvHead.of(custom.state_dict(), list("abcde"), trunk.key)
     rows = [(int(r["class_index"]), r["coarse"]) for r in csv.DictReader((shared_dir / "images" / "coarse.csv").open())]
@@ -113,9 +116,14 @@ def test_every_served_version_comes_from_one_trunk_pass(
         [Served("custom", 2, head, "shadow"), Served("coarse", 1, coarse, "shadow")],
     )
     predictions = models.predict(dev_batches[0])
-    assert runs == [50] and imagenet_heads == [50]
+    assert runs == [50] and convolutions == [1005]  # ImageNet's 1000 and the custom head's 5, once
     assert [p.served.ref for p in predictions] == ["squeezenet1_1", "custom@1", "custom@2", "coarse@1"]
     assert all(len(p.top_k) == 50 for p in predictions)
+    for served, prediction in zip((*models.production, *models.shadows), predictions):
+        (alone,) = loader.model_set([served], []).predict(dev_batches[0])
+        for fused_top, alone_top in zip(prediction.top_k, alone.top_k):
+            assert [t.class_index for t in fused_top] == [t.class_index for t in alone_top]
+            assert [t.confidence for t in fused_top] == pytest.approx([t.confidence for t in alone_top], abs=1e-6)
 
 
 def test_the_embedding_comes_from_the_same_pass(weights_path, dev_batches, tmp_path):
