@@ -12,7 +12,6 @@ benchmarks/heads.py measures).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -71,6 +70,3 @@ def build_trunk(settings: Settings, model: nn.Module, key: str, categories: list
         logits=classifier.logits,
     )
     return Trunk(key, run, classifier)
-
-
-TrunkBuilder = Callable[[nn.Module, str, list[str]], Trunk]
