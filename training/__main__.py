@@ -32,9 +32,7 @@ def _fit(args, settings) -> int:
 
     from common import artefacts
     from consumer.model import WeightsError, load_base_model
-    from db import registry
-    from db.connection import connect
-    from training import arguments, dataset, evaluation, labels_csv, train
+    from training import arguments, dataset, evaluation, labels_csv, register, train
 
     try:
         if args.labels:
@@ -90,62 +88,22 @@ def _fit(args, settings) -> int:
 
     buf = io.BytesIO()
     torch.save(result.model.state_dict(), buf)
-    weights = buf.getvalue()
-    digest = artefacts.sha256(weights)
-    preprocessing = {
-        "decode": "common.imaging.decode (fast)",
-        "transform": "torchvision reference: resize 256, center crop 224, ImageNet mean/std",
-    }
-    conn = connect(settings)
-    try:
-        with conn, conn.cursor() as cur:
-            version = registry.next_version(cur, args.name)  # the name stays locked until commit
-            uri = artefacts.uri(settings, args.name, version)
-            mv = registry.ModelVersion(
-                args.name, version, digest, uri, base_name, ds.categories, preprocessing, measured, ds.fingerprint
-            )
-            manifest = {
-                **{
-                    k: getattr(mv, k)
-                    for k in (
-                        "name",
-                        "version",
-                        "sha256",
-                        "uri",
-                        "base_model",
-                        "categories",
-                        "preprocessing",
-                        "data_fingerprint",
-                    )
-                },
-                "base_weights": {"source": source, "id": base_weights},
-                "metrics": measured,
-            }
-            replaced = artefacts.put(
-                settings.s3_client(),
-                uri,
-                {
-                    artefacts.WEIGHTS: weights,
-                    artefacts.MANIFEST: json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
-                    artefacts.CONFUSION_PNG: evaluation.confusion_png(measured),
-                },
-                # the name is locked: a folder no row names was left by a fit that died before its commit
-                replace_orphan=not registry.registered(cur, args.name, version),
-            )
-            if replaced:
-                print(
-                    f"{uri} held {len(replaced)} file(s) of a fit that never registered them: replaced", file=sys.stderr
-                )
-            registry.insert(cur, mv)
-    finally:
-        conn.close()
+    candidate = register.Candidate(
+        "network",
+        base_name,
+        ds.categories,
+        buf.getvalue(),
+        measured,
+        ds.fingerprint,
+        {"base_weights": {"source": source, "id": base_weights}},
+        {artefacts.CONFUSION_PNG: evaluation.confusion_png(measured)},
+    )
+    mv, manifest = register.register(settings, args.name, candidate)
     if args.report_dir:
         args.report_dir.mkdir(parents=True, exist_ok=True)
         (args.report_dir / "report.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         (args.report_dir / "confusion.png").write_bytes(evaluation.confusion_png(measured))
-    print(f"registered {mv.ref} (candidate) at {uri}; sha256 {digest[:16]}…")
-    print(f"try it:   python -m consumer.classify --model {mv.ref} DIR")
-    print(f"serve it: python -m training promote {mv.ref}   (or shadow {mv.ref} first)")
+    register.announce(mv)
     return 0
 
 
