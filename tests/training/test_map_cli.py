@@ -98,6 +98,18 @@ def test_the_served_map_is_the_sum_of_its_classes_probabilities(mapped, shared_d
     assert round(top1, 3) == 0.958  # the figure: 230 of the 240 photos
 
 
+def test_map_eval_stores_the_maps_metrics_on_a_labelled_folder(mapped, shared_dir, coarse_dir):
+    name, settings, _ = mapped
+    other = f"{name}-eval"
+    res = cli("map", other, "--classes", str(shared_dir / "images" / "coarse.csv"), "--eval", str(coarse_dir))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "the map on" in res.stdout and "no training" in res.stdout
+    mv = version(settings, other, 1)
+    assert mv.kind == "map" and mv.metrics["val_images"] == 240 and mv.metrics["train_images"] == 0
+    assert mv.metrics["top1"] == 0.9583 and sum(map(sum, mv.metrics["confusion"])) == 240  # 230 of 240
+    assert artefacts.get(settings.s3_client(), mv.uri, artefacts.CONFUSION_PNG)[:4] == b"\x89PNG"
+
+
 def test_fit_init_from_the_map_registers_the_next_version_a_mix(mapped, coarse_dir):
     name, settings, _ = mapped
     res = cli("fit", str(coarse_dir), "--name", name, "--init-from", f"{name}@1")
