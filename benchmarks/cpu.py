@@ -4,6 +4,7 @@ say where the machine's time went: workers, S3 server, Kafka, PostgreSQL."""
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 from infra.services import SERVICES, StackConfig
@@ -57,3 +58,15 @@ def grouped(used: dict[str, float]) -> dict[str, float]:
     out = {k: v for k, v in used.items() if not k.startswith("worker:")}
     out["workers"] = round(sum(v for k, v in used.items() if k.startswith("worker:")), 1)
     return out
+
+
+def model_name() -> str:
+    """The processor's model name (what `lscpu` calls it), else platform's answer: the machine a
+    figure was measured on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

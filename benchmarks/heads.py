@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.cpu import model_name as cpu_model
 from benchmarks.report import emit
 from consumer.heads import ConvHead, MapHead, parse_class_map
 from consumer.images import load_tensor
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = {n: (second if n == own else shared)["imagenet"]["cpu"] for n in figures}
     result = {
         "machine": {
-            "cpu": _cpu_name(),
+            "cpu": cpu_model(),
             "cpu_count": os.cpu_count(),
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -170,16 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     emit(result, args.out)
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

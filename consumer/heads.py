@@ -9,10 +9,10 @@ Three kinds, each a small function of what the trunk gave:
   (`python -m training fit`) is another. Run in torch with the network's own operations: as
   fast as ONNX Runtime for the 1000-class head, and far cheaper than a graph call for a small
   one (the comparison is in benchmarks/HISTORY.md, "Heads on one trunk").
-- `MapHead`: a category map (registry kind `map`): a category's probability is the sum
+- `MapHead`: a category map (`python -m training map`): a category's probability is the sum
   of its ImageNet classes' probabilities; classes the map leaves out count for no category
   (so a photo of something unmapped has a low confidence, not a wrong certainty).
-- `MixHead`: a map that learned from labels (kind `mix`): each ImageNet class spreads its
+- `MixHead`: a map that learned (`fit --init-from NAME@N`): each ImageNet class spreads its
   probability over the categories (and "none") by learned shares, started from the map.
 
 Every head returns probabilities [N, C]: what the rows' confidences are.

@@ -253,7 +253,7 @@ def resolve(
         if production is None:
             raise WeightsError(
                 f"model {name} has no production version in the registry: train one with "
-                f"`python -m training fit DATA --name {name}` "
+                f"`python -m training fit DATA --name {name}` (or `training map {name} --classes CSV`) "
                 f"and promote it with `python -m training promote {name}@N`"
             )
         out.append((name, production, shadow))

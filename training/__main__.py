@@ -2,6 +2,8 @@
 
     python -m training fit DATA --name NAME [--unfreeze N] [--val-fraction 0.2] [--seed 0]
     python -m training fit --labels CSV --name NAME      # image_key,category rows; images from S3_BUCKET
+    python -m training map NAME --classes CSV            # categories as groups of ImageNet classes
+    python -m training fit DATA --name NAME --init-from NAME@N   # a map (or mix) that learns from DATA
     python -m training list [NAME]
     python -m training show NAME[@N]
     python -m training promote NAME@N                    # workers switch to it within MODEL_POLL_S
@@ -9,9 +11,9 @@
     python -m training retire NAME@N
     python -m training compare NAME                      # shadow vs production agreement, extra CPU
 
-DATA holds one folder per category (DATA/<category>/*.jpg). Each `fit` makes an immutable
-version NAME@N (weights, categories, metrics, hashes) in S3 (MODEL_BUCKET/MODEL_PREFIX) and in
-the `models` table, as a candidate. Rollback is promoting the previous version again.
+DATA holds one folder per category (DATA/<category>/*.jpg). Each `fit` or `map` makes an
+immutable version NAME@N (weights, categories, metrics, hashes) in S3 (MODEL_BUCKET/MODEL_PREFIX)
+and in the `models` table, as a candidate. Rollback is promoting the previous version again.
 Exit status: 0 done, 1 bad training input (or base weights), 2 a registry request that cannot be
 done or arguments that cannot work.
 """
@@ -26,16 +28,19 @@ from typing import Optional
 
 
 def _fit(args, settings) -> int:
-    import io
-
+    """fit: decode the photos, split them, train (a network, or with --init-from a mix from a
+    map or mix version), measure on the validation photos and register."""
     import torch
 
-    from common import artefacts
     from consumer.weights import WeightsError, load_base_model
-    from db import registry
-    from db.connection import connect
-    from training import arguments, dataset, evaluation, labels_csv, train
+    from db.registry import RegistryError
+    from training import arguments, class_map, dataset, labels_csv, maps, register
 
+    try:
+        start = maps.resolve_start(settings, args.init_from) if args.init_from else None
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.labels:
             fetch = labels_csv.fetcher(settings.s3_client(), settings.s3_bucket, settings.max_image_bytes)
@@ -44,21 +49,42 @@ def _fit(args, settings) -> int:
             items = dataset.from_folder(args.data, settings.max_image_bytes)
         print(f"decoding {len(items)} files…", file=sys.stderr)
         ds = dataset.load(items, settings.max_image_pixels, settings.max_image_aspect, settings.decode_workers)
+        if start:
+            class_map.check_categories(start.mv.categories, ds.categories, str(args.labels or args.data))
         labels = [label for _, label in ds.images]
         train_idx, val_idx = dataset.split(labels, args.val_fraction, args.seed)
-    except dataset.DatasetError as exc:
+        base_name = start.mv.base_model if start else arguments.BASE_MODEL
+        base, source, weights_id = load_base_model(settings, base_name)
+    except (dataset.DatasetError, WeightsError) as exc:  # WeightsError: MODEL_WEIGHTS missing or not SqueezeNet's
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{len(ds.categories)} categories, {len(train_idx)} training and {len(val_idx)} validation images:")
     print(dataset.describe(ds))
-
-    base_name = arguments.BASE_MODEL
-    try:
-        base, source, base_weights = load_base_model(settings, base_name)
-    except WeightsError as exc:  # MODEL_WEIGHTS missing or not SqueezeNet's
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     torch.set_num_threads(settings.torch_threads)
+    base_weights = {"source": source, "id": weights_id}
+    if start:
+        print(f"starting from {start.mv.ref} ({start.mv.kind} of {len(start.mv.categories)} categories)")
+        candidate = maps.train_mix(args, base, base_weights, ds, labels, train_idx, val_idx, start, _progress())
+    else:
+        candidate = _train_network(args, base, base_name, base_weights, ds, labels, train_idx, val_idx)
+    mv, manifest = register.register(settings, args.name, candidate)
+    if args.report_dir:
+        args.report_dir.mkdir(parents=True, exist_ok=True)
+        (args.report_dir / "report.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        (args.report_dir / "confusion.png").write_bytes(candidate.files["confusion.png"])
+    register.announce(mv)
+    return 0
+
+
+def _train_network(args, base, base_name: str, base_weights: dict, ds, labels, train_idx, val_idx):
+    """fit without --init-from: SqueezeNet with a new head for DATA's categories (training/train.py)."""
+    import io
+
+    import torch
+
+    from common import artefacts
+    from training import evaluation, register, train
+
     result = train.fit(
         base,
         base_name,
@@ -72,80 +98,34 @@ def _fit(args, settings) -> int:
     )
     logits = train.predict_logits(result.model, [img for img, _ in ds.images], val_idx)
     measured = evaluation.metrics(logits, [labels[i] for i in val_idx], ds.categories)
-    measured.update(
-        {
-            "train_images": len(train_idx),
-            "images_per_category": ds.counts(),
-            "training_seconds": round(result.seconds, 2),
-            "epochs": result.epochs,
-            "best_epoch": result.best_epoch,
-            "val_loss": round(result.val_loss, 4),
-            "unfreeze": args.unfreeze,
-            "seed": args.seed,
-            "val_fraction": args.val_fraction,
-            "skipped": ds.skipped,
-        }
-    )
+    measured.update(evaluation.run_facts(result, ds, len(train_idx), args), unfreeze=args.unfreeze)
     print(evaluation.render_text(measured, ds.counts(), result.seconds))
-
     buf = io.BytesIO()
     torch.save(result.model.state_dict(), buf)
-    weights = buf.getvalue()
-    digest = artefacts.sha256(weights)
-    preprocessing = {
-        "decode": "common.imaging.decode (fast)",
-        "transform": "torchvision reference: resize 256, center crop 224, ImageNet mean/std",
-    }
-    conn = connect(settings)
+    return register.Candidate(
+        "network",
+        base_name,
+        ds.categories,
+        buf.getvalue(),
+        measured,
+        ds.fingerprint,
+        {"base_weights": base_weights},
+        {artefacts.CONFUSION_PNG: evaluation.confusion_png(measured)},
+    )
+
+
+def _map(args, settings) -> int:
+    """map: register a category map (exit 1 on a bad CSV, --eval folder or base weights)."""
+    from consumer.weights import WeightsError
+    from training import dataset, maps, register
+
     try:
-        with conn, conn.cursor() as cur:
-            version = registry.next_version(cur, args.name)  # the name stays locked until commit
-            uri = artefacts.uri(settings, args.name, version)
-            mv = registry.ModelVersion(
-                args.name, version, digest, uri, base_name, ds.categories, preprocessing, measured, ds.fingerprint
-            )
-            manifest = {
-                **{
-                    k: getattr(mv, k)
-                    for k in (
-                        "name",
-                        "version",
-                        "sha256",
-                        "uri",
-                        "base_model",
-                        "categories",
-                        "preprocessing",
-                        "data_fingerprint",
-                    )
-                },
-                "base_weights": {"source": source, "id": base_weights},
-                "metrics": measured,
-            }
-            replaced = artefacts.put(
-                settings.s3_client(),
-                uri,
-                {
-                    artefacts.WEIGHTS: weights,
-                    artefacts.MANIFEST: json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
-                    artefacts.CONFUSION_PNG: evaluation.confusion_png(measured),
-                },
-                # the name is locked: a folder no row names was left by a fit that died before its commit
-                replace_orphan=not registry.registered(cur, args.name, version),
-            )
-            if replaced:
-                print(
-                    f"{uri} held {len(replaced)} file(s) of a fit that never registered them: replaced", file=sys.stderr
-                )
-            registry.insert(cur, mv)
-    finally:
-        conn.close()
-    if args.report_dir:
-        args.report_dir.mkdir(parents=True, exist_ok=True)
-        (args.report_dir / "report.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-        (args.report_dir / "confusion.png").write_bytes(evaluation.confusion_png(measured))
-    print(f"registered {mv.ref} (candidate) at {uri}; sha256 {digest[:16]}…")
-    print(f"try it:   python -m consumer.classify --model {mv.ref} DIR")
-    print(f"serve it: python -m training promote {mv.ref}   (or shadow {mv.ref} first)")
+        candidate = maps.map_candidate(args, settings)
+    except (dataset.DatasetError, WeightsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    mv, _ = register.register(settings, args.name, candidate)
+    register.announce(mv)
     return 0
 
 
@@ -166,6 +146,7 @@ def _progress():
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from settings import BUILTIN_MODELS
     from training import arguments
 
     ap = argparse.ArgumentParser(
@@ -197,6 +178,29 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     fit.add_argument("--max-epochs", type=arguments.whole_number(1), default=200)
     fit.add_argument("--report-dir", type=arguments.report_dir, help="also write report.json and confusion.png here")
+    fit.add_argument(
+        "--init-from",
+        metavar="NAME@N",
+        help="train a mix from this map or mix version on the photos' ImageNet logits (DATA's categories: the "
+        "map's, or some of them), instead of a new network head",
+    )
+    mp = sub.add_parser("map", help="register a category map: your categories as groups of ImageNet classes")
+    mp.add_argument(
+        "name",
+        metavar="NAME",
+        type=arguments.new_model_name,
+        help="model name (MODEL_NAME of the workers that serve it)",
+    )
+    mp.add_argument(
+        "--classes",
+        required=True,
+        type=Path,
+        metavar="CSV",
+        help="a header and a row per ImageNet class (like ../shared/images/coarse.csv): the class_index column "
+        "(0-999) and the category column, the one named `category`, else `coarse`, else the last column",
+    )
+    mp.add_argument("--base", choices=BUILTIN_MODELS, default=arguments.BASE_MODEL, help="whose ImageNet classes")
+    mp.add_argument("--eval", type=Path, metavar="DATA", help="measure the map on a labelled folder DATA/<category>/*")
     lst = sub.add_parser("list", help="versions and their stages")
     lst.add_argument("name", nargs="?", type=arguments.model_name)
     for command, what in (
@@ -212,12 +216,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
     if args.command == "fit" and (args.data is None) == (args.labels is None):
         ap.error("fit needs DATA (a folder) or --labels CSV, not both")
+    if args.command == "fit" and args.init_from and args.unfreeze:
+        ap.error("--unfreeze fine-tunes a network; --init-from trains a mix on the ImageNet logits: not both")
 
     from settings import get_settings
 
     settings = get_settings()
     if args.command == "fit":
         return _fit(args, settings)
+    if args.command == "map":
+        return _map(args, settings)
     from training import commands
 
     if args.command == "compare":

@@ -5,6 +5,7 @@ category, training time. Stored with the version (manifest and registry) and pri
 from __future__ import annotations
 
 import io
+from typing import Optional
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -37,11 +38,29 @@ def metrics(logits: torch.Tensor, labels: list[int], categories: list[str]) -> d
     }
 
 
-def render_text(m: dict, counts: dict[str, int], seconds: float) -> str:
+def run_facts(result, ds, train_images: int, args) -> dict:
+    """What a fit run did, stored beside its metrics: images, epochs, time, seed and split.
+    `result` is a training result (train.FitResult or from_map's) with seconds, epochs,
+    best_epoch and val_loss; `ds` the decoded dataset; `args` fit's parsed arguments."""
+    return {
+        "train_images": train_images,
+        "images_per_category": ds.counts(),
+        "training_seconds": round(result.seconds, 2),
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "val_loss": round(result.val_loss, 4),
+        "seed": args.seed,
+        "val_fraction": args.val_fraction,
+        "skipped": ds.skipped,
+    }
+
+
+def render_text(m: dict, counts: dict[str, int], seconds: Optional[float], heading: str = "validation") -> str:
+    """The metrics as a table; `seconds`: the training time (None: nothing was trained)."""
     top_k = next(k for k in m if k.startswith("top") and k != "top1")
+    trained = "no training" if seconds is None else f"trained in {seconds:.1f}s"
     lines = [
-        f"validation: {m['val_images']} images, top-1 {m['top1']:.1%}, {top_k} {m[top_k]:.1%}; "
-        f"trained in {seconds:.1f}s",
+        f"{heading}: {m['val_images']} images, top-1 {m['top1']:.1%}, {top_k} {m[top_k]:.1%}; {trained}",
         f"  {'category':<24} {'images':>6} {'precision':>9} {'recall':>7} {'F1':>6}",
     ]
     for c, v in m["per_category"].items():

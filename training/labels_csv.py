@@ -21,7 +21,7 @@ OTHER_SEPARATORS = (";", "\t", "|")  # ';' is what Excel writes where ',' is the
 
 def read_labels(csv_path: Path) -> list[tuple[str, str]]:
     """The (image_key, category) pairs of the file, in its order."""
-    records = _records(csv_path, _text(csv_path))
+    records = csv_records(csv_path, csv_text(csv_path, "--labels takes a CSV file of image_key,category rows"))
     if not records:
         raise DatasetError(f"{csv_path} is empty: {EXPECTED} rows")
     key_col, cat_col = 0, 1
@@ -34,12 +34,13 @@ def read_labels(csv_path: Path) -> list[tuple[str, str]]:
     return [_pair(csv_path, row, cells, key_col, cat_col) for row, cells in records]
 
 
-def _text(csv_path: Path) -> str:
-    """The file as text: UTF-8, without a byte-order mark."""
+def csv_text(csv_path: Path, usage: str) -> str:
+    """The file as text: UTF-8, without a byte-order mark. `usage`: what the option takes, said
+    when the path is not a file (also read by training/class_map.py)."""
     try:
         if not csv_path.is_file():
             what = "a folder" if csv_path.is_dir() else "not a regular file" if csv_path.exists() else "no such file"
-            raise DatasetError(f"{csv_path}: {what}; --labels takes a CSV file of image_key,category rows")
+            raise DatasetError(f"{csv_path}: {what}; {usage}")
         raw = csv_path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"cannot read {csv_path}: {exc.strerror or exc}") from None
@@ -54,7 +55,7 @@ def _text(csv_path: Path) -> str:
         ) from None
 
 
-def _records(csv_path: Path, text: str) -> list[tuple[int, list[str]]]:
+def csv_records(csv_path: Path, text: str) -> list[tuple[int, list[str]]]:
     """(row, cells) of every record that is not blank; row is the line the record begins on."""
     reader = csv.reader(io.StringIO(text, newline=""))
     records, begins = [], 1
