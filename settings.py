@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(50_000_000, ge=1)  # checked from the object's size before it is read
     max_image_aspect: float = Field(20.0, ge=1)  # longer side / shorter side
     fast_decode: bool = True  # JPEG DCT-domain downscaling before the reference resize
+    # each classified image's embedding (the trunk's pooled output) stored for similar-image
+    # search and training (db/embeddings.py); false: none stored
+    embeddings: bool = True
+    embedding_model: Literal[BUILTIN_MODELS] = "squeezenet1_1"  # whose trunk makes them
+    # where the similar-image index is kept between runs (db/similar.py); None: MODEL_CACHE_DIR/similar
+    similar_index_dir: Optional[Path] = None
+    similar_refresh_s: float = Field(2.0, ge=0)  # a search first reads rows older than this
 
     # --- web viewer (python -m viewer)
     viewer_host: str = "127.0.0.1"
@@ -125,7 +132,9 @@ class Settings(BaseSettings):
     def _model_name(cls, v: str) -> str:
         return check_model_name(v)
 
-    @field_validator("shared_dir", "model_weights", "model_cache_dir", "model_calibration_dir", mode="after")
+    @field_validator(
+        "shared_dir", "model_weights", "model_cache_dir", "model_calibration_dir", "similar_index_dir", mode="after"
+    )
     @classmethod
     def _expand(cls, v: Optional[Path]) -> Optional[Path]:
         return v.expanduser() if v is not None else None
@@ -160,6 +169,11 @@ class Settings(BaseSettings):
                 f"{self.kafka_replication_factor}: no write could ever be acknowledged"
             )
         return self
+
+    @property
+    def similar_index_path(self) -> Path:
+        """SIMILAR_INDEX_DIR, else MODEL_CACHE_DIR/similar."""
+        return self.similar_index_dir or self.model_cache_dir / "similar"
 
     @property
     def builtin_model(self) -> bool:

@@ -2,7 +2,8 @@
 
 Stages: sort the messages (consumer/intake.py: bare keys, S3 event notifications, junk) ->
 download, decode and classify the images (consumer/stages.py, which overlaps the three) ->
-one transaction, with the S3 events the keys arrived by (db/events.py). The event loop only
+one transaction, with the S3 events the keys arrived by (db/events.py) and the images'
+embeddings (db/embeddings.py). The event loop only
 awaits; every blocking step runs in an executor.
 
 Failures are split by what they mean (common/errors.py):
@@ -31,6 +32,7 @@ from consumer.messages import BatchReport, DeadLetterSink, Message
 from consumer.serving import Loader, ModelSet, Served
 from consumer.sink import RowSink
 from consumer.stages import ImageStages
+from db.embeddings import Embedding
 from db.queries import ErrorRow, Prediction, ShadowPrediction
 from settings import Settings
 
@@ -85,7 +87,7 @@ class BatchProcessor:
         now = time.time()
         predictions = [
             (m, _prediction(k, served, top, host, (now - m.timestamp) * 1000 if m.timestamp else None, etag))
-            for m, k, tops, etag in classified
+            for m, k, tops, etag, _ in classified
             for served, top in tops.items()
             if served.stage == "production"
         ]
@@ -101,12 +103,13 @@ class BatchProcessor:
                 host,
                 ms_per_image[served],
             )
-            for _, k, tops, _ in classified
+            for _, k, tops, _, _ in classified
             for served, top in tops.items()
             if served.stage == "shadow"
         ]
+        vectors = [Embedding(c.key, models.embed, c.vector, c.etag) for c in classified if c.vector is not None]
         refused = await loop.run_in_executor(
-            self._db, self.writer.write, predictions, failures, shadows, intake.events, dict(intake.arrivals)
+            self._db, self.writer.write, predictions, failures, shadows, intake.events, dict(intake.arrivals), vectors
         )
         t4 = time.perf_counter()
         if refused:  # rows the database would not take were recorded as errors instead

@@ -125,6 +125,7 @@ class ModelSet:
     shadows: tuple[Served, ...]
     trunks: dict[str, Trunk]
     top_k: int = 5
+    embed: Optional[str] = None  # the trunk whose pooled output is each image's embedding (EMBEDDINGS)
 
     @property
     def names(self) -> list[str]:
@@ -141,11 +142,13 @@ class ModelSet:
 
     def predict_and_embed(self, batch: torch.Tensor, trunk: str) -> tuple[list[Prediction], torch.Tensor]:
         """predict(), and each image's embedding from the same pass: `trunk`'s feature map
-        averaged over its positions, [N, 512] (what similar-image search stores)."""
+        averaged over its positions and L2-normalised, [N, 512] (what similar-image search
+        stores: a dot product of two is their cosine). A trunk no head runs on costs a pass."""
         outputs = _Outputs(batch, self.trunks, self._banks)
         predictions = self._heads(outputs)
         with torch.inference_mode():
-            return predictions, outputs.features(trunk).mean(dim=(2, 3))
+            pooled = outputs.features(trunk).float().mean(dim=(2, 3))
+            return predictions, torch.nn.functional.normalize(pooled, dim=1)
 
     def _heads(self, outputs: _Outputs) -> list[Prediction]:
         out = []
@@ -232,7 +235,10 @@ class Loader:
         return ConvHead.of(model.state_dict(), categories, key)
 
     def model_set(self, production: list[Served], shadows: list[Served]) -> ModelSet:
-        return ModelSet(tuple(production), tuple(shadows), dict(self.trunks), self.settings.top_k)
+        """What serves; with EMBEDDINGS on, EMBEDDING_MODEL's trunk (built if no head needed it)
+        gives every image's embedding."""
+        embed = self.base(self.settings.embedding_model).key if self.settings.embeddings else None
+        return ModelSet(tuple(production), tuple(shadows), dict(self.trunks), self.settings.top_k, embed)
 
 
 def resolve(

@@ -12,6 +12,7 @@ import psycopg2
 
 from common.errors import ErrorType, TransientError, VisionScalingError, pg_error_is_transient
 from consumer.messages import Message
+from db.embeddings import Embedding
 from db.events import KeyEvent
 from db.queries import ErrorRow, Prediction, ShadowPrediction, write_batch
 
@@ -30,8 +31,10 @@ class RowSink(Protocol):
         shadows: Sequence[ShadowPrediction] = (),
         events: Sequence[KeyEvent] = (),
         arrivals: Optional[Arrivals] = None,
+        vectors: Sequence[Embedding] = (),
     ) -> Refused:
-        """Write all rows, with the S3 events their keys arrived by and the arrival counts, or
+        """Write all rows, with the S3 events their keys arrived by, the arrival counts and the
+        images' embeddings, or
         raise TransientError; returns the messages whose row was refused, each with the error
         row recorded for it instead."""
 
@@ -56,11 +59,12 @@ class RowWriter:
         shadows: Sequence[ShadowPrediction] = (),
         events: Sequence[KeyEvent] = (),
         arrivals: Optional[Arrivals] = None,
+        vectors: Sequence[Embedding] = (),
     ) -> None:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = self.connect()
-            write_batch(self._conn, predictions, errors, shadows, events, arrivals)
+            write_batch(self._conn, predictions, errors, shadows, events, arrivals, vectors)
         except psycopg2.Error as exc:
             if pg_error_is_transient(exc):
                 self.close()
@@ -74,13 +78,15 @@ class RowWriter:
         shadows: Sequence[ShadowPrediction] = (),
         events: Sequence[KeyEvent] = (),
         arrivals: Optional[Arrivals] = None,
+        vectors: Sequence[Embedding] = (),
     ) -> list[tuple[Message, ErrorRow]]:
         """Write everything; returns the messages whose row was refused, with the error row
         recorded for them instead (TransientError when the database is unreachable). Shadow
         rows are not the record of anything: when the batch is refused they are left out.
-        One by one, each row goes with its key's events, so an event is applied with its row."""
+        One by one, each row goes with its key's events and embedding, so an event is applied
+        with its row and no embedding is written without one."""
         try:
-            self._write([p for _, p in predictions], [e for _, e in failures], shadows, events, arrivals)
+            self._write([p for _, p in predictions], [e for _, e in failures], shadows, events, arrivals, vectors)
             return []
         except RowsRefused as exc:
             log.warning("batch of %d rows refused (%s); writing them one by one", len(predictions) + len(failures), exc)
@@ -95,7 +101,7 @@ class RowWriter:
             own = by_key.pop(row.image_key, [])  # a key's events go with its first row only
             try:
                 if isinstance(row, Prediction):
-                    self._write([row], [], events=own)
+                    self._write([row], [], events=own, vectors=[v for v in vectors if v.image_key == row.image_key])
                 else:
                     self._write([], [row], events=own)
             except RowsRefused as exc:

@@ -11,8 +11,9 @@ import asyncio
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
+import numpy as np
 import torch
 
 from common.errors import ErrorType, ImageError
@@ -24,6 +25,14 @@ from consumer.serving import ModelSet, Served
 from settings import Settings
 
 _DECODE_CPU, _INFER_CPU = STAGE_CPU.labels("decode"), STAGE_CPU.labels("infer")
+
+
+class Classified(NamedTuple):
+    message: Message
+    key: str
+    tops: dict[Served, list]  # every served version's top-k
+    etag: Optional[str]  # the object's, as the GET answered
+    vector: Optional[np.ndarray]  # its embedding (ModelSet.embed), None when they are off
 
 
 class ImageStages:
@@ -53,10 +62,10 @@ class ImageStages:
 
     async def classify(self, work: list[tuple[Message, str]], models: ModelSet):
         """Download, decode and classify `work` with every model of `models`, overlapping the
-        three. Returns the classified (message, key, {served version: top-k}, the object's ETag
-        or None) in `work` order, the per-image errors, the stage seconds (download = wall time
-        until the last object arrived; decode, infer (production) and shadow = busy time), and
-        each served version's model time per image in ms."""
+        three. Returns the Classified images in `work` order, the per-image errors, the stage
+        seconds (download = wall time until the last object arrived; decode, infer
+        (production) and shadow = busy time), and each served version's model time per image
+        in ms."""
         run = _Run(self, len(work), models, asyncio.get_running_loop())
         fetches = [self._io.submit(run.fetch, i, key) for i, (_, key) in enumerate(work)]
         try:
@@ -72,28 +81,39 @@ class ImageStages:
         if models.shadows:
             seconds["shadow"] = 0.0
         tops: dict[int, dict[Served, list]] = {}
+        vectors: dict[int, np.ndarray] = {}
         took: dict[Served, float] = {}
         images = 0
-        for indices, predictions in results:
+        for indices, predictions, embedded in results:
             images += len(indices)
+            if embedded is not None:
+                vectors.update(zip(indices, embedded))
             for p in predictions:
                 seconds["infer" if p.served.stage == "production" else "shadow"] += p.seconds
                 took[p.served] = took.get(p.served, 0.0) + p.seconds
                 for i, top in zip(indices, p.top_k):
                     tops.setdefault(i, {})[p.served] = top
         errors = run.errors
-        classified = [(m, k, tops[i], run.etags.get(i)) for i, (m, k) in enumerate(work) if i in tops]
+        classified = [
+            Classified(m, k, tops[i], run.etags.get(i), vectors.get(i)) for i, (m, k) in enumerate(work) if i in tops
+        ]
         failed = [(m, k, errors[i]) for i, (m, k) in enumerate(work) if i in errors]
         ms_per_image = {served: t * 1000 / images for served, t in took.items()} if images else {}
         return classified, failed, seconds, ms_per_image
 
     def _predict(self, part: list[tuple[int, torch.Tensor]], models: ModelSet):
-        """(the chunk's image indices, every served version's predictions): the trunk once."""
+        """(the chunk's image indices, every served version's predictions, the images'
+        embeddings or None): the trunk once."""
         batch = torch.stack([x for _, x in part])
         cpu = time.thread_time()
-        predictions = models.predict(batch)
+        embedded = None
+        if models.embed:
+            predictions, vectors = models.predict_and_embed(batch, models.embed)
+            embedded = vectors.numpy()
+        else:
+            predictions = models.predict(batch)
         _INFER_CPU.inc(time.thread_time() - cpu)
-        return [i for i, _ in part], predictions
+        return [i for i, _ in part], predictions, embedded
 
     def close(self) -> None:
         for pool in (self._io, self._decode, self._infer):

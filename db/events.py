@@ -4,7 +4,8 @@ A notification's event registers its key in image_info (eTag, size, the event's 
 together with the key's row. Events of one key arrive in any order and on any partition, so
 a later-arriving older event must never put an older answer back: an event is applied only
 if its stamp is not older than the one image_info holds, and the rows of an event that was
-not applied are left out of the batch (counted as `stale`). An event without a stamp (a form
+not applied are left out of the batch (counted as `stale`). A removal marks the key's rows and
+its embedding deleted. An event without a stamp (a form
 that sends no sequencer) is always applied and keeps the stored stamp.
 """
 
@@ -17,6 +18,7 @@ import psycopg2.extensions
 from psycopg2.extras import execute_values
 
 from common.keys import stored_key
+from db import embeddings
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ def apply_events(cur: psycopg2.extensions.cursor, events: Iterable[KeyEvent]) ->
     if removed:
         cur.execute(_MARK_REMOVED, {"keys": removed})
         cur.execute(_MARK_ERRORS_REMOVED, {"keys": removed})
+        embeddings.mark_removed(cur, removed)
     return applied - set(removed), stale + len(newest) - len(applied)
 
 

@@ -12,7 +12,8 @@ import psycopg2.extensions
 from psycopg2.extras import execute_values
 
 from common.keys import stored_key
-from db import counts
+from db import counts, embeddings
+from db.embeddings import Embedding
 from db.events import KeyEvent, apply_events, count_arrivals
 
 
@@ -229,9 +230,12 @@ def write_batch(
     shadows: Iterable[ShadowPrediction] = (),
     events: Iterable[KeyEvent] = (),
     arrivals: Optional[dict[tuple[str, str], int]] = None,
+    vectors: Iterable[Embedding] = (),
 ) -> int:
     """Write a batch's results, errors and shadow results in one transaction (all or nothing),
-    with the S3 events its keys arrived by (db.events) and the arrival counts. The rows of a
+    with the S3 events its keys arrived by (db.events), the arrival counts and the images'
+    embeddings (db.embeddings: none without its rows, one per key however often it is
+    delivered). The rows (and embedding) of a
     key whose event was older than the one already applied are left out. Returns how many
     events were stale. Keys longer than common.keys.MAX_STORED_KEY_BYTES are stored in their
     bounded form."""
@@ -242,6 +246,7 @@ def write_batch(
     )
     events = list(events)
     arrivals = dict(arrivals or {})
+    vecs = [replace(v, image_key=stored_key(v.image_key)) for v in vectors]
     if not preds and not errs and not shads and not events and not arrivals:
         return 0
     with conn, conn.cursor() as cur:
@@ -255,6 +260,7 @@ def write_batch(
             preds = [p for p in preds if p.image_key not in late]
             errs = [e for e in errs if e.image_key not in late]
             shads = [s for s in shads if s.image_key not in late]
+            vecs = [v for v in vecs if v.image_key not in late]
             arrivals[("notification", "stale")] = arrivals.get(("notification", "stale"), 0) + stale
         count_arrivals(cur, arrivals)
         if preds:
@@ -296,4 +302,6 @@ def write_batch(
                 for s in shads
             ]
             execute_values(cur, _UPSERT_SHADOWS, rows, page_size=1000)
+        classified = {p.image_key for p in preds}
+        embeddings.upsert(cur, [v for v in vecs if v.image_key in classified])
     return stale

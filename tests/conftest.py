@@ -155,7 +155,7 @@ def db_conn(stack_settings):
 
     conn = connect(stack_settings)
     with conn, conn.cursor() as cur:
-        cur.execute("TRUNCATE image_info, prediction_results, prediction_errors")
+        cur.execute("TRUNCATE image_info, prediction_results, prediction_errors, image_embeddings")
     yield conn
     conn.close()
 

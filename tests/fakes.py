@@ -55,8 +55,9 @@ class ListSink:
     shadows: list = field(default_factory=list)
     events: list = field(default_factory=list)
     arrivals: Counter = field(default_factory=Counter)
+    vectors: list = field(default_factory=list)
 
-    def write(self, predictions, failures, shadows=(), events=(), arrivals=None):
+    def write(self, predictions, failures, shadows=(), events=(), arrivals=None, vectors=()):
         self.attempts += 1
         if self.fail_times > 0:
             self.fail_times -= 1
@@ -66,6 +67,7 @@ class ListSink:
         self.shadows += list(shadows)
         self.events += list(events)
         self.arrivals.update(arrivals or {})
+        self.vectors += list(vectors)
         return []
 
     def close(self) -> None:
@@ -104,15 +106,33 @@ def fixed_served(name: str = "fake-model", version: int = 0, stage: str = "produ
     return Served(name, version, FixedHead(**head), stage)
 
 
-def fixed_models(*served, fail_times: int = 0, version: int = 0, category: str = "thing"):
-    """A real serving.ModelSet over fixed heads and no trunk: one model ("fake-model") unless
-    `served` lists the production and shadow versions."""
+def fixed_models(*served, fail_times: int = 0, version: int = 0, category: str = "thing", embed: bool = False):
+    """A real serving.ModelSet over fixed heads: one model ("fake-model") unless `served` lists
+    the production and shadow versions. With `embed`, a fake trunk ("fake-trunk") whose
+    feature map is each image's mean colour per channel, spread over 512 channels: two photos
+    of other colours get other embeddings."""
     from consumer.serving import ModelSet
 
     served = served or (fixed_served(version=version, fail_times=fail_times, category=category),)
+    trunks = {"fake-trunk": fake_trunk()} if embed else {}
     return ModelSet(
-        tuple(s for s in served if s.stage == "production"), tuple(s for s in served if s.stage == "shadow"), {}, 5
+        tuple(s for s in served if s.stage == "production"),
+        tuple(s for s in served if s.stage == "shadow"),
+        trunks,
+        5,
+        "fake-trunk" if embed else None,
     )
+
+
+def fake_trunk():
+
+    from consumer.trunk import Trunk
+
+    def run(batch):
+        colour = batch.mean(dim=(2, 3))  # [N, 3]
+        return (colour.repeat(1, 171)[:, :512] + 3).reshape(-1, 512, 1, 1).expand(-1, 512, 13, 13)
+
+    return Trunk("fake-trunk", run, None)
 
 
 def messages(*values: Optional[bytes]) -> list[Message]:

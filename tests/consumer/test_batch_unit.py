@@ -3,6 +3,7 @@
 import asyncio
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -173,3 +174,28 @@ def test_two_models_and_a_shadow_give_a_row_each_and_one_dead_letter_per_image()
     assert sorted(k for _, _, k in dead.sent) == ["bad.jpg", "gone.jpg"]  # one per image, not per model
     assert (report.classified, report.failed, sorted(report.error_types)) == (1, 2, ["missing", "not_an_image"])
     proc.close()
+
+
+def test_each_classified_image_gets_its_embedding_from_the_same_pass_and_a_failed_one_none():
+    s3 = MemoryS3({"red.jpg": jpeg((200, 30, 30)), "blue.jpg": jpeg((20, 30, 220)), "text.jpg": b"hello"})
+    s3.objects["red-again.jpg"] = s3.objects["red.jpg"]
+    sink = ListSink()
+    models = fixed_models(embed=True)
+    proc, _, _ = make(s3, sink, models)
+    asyncio.run(proc.process_until_done(messages(b"red.jpg", b"text.jpg", b"blue.jpg", b"red-again.jpg")))
+    by_key = {v.image_key: v for v in sink.vectors}
+    assert sorted(by_key) == ["blue.jpg", "red-again.jpg", "red.jpg"]  # none for the text file
+    assert all(v.trunk == "fake-trunk" for v in by_key.values())
+    norms = [float(np.linalg.norm(v.vector)) for v in by_key.values()]
+    assert norms == pytest.approx([1.0] * 3, abs=1e-5)
+    same = float(by_key["red.jpg"].vector @ by_key["red-again.jpg"].vector)
+    other = float(by_key["red.jpg"].vector @ by_key["blue.jpg"].vector)
+    assert same == pytest.approx(1.0, abs=1e-5) and other < 0.999
+
+
+def test_with_embeddings_off_the_sink_gets_none():
+    s3 = MemoryS3({"a.jpg": jpeg()})
+    sink = ListSink()
+    proc, _, _ = make(s3, sink, fixed_models(embed=False))
+    asyncio.run(proc.process_until_done(messages(b"a.jpg")))
+    assert len(sink.predictions) == 1 and sink.vectors == []

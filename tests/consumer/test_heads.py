@@ -136,7 +136,9 @@ def test_the_embedding_comes_from_the_same_pass(weights_path, dev_batches, tmp_p
     predictions, embeddings = models.predict_and_embed(batch, trunk.key)
     assert runs == [8] and embeddings.shape == (8, 512)
     with torch.inference_mode():
-        assert torch.allclose(embeddings, counted(batch).mean(dim=(2, 3)))
+        pooled = counted(batch).mean(dim=(2, 3))
+    assert torch.allclose(embeddings, pooled / pooled.norm(dim=1, keepdim=True), atol=1e-6)
+    assert torch.allclose(embeddings.norm(dim=1), torch.ones(8))
     assert [t[0].class_index for t in predictions[0].top_k] == [
         t[0].class_index for t in models.predict(batch)[0].top_k
     ]

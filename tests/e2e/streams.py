@@ -27,7 +27,7 @@ def corpus(settings, dev_images, copies: int) -> list[str]:
 
 def check_exactly_once(settings, keys: list[str], model: str = "") -> dict:
     """Every key has exactly one result row of `model` (default: settings.model_name; none
-    missing, none extra) and no error row. (A connection of its own: one opened before a
+    missing, none extra), its embedding, and no error row. (A connection of its own: one opened before a
     PostgreSQL restart is dead.)"""
     model = model or settings.model_name
     conn = connect(settings)
@@ -37,6 +37,13 @@ def check_exactly_once(settings, keys: list[str], model: str = "") -> dict:
             rows = cur.fetchall()
             cur.execute("SELECT image_key, error_type, detail FROM prediction_errors WHERE model = %s", (model,))
             errors = cur.fetchall()
+            cur.execute(  # the worker writes an image's embedding in its rows' transaction
+                """SELECT r.image_key FROM prediction_results r
+                   WHERE r.model = %s AND r.deleted_at IS NULL AND NOT EXISTS (
+                       SELECT 1 FROM image_embeddings e WHERE e.image_key = r.image_key AND e.deleted_at IS NULL)""",
+                (model,),
+            )
+            unembedded = [r[0] for r in cur.fetchall()]
     finally:
         conn.close()
     got = [r[0] for r in rows]
@@ -44,6 +51,7 @@ def check_exactly_once(settings, keys: list[str], model: str = "") -> dict:
     assert not errors, f"unexpected error rows: {errors[:5]}"
     assert not missing, f"{len(missing)} keys missing, e.g. {sorted(missing)[:5]}"
     assert len(got) == len(set(got)) == len(keys), "duplicate or extra rows"
+    assert not unembedded, f"{len(unembedded)} rows without an embedding, e.g. {unembedded[:5]}"
     return {
         "keys": len(keys),
         "rows": len(got),
