@@ -24,6 +24,7 @@ COMMANDS = {
     "db": [sys.executable, "-m", "db"],
     "classify": [sys.executable, "-m", "consumer.classify"],
     "status": [sys.executable, "-m", "consumer.status"],
+    "similar": [sys.executable, "-m", "consumer.similar"],
     "viewer": [sys.executable, "-m", "viewer"],
     "stack": [sys.executable, "-m", "infra.stack"],
     "training": [sys.executable, "-m", "training"],
