@@ -14,7 +14,9 @@ limit and the original project's way of consuming. Prints JSON and draws a PNG.
 3. pipeline: N images (the dev photos uploaded repeatedly under distinct keys) through
    producer -> W faust workers -> PostgreSQL, measured from the first to the last row written;
 4. latency: keys sent at half the measured rate (--rate), key sent -> row written p50/p95;
-5. baseline: the seed-style consumer (benchmarks/seed_baseline.py), W processes.
+5. baseline: the seed-style consumer (benchmarks/seed_baseline.py), W processes;
+6. with --embeddings-cost, step 3 again with EMBEDDINGS=false: the CPU (workers, PostgreSQL)
+   and the write-ahead-log bytes per image that storing each image's embedding costs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from benchmarks import cpu
 from benchmarks.inference import limit_rates
 from benchmarks.local_stack import temporary_stack
 from benchmarks.plot import draw, throughput
+from benchmarks.wal import wal_position, wal_since
 from common.imaging import find_images
 from common.kafka_admin import ensure_topic
 from db.connection import connect
@@ -123,6 +126,22 @@ def run_fleet(
         fleet.stop()
 
 
+def embedding_cost(fig: dict, images: int) -> dict:
+    """What storing embeddings costs per image: the run with them against the run without
+    (--embeddings-cost), CPU ms of the workers and of PostgreSQL, WAL bytes, and throughput."""
+    on, off = fig["pipeline_cpu_seconds"], fig["without_embeddings"]["pipeline_cpu_seconds"]
+
+    def ms(cpu: dict, key: str) -> float:
+        return round(1000 * cpu.get(key, 0.0) / images, 2)
+
+    return {
+        "workers_cpu_ms": {"with": ms(on, "workers"), "without": ms(off, "workers")},
+        "postgres_cpu_ms": {"with": ms(on, "postgres"), "without": ms(off, "postgres")},
+        "wal_bytes": {"with": fig["wal_bytes_per_image"], "without": fig["without_embeddings"]["wal_bytes_per_image"]},
+        "pipeline_img_s": {"with": fig["pipeline_img_s"], "without": fig["without_embeddings"]["pipeline_img_s"]},
+    }
+
+
 def per_image(figures: dict, cores: int, images: int, limit: float) -> dict:
     """CPU milliseconds per image: the limit's (every core busy at limit_img_s), the workers'
     by stage (decode and infer: the CPU of the threads running them; the rest is S3 GETs,
@@ -153,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup-images", type=int, default=10000, help="before each engine (0: none)")
     ap.add_argument("--latency-images", type=int, default=600)
     ap.add_argument("--baseline-images", type=int, default=1000)
+    ap.add_argument(
+        "--embeddings-cost",
+        action="store_true",
+        help="run each engine's pipeline again with EMBEDDINGS=false: what storing them costs per image",
+    )
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
     cores = os.cpu_count() or 1
@@ -204,11 +228,28 @@ def main(argv: list[str] | None = None) -> int:
                 truncate(settings)
             s, e = variant(settings, engine_env, short)
             print(f"pipeline ({engine}): {args.images} images, {args.workers} workers...", file=sys.stderr)
+            wal = wal_position(settings)
             sent_s, stages, cpu_seconds = run_fleet(
                 s, e, "worker", args.workers, threads, args.images, services=cpu.service_pids(cfg)
             )
+            wal_bytes = wal_since(settings, wal)
             pipe = row_times(settings)
             img_s = throughput([t for t, _ in pipe])
+            without = None
+            if args.embeddings_cost:
+                truncate(settings)
+                print(f"pipeline ({engine}) with EMBEDDINGS=false...", file=sys.stderr)
+                s2, e2 = variant(settings, {**engine_env, "EMBEDDINGS": "false"}, f"noemb{short}")
+                wal2 = wal_position(settings)
+                _, stages2, cpu2 = run_fleet(
+                    s2, e2, "worker", args.workers, threads, args.images, services=cpu.service_pids(cfg)
+                )
+                without = {
+                    "pipeline_img_s": round(throughput([t for t, _ in row_times(settings)]), 1),
+                    "pipeline_cpu_seconds": cpu2,
+                    "worker_stage_seconds": {k: round(v, 1) for k, v in stages2.items()},
+                    "wal_bytes_per_image": round(wal_since(settings, wal2) / args.images),
+                }
             rate = max(1.0, img_s / 2)
             print(f"latency ({engine}) at {rate:.1f} keys/s...", file=sys.stderr)
             truncate(settings)
@@ -227,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
                 "latency_p50_s": round(percentile(latencies, 0.5), 3),
                 "latency_p95_s": round(percentile(latencies, 0.95), 3),
                 "pipe_times": [t for t, _ in pipe],
+                "wal_bytes_per_image": round(wal_bytes / args.images),
             }
+            if without:
+                per_engine[engine]["without_embeddings"] = without
 
         print(f"seed-style baseline: {args.baseline_images} images...", file=sys.stderr)
         run_fleet(
@@ -253,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         fig["cpu_ms_per_image"] = per_image(fig, cores, args.images, limit)
         ms = fig["cpu_ms_per_image"]
         fig["worker_cpu_over_limit_cpu"] = round(ms["workers"] / ms["limit"], 2) if ms["limit"] else None
+        if "without_embeddings" in fig:
+            fig["embedding_cost"] = embedding_cost(fig, args.images)
     first = per_engine[engines[0]]
     figures = {
         "machine": f"{platform.machine()} {platform.processor() or ''} {cores} cores ({platform.node()})".strip(),
