@@ -137,3 +137,11 @@ def newest_trunk(conn: psycopg2.extensions.connection) -> Optional[str]:
         cur.execute("SELECT trunk FROM image_embeddings WHERE deleted_at IS NULL ORDER BY time DESC LIMIT 1")
         row = cur.fetchone()
     return row[0] if row else None
+
+
+def database_identity(conn: psycopg2.extensions.connection) -> str:
+    """Which database this is (the cluster's system identifier and the database's name): a
+    saved search index's transaction ids mean nothing in another one, a restored copy included."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()")
+        return cur.fetchone()[0]

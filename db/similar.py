@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (rows read, rows to read)
 EXACT_UP_TO = 50_000  # exact search below this many images (benchmarks/similar_search.py)
 TRAIN_PER_CLUSTER = 40  # the sample the clusters are trained on, per cluster (faiss asks >= 39)
+NEAR_DUPLICATE = 0.85  # cosine from which two images are the same photo (benchmarks/near_duplicates.py)
 REGROW = 4  # retrain the clusters when the index has grown this many times since
 _FORMAT = 2
 
@@ -97,6 +98,7 @@ class SimilarIndex:
         self.ids: dict[str, int] = {}
         self.keys: list[Optional[str]] = []  # id -> key (None: freed)
         self.since: Optional[int] = None  # db.embeddings.changes' xmin of the last read
+        self.database: Optional[str] = None  # db.embeddings.database_identity of `since`
         self.checked = 0.0  # monotonic time of the last catch-up
         self._lock = threading.RLock()
 
@@ -107,6 +109,11 @@ class SimilarIndex:
         how many rows were read. `progress(done, total)` after each page."""
         with self._lock:
             self.checked = time.monotonic()
+            identity = embeddings.database_identity(conn)
+            if identity != self.database:
+                if self.database is not None:
+                    log.warning("similar-image index of %s was made on another database: rebuilding", self.trunk)
+                self.database, self.since = identity, None
             if self.since is None:
                 return self._rebuild(conn, progress)
             pages, total, xmin = embeddings.changes(conn, self.trunk, self.since)
@@ -212,6 +219,28 @@ class SimilarIndex:
             ]
             return out[:k]
 
+    def neighbours_of(self, keys: list[str], k: int) -> dict[str, list[Neighbour]]:
+        """Each indexed key's `k` nearest other images, in one batched search."""
+        with self._lock:
+            known = [key for key in keys if key in self.ids]
+            if not known:
+                return {}
+            ids = [self.ids[key] for key in known]
+            vectors = np.stack([self.index.reconstruct(i) for i in ids])
+            scores, found = self.index.search(vectors, min(len(self.ids), k + 1))
+            return {
+                key: [
+                    Neighbour(self.keys[j], float(score))
+                    for j, score in zip(row_ids.tolist(), row_scores.tolist())
+                    if j >= 0 and j != i and self.keys[j] is not None
+                ][:k]
+                for key, i, row_ids, row_scores in zip(known, ids, found, scores)
+            }
+
+    def keys_with_prefix(self, prefix: str) -> list[str]:
+        with self._lock:
+            return sorted(key for key in self.ids if key.startswith(prefix))
+
     # ------------------------------------------------------------ on disk
 
     def save(self) -> None:
@@ -228,6 +257,7 @@ class SimilarIndex:
                 "since": self.since,
                 "count": len(self.ids),
                 "trained_on": self.trained_on,
+                "database": self.database,
             }
             (snap / "state.json").write_text(json.dumps(state))
             link = self.folder / f"current.{os.getpid()}"
@@ -256,7 +286,7 @@ class SimilarIndex:
                 log.warning("similar-image index in %s does not load (%s): rebuilding from the table", self.folder, exc)
                 return False
             self.index, self.keys, self.since = index, keys, state["since"]
-            self.trained_on = state.get("trained_on", 0)
+            self.trained_on, self.database = state.get("trained_on", 0), state.get("database")
             self.ids = {k: i for i, k in enumerate(keys) if k is not None}
             return True
 

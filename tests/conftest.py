@@ -129,7 +129,7 @@ def migrated(stack):
 
 
 @pytest.fixture
-def stack_settings(migrated, weights_path, monkeypatch) -> Settings:
+def stack_settings(migrated, weights_path, monkeypatch, tmp_path) -> Settings:
     """Settings for one test on the whole test stack (started by the first test that asks): the
     real weights, a topic, bucket and consumer group of its own."""
     suffix = uuid.uuid4().hex[:8]
@@ -140,6 +140,7 @@ def stack_settings(migrated, weights_path, monkeypatch) -> Settings:
         "FAUST_APP_ID": f"vs-test-{suffix}",
         "MODEL_WEIGHTS": str(weights_path),
         "KAFKA_DEAD_LETTER_TOPIC": f"dead-letters-{suffix}",
+        "SIMILAR_INDEX_DIR": str(tmp_path / "similar-index"),
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)

@@ -115,3 +115,31 @@ def _settings_env(settings, tmp_path) -> dict:
         "SIMILAR_INDEX_DIR": tmp_path / "index",
         "MODEL_CACHE_DIR": settings.model_cache_dir,
     }
+
+
+def test_near_duplicates_of_the_dev_photos_are_grouped_and_different_photos_are_not(stored, stack_settings, db_conn):
+    from db.duplicates import near_duplicates
+    from db.similar import open_index
+
+    embedder, photos = stored
+    keys = list(photos)
+    copied = {}
+    for n, key in enumerate(keys[:12]):
+        img = Image.open(io.BytesIO(photos[key])).convert("RGB")
+        made = {f"{key}.q50.jpg": jpeg(img, 50)}
+        if n % 3 == 0:
+            made[f"{key}.half.jpg"] = jpeg(img.resize((img.width // 2, img.height // 2)), 85)
+        copied[key] = made
+    elsewhere = {f"other/{k}": v for k, v in copied[keys[0]].items()}  # outside the prefix
+    extra = {name: data for made in copied.values() for name, data in made.items()} | elsewhere
+    vectors = embedder.embed(list(extra.values()))
+    write_batch(
+        db_conn, [pred(k) for k in extra], vectors=[Embedding(k, embedder.key, v) for k, v in zip(extra, vectors)]
+    )
+    index = open_index(stack_settings.similar_index_path, embedder.key)
+    index.refresh(db_conn, 0)
+    found = near_duplicates(index, "dev/")
+    expected = sorted((sorted([key, *made]) for key, made in copied.items()), key=lambda g: (-len(g), g[0]))
+    assert found.groups == expected
+    assert found.images == PHOTOS + sum(len(m) for m in copied.values())
+    assert found.duplicates == sum(len(m) for m in copied.values()) and not found.truncated

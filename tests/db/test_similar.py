@@ -129,3 +129,16 @@ def test_past_exact_search_it_trains_clusters_and_still_finds_copies_adds_and_re
     monkeypatch.setattr(similar, "REGROW", 1.2)  # grown past 1.2x: retrained on the whole table
     loaded.refresh(db_conn, 0)
     assert loaded.trained_on == 2999 and len(loaded) == 2999
+
+
+def test_an_index_saved_against_another_database_is_rebuilt(db_conn, tmp_path):
+    import json
+
+    store(db_conn, ["e/1.jpg", "e/2.jpg"], vectors(2, seed=5))
+    first = open_index(tmp_path, TRUNK)
+    first.refresh(db_conn, 0)
+    state = folder_for(tmp_path, TRUNK) / "current" / "state.json"
+    saved = json.loads(state.read_text())
+    state.write_text(json.dumps({**saved, "database": "1234/restored", "since": 10**12}))
+    moved = open_index(tmp_path, TRUNK)
+    assert moved.refresh(db_conn, 0) == 2 and len(moved) == 2  # read again, not trusted
