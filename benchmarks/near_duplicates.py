@@ -63,11 +63,11 @@ def _spread(values: np.ndarray) -> dict:
     }
 
 
-def run(settings: Settings, thresholds: list[float]) -> dict:
+def run(settings: Settings, thresholds: list[float], limit: int = 0) -> dict:
     from consumer.embedding import Embedder
 
     embedder = Embedder(settings)
-    paths = sorted((settings.shared_dir / "images" / "dev").glob("*.JPEG"))
+    paths = sorted((settings.shared_dir / "images" / "dev").glob("*.JPEG"))[: limit or None]
     photos = [p.read_bytes() for p in paths]
     images = [Image.open(io.BytesIO(b)).convert("RGB") for b in photos]
     originals = np.stack(embedder.embed(photos))
@@ -108,13 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--thresholds", default="0.80,0.82,0.83,0.84,0.85,0.86,0.88,0.90")
+    ap.add_argument("--limit", type=int, default=0, help="the first N dev photos only (0: all)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     result = {
         "benchmark": "near_duplicates",
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
-        **run(Settings(), [float(t) for t in args.thresholds.split(",")]),
+        **run(Settings(), [float(t) for t in args.thresholds.split(",")], args.limit),
     }
     emit(result, args.out)
     return 0
