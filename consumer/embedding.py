@@ -65,3 +65,34 @@ class Embedder:
             for (i, _), v in zip(part, vectors):
                 out[i] = v
         return out
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """python -m consumer.embedding < PHOTO: the photo's embedding as one JSON line,
+    {"trunk": ..., "vector": [512 floats]}, or {"error": ..., "error_type": ...} and exit 1.
+    What the viewer's search by photo runs, so that torch and a hostile upload's decoding stay
+    out of the viewer's own process."""
+    import argparse
+    import json
+    import sys
+
+    from consumer.weights import WeightsError
+    from settings import get_settings
+
+    argparse.ArgumentParser(prog="python -m consumer.embedding", description=main.__doc__).parse_args(argv)
+    data = sys.stdin.buffer.read(get_settings().max_image_bytes + 1)
+    try:
+        embedder = Embedder(get_settings())
+    except WeightsError as exc:
+        print(json.dumps({"error": str(exc), "error_type": "model"}))
+        return 2
+    (vector,) = embedder.embed([data])
+    if isinstance(vector, ImageError):
+        print(json.dumps({"error": vector.detail, "error_type": str(vector.error_type)}))
+        return 1
+    print(json.dumps({"trunk": embedder.key, "vector": [round(float(x), 6) for x in vector]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

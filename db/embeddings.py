@@ -133,7 +133,7 @@ def vectors_of(conn: psycopg2.extensions.connection, keys: list[str], trunk: str
 def newest_trunk(conn: psycopg2.extensions.connection) -> Optional[str]:
     """The trunk of the most recently written embedding (what a torch-free reader searches), or
     None when there are none."""
-    with conn, conn.cursor() as cur:
+    with conn.cursor() as cur:  # in the caller's transaction (the viewer's read-only one)
         cur.execute("SELECT trunk FROM image_embeddings WHERE deleted_at IS NULL ORDER BY time DESC LIMIT 1")
         row = cur.fetchone()
     return row[0] if row else None
@@ -142,6 +142,6 @@ def newest_trunk(conn: psycopg2.extensions.connection) -> Optional[str]:
 def database_identity(conn: psycopg2.extensions.connection) -> str:
     """Which database this is (the cluster's system identifier and the database's name): a
     saved search index's transaction ids mean nothing in another one, a restored copy included."""
-    with conn, conn.cursor() as cur:
+    with conn.cursor() as cur:  # in the caller's transaction
         cur.execute("SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()")
         return cur.fetchone()[0]

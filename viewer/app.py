@@ -17,7 +17,8 @@ from flask import Flask, Response, abort, jsonify, render_template, request
 
 from common.errors import VisionScalingError
 from settings import Settings
-from viewer import queries
+from viewer import queries, similar_routes
+from viewer.similar import SimilarSearch
 from viewer.thumbnails import ThumbnailError, Thumbnails
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
 
     def model() -> str:
         return request.args.get("model") or settings.model_name
+
+    similar_routes.register(app, SimilarSearch(settings, db.connection), db.connection, page, model, _number)
 
     @app.errorhandler(BadRequest)
     def bad_request(exc):

@@ -232,4 +232,27 @@ function modelsPage() {
   });
 }
 
+// The image page: the images most like this one, from its stored embedding.
+async function similarSection(section) {
+  const status = document.getElementById("similar-status");
+  const grid = document.getElementById("similar-grid");
+  try {
+    const data = await api("/api/similar", {key: section.dataset.key, k: 12, model: MODEL});
+    status.textContent = data.items.length ? "" : "no other image has an embedding yet";
+    for (const item of data.items) {
+      const href = "/image?" + new URLSearchParams({key: item.image_key, model: MODEL});
+      const thumb = "/thumb?" + new URLSearchParams({key: item.image_key, size: 160});
+      grid.append(el("a", {class: "card", href, "data-key": item.image_key},
+        el("img", {src: thumb, alt: item.image_key, loading: "lazy", width: 160, height: 160}),
+        el("div", {class: "category"}, item.category ?? "–"),
+        el("div", {class: "muted"}, "similarity " + item.score.toFixed(2)),
+        el("div", {class: "key"}, item.image_key)));
+    }
+  } catch (err) {
+    status.textContent = String(err.message || err);
+  }
+}
+
 ({predictions: predictionsPage, fleet: fleetPage, classes: classesPage, models: modelsPage})[body.dataset.page]?.();
+const similarBox = document.getElementById("similar");
+if (similarBox) similarSection(similarBox);
