@@ -12,6 +12,8 @@ Three kinds, each a small function of what the trunk gave:
 - `MapHead`: a category map (`python -m training map`): a category's probability is the sum
   of its ImageNet classes' probabilities; classes the map leaves out count for no category
   (so a photo of something unmapped has a low confidence, not a wrong certainty).
+- `LinearHead`: a linear classifier on the image's embedding (registry kind `linear`), trained
+  from the stored embeddings without downloading a photo.
 - `MixHead`: a map that learned (`fit --init-from NAME@N`): each ImageNet class spreads its
   probability over the categories (and "none") by learned shares, started from the map.
 
@@ -48,6 +50,8 @@ class TrunkOutputs(Protocol):
     def imagenet_logits(self, trunk: str) -> torch.Tensor: ...  # [N, 1000]: that trunk's ImageNet head
 
     def logits(self, head: ConvHead) -> torch.Tensor: ...  # head.logits(its trunk's features), once
+
+    def embedding(self, trunk: str) -> torch.Tensor: ...  # [N, 512]: pooled features, unit length
 
 
 class Head(Protocol):
@@ -127,6 +131,25 @@ class MixHead:
     def probabilities(self, outputs: TrunkOutputs) -> torch.Tensor:
         with torch.inference_mode():
             return torch.softmax(outputs.imagenet_logits(self.trunk) / self.temperature, dim=1) @ self.mix
+
+
+class LinearHead:
+    """A linear classifier on the image's embedding (the trunk's pooled output at unit length,
+    what image_embeddings stores): trained from stored embeddings, with no photo downloaded
+    (training/from_embeddings.py)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, categories: Sequence[str], trunk: str):
+        if weight.shape != (len(categories), 512) or bias.shape != (len(categories),):
+            raise ValueError(f"a linear head of shape {tuple(weight.shape)} for {len(categories)} categories")
+        self.weight, self.bias = weight.detach().float().contiguous(), bias.detach().float().contiguous()
+        self.categories, self.trunk = list(categories), trunk
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return F.linear(embeddings, self.weight, self.bias)
+
+    def probabilities(self, outputs: TrunkOutputs) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.softmax(self.logits(outputs.embedding(self.trunk)), dim=1)
 
 
 def top_k(probs: torch.Tensor, categories: Sequence[str], k: int) -> list[list[TopK]]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
-from consumer.heads import ConvHead, Head, MapHead, MixHead, TopK, top_k
+from consumer.heads import ConvHead, Head, LinearHead, MapHead, MixHead, TopK, top_k
 from consumer.trunk import Trunk, build_trunk, trunk_key
 from consumer.weights import WeightsError, imagenet_categories, load_base_model
 from settings import BUILTIN_MODELS, Settings
@@ -89,6 +89,7 @@ class _Outputs:
         self.batch, self.trunks, self.banks = batch, trunks, banks or {}
         self._features: dict[str, torch.Tensor] = {}
         self._logits: dict[int, torch.Tensor] = {}  # by head: ImageNet's is read by maps too
+        self._embeddings: dict[str, torch.Tensor] = {}
 
     def features(self, trunk: str) -> torch.Tensor:
         if trunk not in self._features:
@@ -108,6 +109,14 @@ class _Outputs:
 
     def imagenet_logits(self, trunk: str) -> torch.Tensor:
         return self.logits(self.trunks[trunk].classifier)
+
+    def embedding(self, trunk: str) -> torch.Tensor:
+        """The trunk's feature map averaged over its positions, at unit length: [N, 512]."""
+        if trunk not in self._embeddings:
+            with torch.inference_mode():
+                pooled = self.features(trunk).float().mean(dim=(2, 3))
+                self._embeddings[trunk] = torch.nn.functional.normalize(pooled, dim=1)
+        return self._embeddings[trunk]
 
 
 @dataclass(frozen=True)
@@ -145,10 +154,7 @@ class ModelSet:
         averaged over its positions and L2-normalised, [N, 512] (what similar-image search
         stores: a dot product of two is their cosine). A trunk no head runs on costs a pass."""
         outputs = _Outputs(batch, self.trunks, self._banks)
-        predictions = self._heads(outputs)
-        with torch.inference_mode():
-            pooled = outputs.features(trunk).float().mean(dim=(2, 3))
-            return predictions, torch.nn.functional.normalize(pooled, dim=1)
+        return self._heads(outputs), outputs.embedding(trunk)
 
     def _heads(self, outputs: _Outputs) -> list[Prediction]:
         out = []
@@ -218,6 +224,8 @@ class Loader:
             return MapHead(mv.categories, state["class_category"], base.key)
         if mv.kind == "mix":
             return MixHead(state["shares"], state["log_temperature"], mv.categories, base.key)
+        if mv.kind == "linear":
+            return LinearHead(state["weight"], state["bias"], mv.categories, base.key)
         import torchvision
 
         model = getattr(torchvision.models, mv.base_model)(weights=None, num_classes=len(mv.categories))

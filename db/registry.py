@@ -17,7 +17,7 @@ from common.errors import VisionScalingError
 from settings import check_model_name
 
 STAGES = ("candidate", "shadow", "production", "retired")
-KINDS = ("network", "map", "mix")
+KINDS = ("network", "map", "mix", "linear")
 MAX_VERSION = 2**31 - 1  # models.version is a PostgreSQL integer
 _LOCK_NAMESPACE = 7_404_300  # advisory locks per model name: version numbers and stage changes
 

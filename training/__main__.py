@@ -1,7 +1,8 @@
 """python -m training — train SqueezeNet on your own categories, version it, roll it out.
 
     python -m training fit DATA --name NAME [--unfreeze N] [--val-fraction 0.2] [--seed 0]
-    python -m training fit --labels CSV --name NAME      # image_key,category rows; images from S3_BUCKET
+    python -m training fit --labels CSV --name NAME      # image_key,category rows of classified images:
+                                                         # from their stored embeddings, else from S3_BUCKET
     python -m training map NAME --classes CSV            # categories as groups of ImageNet classes
     python -m training fit DATA --name NAME --init-from NAME@N   # a map (or mix) that learns from DATA
     python -m training list [NAME]
@@ -34,13 +35,23 @@ def _fit(args, settings) -> int:
 
     from consumer.weights import WeightsError, load_base_model
     from db.registry import RegistryError
-    from training import arguments, class_map, dataset, labels_csv, maps, register
+    from training import arguments, class_map, dataset, labels_csv, maps
 
     try:
         start = maps.resolve_start(settings, args.init_from) if args.init_from else None
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.labels and not (args.unfreeze or start or args.from_images):
+        from training import from_embeddings
+
+        try:
+            candidate = from_embeddings.try_fit(args, settings)
+        except (dataset.DatasetError, WeightsError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if candidate is not None:
+            return _register(args, settings, candidate)
     try:
         if args.labels:
             fetch = labels_csv.fetcher(settings.s3_client(), settings.s3_bucket, settings.max_image_bytes)
@@ -67,6 +78,12 @@ def _fit(args, settings) -> int:
         candidate = maps.train_mix(args, base, base_weights, ds, labels, train_idx, val_idx, start, _progress())
     else:
         candidate = _train_network(args, base, base_name, base_weights, ds, labels, train_idx, val_idx)
+    return _register(args, settings, candidate)
+
+
+def _register(args, settings, candidate) -> int:
+    from training import register
+
     mv, manifest = register.register(settings, args.name, candidate)
     if args.report_dir:
         args.report_dir.mkdir(parents=True, exist_ok=True)
@@ -177,6 +194,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="epochs without a better validation loss",
     )
     fit.add_argument("--max-epochs", type=arguments.whole_number(1), default=200)
+    fit.add_argument(
+        "--from-images",
+        action="store_true",
+        help="with --labels: download and decode the photos even when every key has a stored embedding "
+        "(a network head instead of a linear one on the embeddings)",
+    )
     fit.add_argument("--report-dir", type=arguments.report_dir, help="also write report.json and confusion.png here")
     fit.add_argument(
         "--init-from",

@@ -1,0 +1,101 @@
+"""fit --labels from the stored embeddings: a linear head trained with no photo downloaded (the
+photos are not even in the bucket), registered as kind `linear`, served on the base trunk as it
+was validated; a key without an embedding sends the command back to the photos."""
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from training import from_embeddings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_linear_fit_separates_separable_embeddings_and_stops_early():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.rand(3, 512, generator=g), dim=1)
+    labels = torch.arange(300) % 3
+    x = torch.nn.functional.normalize(centres[labels] + 0.02 * torch.randn(300, 512, generator=g), dim=1)
+    train, val = list(range(0, 300, 2)), list(range(1, 300, 2))
+    result = from_embeddings.fit(x, labels, train, val, 3, from_embeddings.LinearOptions(max_epochs=3000))
+    predicted = (x[val] @ result.weight.T + result.bias).argmax(1)
+    assert (predicted == labels[val]).float().mean() == 1.0
+    assert result.best_epoch <= result.epochs < 3000  # stopped on the validation loss
+
+
+@pytest.fixture(scope="module")
+def embedded_coarse(migrated, coarse_dir, weights_path, tmp_path_factory):
+    """The coarse folder's photos classified and embedded as a worker stores them, under keys
+    that are NOT in the bucket, and a labels CSV of them."""
+    from consumer.embedding import Embedder
+    from db.connection import connect
+    from db.embeddings import Embedding
+    from db.queries import Prediction, write_batch
+    from settings import Settings
+
+    mp = pytest.MonkeyPatch()  # the stack's settings for this module, in-process and for the CLI
+    env = {**migrated.env(), "MODEL_WEIGHTS": str(weights_path), "TORCH_THREADS": "2"}
+    env["MODEL_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    for key, value in env.items():
+        mp.setenv(key, value)
+    settings = Settings(_env_file=None)
+    embedder = Embedder(settings)
+    photos = sorted(coarse_dir.glob("*/*"))
+    keys = [f"emb-{uuid.uuid4().hex[:6]}/{p.parent.name}/{p.name}" for p in photos]
+    vectors = embedder.embed([p.read_bytes() for p in photos])
+    conn = connect(settings)
+    preds = [Prediction(k, "squeezenet1_1", "x", 0.5, 0, [], "test") for k in keys]
+    write_batch(conn, preds, vectors=[Embedding(k, embedder.key, v) for k, v in zip(keys, vectors)])
+    conn.close()
+    csv = tmp_path_factory.mktemp("labels") / "labels.csv"
+    csv.write_text("image_key,category\n" + "".join(f'"{k}",{p.parent.name}\n' for k, p in zip(keys, photos)))
+    yield settings, csv, keys, photos
+    mp.undo()
+
+
+def fit(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "training", "fit", *args],
+        env=os.environ,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_fit_from_stored_embeddings_downloads_nothing_and_serves_what_it_validated(embedded_coarse):
+    from consumer.images import load_tensor
+    from consumer.serving import Loader
+    from db import registry
+    from db.connection import in_transaction
+
+    settings, csv, keys, photos = embedded_coarse
+    name = f"emb-{uuid.uuid4().hex[:6]}"
+    res = fit("--labels", str(csv), "--name", name)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "from their stored embeddings (nothing downloaded)" in res.stdout
+    mv = in_transaction(settings, lambda conn: registry.get(conn, name, 1))
+    assert mv.kind == "linear" and mv.metrics["trained_from"] == "embeddings"
+    assert mv.metrics["top1"] >= 0.65, mv.metrics["top1"]  # the network head's floor (tests/training/test_fit.py)
+    served = Loader(settings).registered(mv)
+    batch = torch.stack([load_tensor(p.read_bytes(), settings.max_image_pixels) for p in photos])
+    models = Loader(settings).model_set([served], [])
+    (prediction,) = models.predict(batch)
+    right = sum(top[0].category == p.parent.name for top, p in zip(prediction.top_k, photos))
+    assert right / len(photos) >= 0.8  # mostly photos it trained on
+
+
+def test_a_key_without_an_embedding_sends_fit_back_to_the_photos(embedded_coarse, tmp_path):
+    settings, csv, keys, _ = embedded_coarse
+    partial = tmp_path / "labels.csv"
+    partial.write_text(csv.read_text() + "emb-none/never-classified.jpg,dog\n")
+    res = fit("--labels", str(partial), "--name", f"emb-{uuid.uuid4().hex[:6]}", "--max-epochs", "1")
+    assert "1 of 241 labelled keys have no stored embedding: downloading the photos" in res.stderr
+    # the photos were never put into the bucket: nothing to train on, said without a traceback
+    assert res.returncode == 1 and "error: " in res.stderr and "Traceback" not in res.stderr
