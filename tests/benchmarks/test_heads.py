@@ -2,31 +2,24 @@
 figures themselves are read by people: benchmarks/results/heads.json)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.benchmarks import run_benchmark
 
 
 def test_heads_benchmark_prints_each_configuration(tmp_path, weights_path, shared_dir):
-    res = subprocess.run(
-        [sys.executable, "-m", "benchmarks.heads", "--images", "8", "--rounds", "2", "--out", str(tmp_path / "h.json")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "MODEL_WEIGHTS": str(weights_path),
-            "SHARED_DIR": str(shared_dir),
-            "MODEL_CACHE_DIR": str(tmp_path / "cache"),
-            "HOME": str(tmp_path),
-            "TORCH_THREADS": "2",
-        },
+    out = run_benchmark(
+        "heads",
+        "--images",
+        8,
+        "--rounds",
+        2,
+        "--out",
+        tmp_path / "h.json",
+        tmp_path=tmp_path,
+        weights_path=weights_path,
+        SHARED_DIR=shared_dir,
+        TORCH_THREADS=2,
     )
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout)
     assert json.loads((tmp_path / "h.json").read_text()) == out
     figures = out["cpu_ms_per_image"]
     assert set(figures) == {

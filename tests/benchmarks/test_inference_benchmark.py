@@ -1,32 +1,16 @@
 """`python -m benchmarks.inference` runs and prints well-formed figures (its numbers are read by people)."""
 
-import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.benchmarks import run_benchmark
 
 
 def test_inference_benchmark_prints_json(tmp_path, dev_images, weights_path):
     for p in sorted(dev_images.glob("*.JPEG"))[:4]:
         shutil.copy(p, tmp_path)
-    res = subprocess.run(
-        [sys.executable, "-m", "benchmarks.inference", "--images", str(tmp_path), "--seconds", "0.05"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "MODEL_WEIGHTS": str(weights_path),
-            "MODEL_CACHE_DIR": str(tmp_path / "cache"),
-            "HOME": str(tmp_path),
-        },
+    out = run_benchmark(
+        "inference", "--images", tmp_path, "--seconds", 0.05, tmp_path=tmp_path, weights_path=weights_path
     )
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
     assert set(out["model_img_s"]) == {"onnxruntime", "onnxruntime-int8", "channels_last", "torchscript", "torch"}
     assert all(v > 0 for per_batch in out["model_img_s"].values() for v in per_batch.values())
     assert set(out["model_img_s"]["torch"]) == {"1", "4", "32", "64"}

@@ -1,11 +1,7 @@
 """benchmarks/int8_ceiling.py: the folded-normalisation model it measures is the same model,
 and its pipeline estimate is the arithmetic docs/performance.md states."""
 
-import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +11,7 @@ from benchmarks import int8_ceiling
 from consumer.images import load_tensor
 from consumer.weights import load_base_model
 from settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.benchmarks import run_benchmark
 
 
 def test_folding_the_normalisation_into_the_first_convolution_changes_no_answer(weights_path, dev_images):
@@ -70,22 +65,15 @@ def test_the_pipeline_estimate_keeps_everything_but_the_model():
 def test_the_script_prints_every_variant_and_the_estimate(tmp_path, dev_images, weights_path):
     for p in sorted(dev_images.glob("*.JPEG"))[:8]:
         shutil.copy(p, tmp_path)
-    res = subprocess.run(
-        [sys.executable, "-m", "benchmarks.int8_ceiling", "--images", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    out = run_benchmark(
+        "int8_ceiling",
+        "--images",
+        tmp_path,
+        tmp_path=tmp_path,
+        weights_path=weights_path,
         timeout=900,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "MODEL_WEIGHTS": str(weights_path),
-            "MODEL_CACHE_DIR": str(tmp_path / "cache"),
-            "MODEL_CALIBRATION_IMAGES": "100",
-            "HOME": str(tmp_path),
-        },
+        MODEL_CALIBRATION_IMAGES=100,
     )
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout)
     variants = out["variants"]
     # OpenVINO is in the bench extra the test command installs
     assert set(variants) == {"fp32", "int8", "int8_all_layers", "openvino_int8_f32", "openvino_int8_default"}

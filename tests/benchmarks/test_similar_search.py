@@ -2,31 +2,22 @@
 size and prints well-formed figures (the figures at 100k and 1M: benchmarks/results)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.benchmarks import run_benchmark
 
 
 def test_the_search_benchmark_measures_exact_and_ivf(tmp_path, weights_path, shared_dir):
-    res = subprocess.run(
-        [sys.executable, "-m", "benchmarks.similar_search", "--sizes", "3000", "--out", str(tmp_path / "s.json")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "MODEL_WEIGHTS": str(weights_path),
-            "SHARED_DIR": str(shared_dir),
-            "MODEL_CACHE_DIR": str(tmp_path / "cache"),
-            "HOME": str(tmp_path),
-            "TORCH_THREADS": "2",
-        },
+    out = run_benchmark(
+        "similar_search",
+        "--sizes",
+        3000,
+        "--out",
+        tmp_path / "s.json",
+        tmp_path=tmp_path,
+        weights_path=weights_path,
+        SHARED_DIR=shared_dir,
+        TORCH_THREADS=2,
     )
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout)
     assert json.loads((tmp_path / "s.json").read_text()) == out
     assert out["real_vectors"] == 1000 and out["queries"] == 500
     (size,) = out["sizes"]

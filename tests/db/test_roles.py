@@ -1,8 +1,10 @@
 """The least-privilege worker role, on the real PostgreSQL."""
 
+import numpy as np
 import psycopg2
 import pytest
 
+from db.embeddings import Embedding
 from db.events import KeyEvent
 from db.queries import ErrorRow, Prediction, iter_image_keys, register_images, write_batch
 from db.roles import create_viewer_login, create_worker_login
@@ -24,10 +26,14 @@ def test_a_worker_can_do_its_job(db_conn, worker_conn):
     assert list(iter_image_keys(worker_conn)) == ["a.jpg", "b.jpg"]
     write_batch(worker_conn, [], [ErrorRow("a.jpg", "m", "corrupt", "x", "h")])
     write_batch(worker_conn, [Prediction("a.jpg", "m", "c", 0.5, 1, [], "h")])  # deletes the error row
-    write_batch(worker_conn, [Prediction("a.jpg", "m", "c", 0.6, 1, [], "h")])
+    vector = Embedding("a.jpg", "trunk", np.full(512, 512**-0.5, dtype=np.float32))
+    write_batch(worker_conn, [Prediction("a.jpg", "m", "c", 0.6, 1, [], "h")], vectors=[vector])
+    write_batch(worker_conn, [Prediction("a.jpg", "m", "c", 0.6, 1, [], "h")], vectors=[vector])  # redelivered
     with db_conn, db_conn.cursor() as cur:
         cur.execute("SELECT deliveries FROM prediction_results")
-        assert cur.fetchall() == [(2,)]
+        assert cur.fetchall() == [(3,)]
+        cur.execute("SELECT count(*) FROM image_embeddings")
+        assert cur.fetchall() == [(1,)]
 
 
 def test_a_worker_registers_the_keys_notifications_bring_and_marks_removals(db_conn, worker_conn):
@@ -50,6 +56,7 @@ def test_a_worker_registers_the_keys_notifications_bring_and_marks_removals(db_c
         "DELETE FROM prediction_count_deltas",
         "UPDATE prediction_counts SET n = 0",
         "DELETE FROM prediction_results",
+        "DELETE FROM image_embeddings",
         "DROP TABLE prediction_errors",
         "CREATE TABLE evil (x int)",
     ],

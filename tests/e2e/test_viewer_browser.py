@@ -12,6 +12,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from PIL import Image
 
 from db.connection import connect
 from db.queries import register_images
@@ -125,6 +126,11 @@ def test_the_viewer_shows_the_fleet_classifying(e2e, stack_settings, db_conn, de
     page.wait_for_url("**/image?**")
     assert page.locator("h1").inner_text() == SCRIPT_KEY
     assert page.locator("ol.topk li").count() == 5
+    # Below it, the 12 most similar images; the first is the dev photo it is a copy of.
+    page.wait_for_function("document.querySelectorAll('#similar-grid .card').length === 12", timeout=120_000)
+    first_photo = sorted(dev_images.glob("*.JPEG"))[0].name
+    assert page.locator("#similar-grid .card").first.get_attribute("data-key") == first_photo
+    page.wait_for_function("[...document.querySelectorAll('#similar-grid img')].every(i => i.complete)")
     page.screenshot(path=str(ARTIFACTS / "viewer-image.png"), full_page=True)
 
     # Live: a new image classified while the page is open appears without a reload.
@@ -154,5 +160,24 @@ def test_the_viewer_shows_the_fleet_classifying(e2e, stack_settings, db_conn, de
     page.goto(url + "/classes")
     page.wait_for_selector("#classes tbody tr")
     assert page.locator("#classes tbody tr").first.inner_text().startswith(category["category"])
+
+    # Search by photo: a smaller, re-encoded copy of a dev photo finds it first.
+    target = sorted(dev_images.glob("*.JPEG"))[7]
+    copy = ARTIFACTS / "search-by-photo.jpg"
+    with Image.open(target) as img:
+        img.convert("RGB").resize((img.width * 2 // 3, img.height * 2 // 3)).save(copy, "JPEG", quality=55)
+    page.goto(url + "/similar")
+    page.set_input_files("input[name=photo]", str(copy))
+    page.click("button[type=submit]")
+    page.wait_for_selector("#photo-results .card")
+    assert page.locator("#photo-results .card .key").first.inner_text() == target.name
+    page.screenshot(path=str(ARTIFACTS / "viewer-search-by-photo.png"), full_page=True)
+
+    # Near-duplicates: the three keys holding the first dev photo's bytes are one group.
+    page.goto(url + "/duplicates?prefix=")
+    assert page.locator("#duplicate-counts").inner_text().startswith("502 images")
+    group = page.locator(".duplicate-group").first.locator(".key").all_inner_texts()
+    assert sorted(group) == sorted([first_photo, SCRIPT_KEY, "live/arrived-later.jpg"])
+    page.screenshot(path=str(ARTIFACTS / "viewer-duplicates.png"), full_page=True)
     assert dialogs == [], f"a script ran: {dialogs}"
     e2e.stop()

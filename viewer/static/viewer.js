@@ -29,7 +29,7 @@ async function api(path, params = {}) {
   const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v != null));
   const resp = await fetch(path + "?" + query);
   const data = await resp.json().catch(() => ({error: resp.statusText}));
-  if (!resp.ok) throw new Error(data.error || resp.statusText);
+  if (!resp.ok) throw Object.assign(new Error(data.error || resp.statusText), {status: resp.status});
   return data;
 }
 
@@ -250,6 +250,7 @@ async function similarSection(section) {
     }
   } catch (err) {
     status.textContent = String(err.message || err);
+    if (err.status === 503) setTimeout(() => similarSection(section), 1000);  // the index is being built
   }
 }
 
