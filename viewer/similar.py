@@ -30,6 +30,9 @@ from settings import Settings
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 EMBED_TIMEOUT_S = 120  # the child's first run builds the ONNX graph
+# photo searches embedded at once (each child loads torch: ~0.5 GB); the others wait their turn
+_EMBEDDERS = threading.BoundedSemaphore(2)
+EMBED_QUEUE_S = 30.0
 
 
 class Unavailable(VisionScalingError):
@@ -115,6 +118,8 @@ def embed_photo(data: bytes, settings: Settings) -> tuple[str, list[float]]:
         raise PhotoRefused("no photo was sent")
     if len(data) > settings.max_image_bytes:
         raise PhotoRefused(f"the photo is over MAX_IMAGE_BYTES ({settings.max_image_bytes} bytes)", 413)
+    if not _EMBEDDERS.acquire(timeout=EMBED_QUEUE_S):
+        raise PhotoRefused("too many photo searches at once: try again in a moment", 503)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "consumer.embedding"],
@@ -125,6 +130,8 @@ def embed_photo(data: bytes, settings: Settings) -> tuple[str, list[float]]:
         )
     except subprocess.TimeoutExpired as exc:
         raise PhotoRefused("the photo took too long to read", 422) from exc
+    finally:
+        _EMBEDDERS.release()
     try:
         answer = json.loads(done.stdout.decode() or "{}")
     except ValueError:
