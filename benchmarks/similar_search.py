@@ -124,7 +124,7 @@ def _measure(index, sets: dict, truths: dict, k: int) -> dict:
 def run_size(base: np.ndarray, queries: np.ndarray, size: int, k: int, threads: int, seed: int) -> dict:
     import faiss
 
-    from db import similar
+    from db import vector_index as similar
 
     matrix = np.concatenate([base, generated(base, size - len(base), seed)])
     # two query sets: the photos' re-encoded half-size copies, and generated vectors not in

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -60,10 +59,13 @@ def similar(settings: Settings, target: str, k: int, rebuild: bool = False) -> l
         trunk = trunk or embeddings.newest_trunk(conn) or ""
         if not trunk:
             raise Refused("no image has an embedding yet: the workers store one per image (EMBEDDINGS=true)")
-        if rebuild:
-            shutil.rmtree(folder_for(settings.similar_index_path, trunk), ignore_errors=True)
-        index = open_index(settings.similar_index_path, trunk)
+        if rebuild:  # a fresh index, not the saved one; its save replaces the saved one
+            index = SimilarIndex(folder_for(settings.similar_index_path, trunk), trunk)
+        else:
+            index = open_index(settings.similar_index_path, trunk)
         _refresh(index, conn)
+        if not len(index):
+            raise Refused(f"no image has an embedding made by {trunk} yet: nothing to compare with")
         if vector is None:
             vector = index.vector(key)
             if vector is None:
@@ -119,6 +121,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     except psycopg2.Error as exc:
         print(f"error: PostgreSQL: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the index folder: not writable, a full disk
+        print(f"error: the similar-image index in {settings.similar_index_path}: {exc}", file=sys.stderr)
         return 2
     for row in found:
         print(json.dumps(row, ensure_ascii=False), flush=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from db.similar import NEAR_DUPLICATE, SimilarIndex
 
-MAX_KEYS = 20_000  # images a request may group (one batched search; more: narrow the prefix)
+MAX_KEYS = 5_000  # images a request may group (batched searches of 500; more: narrow the prefix)
 
 
 @dataclass
@@ -19,6 +19,11 @@ class Groups:
     images: int  # indexed images under the prefix
     groups: list[list[str]] = field(default_factory=list)  # largest first, each sorted
     truncated: bool = False  # more than MAX_KEYS images: the first MAX_KEYS were grouped
+
+    @property
+    def grouped(self) -> int:
+        """Images that were grouped: all of them, or the first MAX_KEYS."""
+        return min(self.images, MAX_KEYS)
 
     @property
     def duplicates(self) -> int:

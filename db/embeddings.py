@@ -77,24 +77,29 @@ def mark_removed(cur: psycopg2.extensions.cursor, keys: list[str]) -> None:
 @dataclass(frozen=True)
 class Page:
     keys: list[str]
-    vectors: np.ndarray  # [len(keys), 512] float32; removed keys' rows are zeros
-    removed: list[bool]
+    vectors: np.ndarray  # [len(keys), 512] float32
+    removed: list[bool]  # gone from the bucket, or now embedded by another trunk
+    newer_trunk: Optional[str] = None  # a live row of another trunk was among them: its name
 
 
 def changes(
     conn: psycopg2.extensions.connection, trunk: str, since: Optional[int], page: int = 20_000
 ) -> tuple[Iterator[Page], int, int]:
-    """The rows of `trunk` written at or after transaction id `since` (all of them when None), in
+    """The rows written at or after transaction id `since` (all of `trunk`'s when None), in
     pages, read in one repeatable-read snapshot; with the count of those rows (for a progress
-    bar) and the snapshot's xmin, the `since` of the next call. The caller iterates the pages
-    before using the connection again."""
+    bar) and the snapshot's xmin, the `since` of the next call. A row now embedded by another
+    trunk (the weights changed and the image was sent again) counts as removed for `trunk`'s
+    reader. The caller iterates the pages before using the connection again."""
     conn.rollback()
     cur = conn.cursor()
     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # the first statement of it
     cur.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
     xmin = cur.fetchone()[0]
-    where = "trunk = %(trunk)s AND (%(since)s::bigint IS NULL OR txid >= %(since)s::bigint::text::xid8)"
-    cur.execute(f"SELECT count(*) FROM image_embeddings WHERE {where}", {"trunk": trunk, "since": since})
+    if since is None:
+        where, params = "trunk = %(trunk)s", {"trunk": trunk}
+    else:
+        where, params = "txid >= %(since)s::bigint::text::xid8", {"trunk": trunk, "since": since}
+    cur.execute(f"SELECT count(*) FROM image_embeddings WHERE {where}", params)
     total = cur.fetchone()[0]
     cur.close()
 
@@ -102,12 +107,16 @@ def changes(
         try:
             with conn.cursor(name="embedding_changes") as named:
                 named.itersize = page
-                named.execute(
-                    f"SELECT image_key, vector, deleted_at IS NOT NULL FROM image_embeddings WHERE {where}",
-                    {"trunk": trunk, "since": since},
-                )
+                columns = "image_key, vector, deleted_at IS NOT NULL, trunk"
+                named.execute(f"SELECT {columns} FROM image_embeddings WHERE {where}", params)
                 while rows := named.fetchmany(page):
-                    yield Page([r[0] for r in rows], decode(r[1] for r in rows), [r[2] for r in rows])
+                    others = [r[3] for r in rows if r[3] != trunk and not r[2]]
+                    yield Page(
+                        [r[0] for r in rows],
+                        decode(r[1] for r in rows),
+                        [r[2] or r[3] != trunk for r in rows],
+                        others[-1] if others else None,
+                    )
         finally:
             conn.rollback()
 

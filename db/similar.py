@@ -22,7 +22,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import math
 import os
 import shutil
 import threading
@@ -39,13 +38,14 @@ import numpy as np
 import psycopg2.extensions
 
 from db import embeddings
+from db.vector_index import TRAIN_PER_CLUSTER, clusters_for, exact_index, gather, ivf_index
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (rows read, rows to read)
 EXACT_UP_TO = 50_000  # exact search below this many images (benchmarks/similar_search.py)
-TRAIN_PER_CLUSTER = 40  # the sample the clusters are trained on, per cluster (faiss asks >= 39)
 NEAR_DUPLICATE = 0.85  # cosine from which two images are the same photo (benchmarks/near_duplicates.py)
+SAVE_EVERY_S = 60.0  # a changed index is saved at most this often (a rebuild at once)
 REGROW = 4  # retrain the clusters when the index has grown this many times since
 _FORMAT = 2
 
@@ -57,34 +57,6 @@ class Neighbour:
 
     def as_dict(self) -> dict:
         return {"image_key": self.image_key, "score": round(self.score, 4)}
-
-
-def clusters_for(n: int) -> int:
-    """The IVF's cluster count for n vectors: 2·sqrt(n), between 128 and 8192 (training time
-    grows with clusters x sample: 2·sqrt(n) trains 1 M vectors' clusters in minutes on 2 cores)."""
-    return max(128, min(8192, int(2 * math.sqrt(n))))
-
-
-def probes_for(clusters: int) -> int:
-    """Clusters a search scans (NPROBE): chosen in benchmarks/similar_search.py."""
-    return max(16, clusters // 32)
-
-
-def exact_index() -> faiss.Index:
-    flat = faiss.IndexScalarQuantizer(embeddings.DIM, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-    return faiss.IndexIDMap2(flat)
-
-
-def ivf_index(sample: np.ndarray, clusters: int) -> faiss.Index:
-    """An empty IVF index whose clusters are trained on `sample` [M, 512] float32."""
-    quantizer = faiss.IndexFlatIP(embeddings.DIM)
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, embeddings.DIM, clusters, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-    )
-    index.train(sample)
-    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # removal and lookup by id
-    index.nprobe = probes_for(clusters)
-    return index
 
 
 class SimilarIndex:
@@ -100,6 +72,9 @@ class SimilarIndex:
         self.since: Optional[int] = None  # db.embeddings.changes' xmin of the last read
         self.database: Optional[str] = None  # db.embeddings.database_identity of `since`
         self.checked = 0.0  # monotonic time of the last catch-up
+        self.saved = 0.0  # monotonic time of the last save
+        self.dirty = False  # changed since the last save
+        self.newer_trunk: Optional[str] = None  # images are now embedded by this trunk: time to move on
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------ keeping up with the table
@@ -148,7 +123,7 @@ class SimilarIndex:
         if n > EXACT_UP_TO:
             clusters = clusters_for(n)
             pick = np.sort(np.random.default_rng(0).choice(n, min(n, TRAIN_PER_CLUSTER * clusters), replace=False))
-            sample = _gather(parts, pick)
+            sample = gather(parts, pick)
             index, trained_on = ivf_index(sample.astype(np.float32), clusters), n
         else:
             index, trained_on = exact_index(), 0
@@ -159,10 +134,12 @@ class SimilarIndex:
             start += len(part)
         self.index, self.trained_on, self.keys = index, trained_on, keys
         self.ids = {k: i for i, k in enumerate(keys)}
-        self.since = xmin
+        self.since, self.dirty, self.saved = xmin, True, 0.0  # a rebuild is saved at once
         return done
 
     def _apply(self, page: embeddings.Page) -> None:
+        self.newer_trunk = page.newer_trunk or self.newer_trunk
+        self.dirty = self.dirty or bool(page.keys)
         gone = [self.ids[k] for k in page.keys if k in self.ids]
         if gone:
             self.index.remove_ids(np.asarray(gone, dtype=np.int64))
@@ -185,15 +162,15 @@ class SimilarIndex:
     def refresh(
         self, conn: psycopg2.extensions.connection, max_age_s: float, progress: Optional[Progress] = None
     ) -> int:
-        """catch_up() unless one ran in the last `max_age_s` seconds, and save() when it read
-        anything; returns the rows read (an int)."""
+        """catch_up() unless one ran in the last `max_age_s` seconds; save() when it changed the
+        index and the last save is SAVE_EVERY_S old (a rebuild: at once). Returns the rows read."""
         with self._lock:
             if self.checked and time.monotonic() - self.checked < max_age_s:
                 return 0
             read = self.catch_up(conn, progress)
-            if read:
-                self.save()
-            return read
+        if self.dirty and time.monotonic() - self.saved >= SAVE_EVERY_S:
+            self.save()
+        return read
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -219,23 +196,25 @@ class SimilarIndex:
             ]
             return out[:k]
 
-    def neighbours_of(self, keys: list[str], k: int) -> dict[str, list[Neighbour]]:
-        """Each indexed key's `k` nearest other images, in one batched search."""
-        with self._lock:
-            known = [key for key in keys if key in self.ids]
-            if not known:
-                return {}
-            ids = [self.ids[key] for key in known]
-            vectors = np.stack([self.index.reconstruct(i) for i in ids])
-            scores, found = self.index.search(vectors, min(len(self.ids), k + 1))
-            return {
-                key: [
-                    Neighbour(self.keys[j], float(score))
-                    for j, score in zip(row_ids.tolist(), row_scores.tolist())
-                    if j >= 0 and j != i and self.keys[j] is not None
-                ][:k]
-                for key, i, row_ids, row_scores in zip(known, ids, found, scores)
-            }
+    def neighbours_of(self, keys: list[str], k: int, chunk: int = 500) -> dict[str, list[Neighbour]]:
+        """Each indexed key's `k` nearest other images, in batched searches of `chunk` keys (the
+        lock is let go between them, so searches of others are not held up for long)."""
+        out: dict[str, list[Neighbour]] = {}
+        for start in range(0, len(keys), chunk):
+            with self._lock:
+                known = [key for key in keys[start : start + chunk] if key in self.ids]
+                if not known:
+                    continue
+                ids = [self.ids[key] for key in known]
+                vectors = np.stack([self.index.reconstruct(i) for i in ids])
+                scores, found = self.index.search(vectors, min(len(self.ids), k + 1))
+                for key, i, row_ids, row_scores in zip(known, ids, found, scores):
+                    out[key] = [
+                        Neighbour(self.keys[j], float(score))
+                        for j, score in zip(row_ids.tolist(), row_scores.tolist())
+                        if j >= 0 and j != i and self.keys[j] is not None
+                    ][:k]
+        return out
 
     def keys_with_prefix(self, prefix: str) -> list[str]:
         with self._lock:
@@ -245,12 +224,12 @@ class SimilarIndex:
 
     def save(self) -> None:
         """Write a new snapshot folder, then point `current` at it (an atomic rename), so a
-        reader never sees half of one."""
-        with self._lock, _locked(self.folder):
-            snap = self.folder / f"snap-{uuid.uuid4().hex}"
-            snap.mkdir()
-            faiss.write_index(self.index, str(snap / "index.faiss"))
-            (snap / "keys.json").write_text(json.dumps(self.keys, ensure_ascii=False))
+        reader never sees half of one; other snapshot folders (the one replaced, any a crash
+        left half written) are removed. The index is copied under the search lock (memory
+        only) and written to disk outside it: searches wait for the copy, not the disk."""
+        with self._lock:
+            data = faiss.serialize_index(self.index)
+            keys = json.dumps(self.keys, ensure_ascii=False)
             state = {
                 "format": _FORMAT,
                 "trunk": self.trunk,
@@ -259,14 +238,20 @@ class SimilarIndex:
                 "trained_on": self.trained_on,
                 "database": self.database,
             }
+            self.dirty, self.saved = False, time.monotonic()
+        with _locked(self.folder):
+            snap = self.folder / f"snap-{uuid.uuid4().hex}"
+            snap.mkdir()
+            data.tofile(str(snap / "index.faiss"))
+            (snap / "keys.json").write_text(keys)
             (snap / "state.json").write_text(json.dumps(state))
             link = self.folder / f"current.{os.getpid()}"
             link.unlink(missing_ok=True)
             link.symlink_to(snap.name)
-            old = (self.folder / "current").resolve() if (self.folder / "current").is_symlink() else None
             os.replace(link, self.folder / "current")
-            if old is not None and old != snap and old.parent == self.folder:
-                shutil.rmtree(old, ignore_errors=True)
+            for old in self.folder.glob("snap-*"):
+                if old.name != snap.name:
+                    shutil.rmtree(old, ignore_errors=True)
 
     def load(self) -> bool:
         """The saved snapshot, if there is one of this trunk that loads; else False (and the
@@ -289,17 +274,6 @@ class SimilarIndex:
             self.trained_on, self.database = state.get("trained_on", 0), state.get("database")
             self.ids = {k: i for i, k in enumerate(keys) if k is not None}
             return True
-
-
-def _gather(parts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """rows (sorted global row numbers) of the concatenation of parts, without concatenating."""
-    bounds = np.cumsum([0] + [len(p) for p in parts])
-    out = []
-    for j, part in enumerate(parts):
-        mine = rows[(rows >= bounds[j]) & (rows < bounds[j + 1])] - bounds[j]
-        if len(mine):
-            out.append(part[mine])
-    return np.concatenate(out)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+import psycopg2
 import torch
 from torch import nn
 
@@ -131,11 +132,16 @@ def try_fit(args, settings) -> Optional[object]:
         raise dataset.DatasetError(f"{args.labels} names fewer than 2 categories; training needs at least 2")
     base, source, weights_id = load_base_model(settings, arguments.BASE_MODEL)
     trunk = trunk_key(arguments.BASE_MODEL, base)
-    conn = connect(settings)
     try:
-        embedded, missing = lookup(conn, pairs, trunk)
-    finally:
-        conn.close()
+        conn = connect(settings)
+        try:
+            embedded, missing = lookup(conn, pairs, trunk)
+        finally:
+            conn.close()
+    except psycopg2.Error as exc:  # down, or not migrated: the photos' path needs neither
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"the stored embeddings could not be read ({first}): downloading the photos", file=sys.stderr)
+        return None
     if embedded is None:
         print(
             f"{missing} of {len(pairs)} labelled keys have no stored embedding: downloading the photos",

@@ -78,6 +78,8 @@ def _pair(csv_path: Path, row: int, cells: list[str], key_col: int, cat_col: int
         columns = "1 column" if len(cells) == 1 else f"{len(cells)} columns"
         raise DatasetError(f"{csv_path}: {EXPECTED}; row {row} has {columns}{hint}")
     key, category = cells[key_col], cells[cat_col].strip()
+    if "\x00" in key or "\x00" in category:  # no S3 key or PostgreSQL text holds one
+        raise DatasetError(f"{csv_path}: row {row} contains a NUL character")
     if not key.strip() or not category:
         raise DatasetError(f"{csv_path}: {EXPECTED}; row {row} has no {'category' if key.strip() else 'image_key'}")
     return key, category

@@ -16,6 +16,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -32,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 EMBED_TIMEOUT_S = 120  # the child's first run builds the ONNX graph
 # photo searches embedded at once (each child loads torch: ~0.5 GB); the others wait their turn
 _EMBEDDERS = threading.BoundedSemaphore(2)
-EMBED_QUEUE_S = 30.0
+EMBED_QUEUE_S = 5.0
 
 
 class Unavailable(VisionScalingError):
@@ -60,19 +61,26 @@ class SimilarSearch:
         self._lock = threading.Lock()
 
     def index(self) -> SimilarIndex:
-        """The index, caught up; Unavailable while it is built (the first call starts that)."""
+        """The index, caught up; Unavailable while it is first built (the first call starts
+        that). When the images have moved to a newer trunk, its index is built meanwhile and
+        replaces this one when ready."""
         with self._lock:
             if self._index is None:
                 if self._building is None:
                     self._start()
                 raise Unavailable("the similar-image index is being built", dict(self._building or {}))
-        with self.connect() as conn:
-            self._index.refresh(conn, self.settings.similar_refresh_s)
-        return self._index
+            index = self._index
+            if index.newer_trunk and self._building is None:
+                self._start(index.newer_trunk)
+        if time.monotonic() - index.checked >= self.settings.similar_refresh_s:  # no connection taken else
+            with self.connect() as conn:
+                index.refresh(conn, self.settings.similar_refresh_s)
+        return index
 
-    def _start(self) -> None:
-        with self.connect() as conn:
-            trunk = embeddings.newest_trunk(conn)
+    def _start(self, trunk: Optional[str] = None) -> None:
+        if trunk is None:
+            with self.connect() as conn:
+                trunk = embeddings.newest_trunk(conn)
         if trunk is None:
             raise Unavailable("no image has an embedding yet (the workers store one per image: EMBEDDINGS=true)")
         self._building = {"done": 0, "total": None}

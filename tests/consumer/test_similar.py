@@ -143,3 +143,12 @@ def test_near_duplicates_of_the_dev_photos_are_grouped_and_different_photos_are_
     assert found.groups == expected
     assert found.images == PHOTOS + sum(len(m) for m in copied.values())
     assert found.duplicates == sum(len(m) for m in copied.values()) and not found.truncated
+
+
+def test_a_photo_with_nothing_embedded_to_compare_with_is_one_line(
+    stack_env, stack_settings, db_conn, dev_images, tmp_path
+):
+    env = {**stack_env, **{k: str(v) for k, v in _settings_env(stack_settings, tmp_path).items()}}
+    done = run(env, sorted(dev_images.glob("*.JPEG"))[0])
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("error: ") and "nothing to compare with" in done.stderr

@@ -101,3 +101,23 @@ def test_only_the_asked_trunks_vectors_are_read(db_conn):
 def test_a_vector_of_the_wrong_shape_is_refused_before_the_database(bad):
     with pytest.raises(ValueError):
         embeddings.encode(bad)
+
+
+def test_a_row_postgresql_refuses_takes_its_embedding_with_it_and_its_neighbour_keeps_both(db_conn, stack_settings):
+    """The one-by-one path of consumer/sink.py: the refused row becomes an error row, and no
+    embedding is left without a result row."""
+    from consumer.messages import Message
+    from consumer.sink import RowWriter
+    from db.connection import connect
+
+    good, bad = pred("ok.jpg"), replace(pred("bad.jpg"), confidence=2.0)  # CHECK (confidence <= 1)
+    writer = RowWriter(lambda: connect(stack_settings))
+    try:
+        m1, m2 = Message(b"ok.jpg", 0, 1, None), Message(b"bad.jpg", 0, 2, None)
+        refused = writer.write([(m1, good), (m2, bad)], [], vectors=[emb("ok.jpg", 1), emb("bad.jpg", 2)])
+    finally:
+        writer.close()
+    assert [e.image_key for _, e in refused] == ["bad.jpg"]
+    assert rows(db_conn, "SELECT image_key FROM image_embeddings ORDER BY 1") == [("ok.jpg",)]
+    assert rows(db_conn, "SELECT image_key FROM prediction_results ORDER BY 1") == [("ok.jpg",)]
+    assert rows(db_conn, "SELECT image_key, error_type FROM prediction_errors") == [("bad.jpg", "internal")]

@@ -2,6 +2,8 @@
 replaced and removed images, saved and loaded, and rebuilt from the table when its files are
 lost or broken, answering as the live one does."""
 
+from pathlib import Path
+
 import numpy as np
 
 from db.embeddings import Embedding
@@ -103,6 +105,7 @@ def test_past_exact_search_it_trains_clusters_and_still_finds_copies_adds_and_re
     import db.similar as similar
 
     monkeypatch.setattr(similar, "EXACT_UP_TO", 500)
+    monkeypatch.setattr(similar, "SAVE_EVERY_S", 0.0)  # every change saved: the load below sees it
     vecs = vectors(3000, seed=3)
     keys = [f"d/{i}.jpg" for i in range(3000)]
     store(db_conn, keys[:400], vecs[:400])
@@ -142,3 +145,30 @@ def test_an_index_saved_against_another_database_is_rebuilt(db_conn, tmp_path):
     state.write_text(json.dumps({**saved, "database": "1234/restored", "since": 10**12}))
     moved = open_index(tmp_path, TRUNK)
     assert moved.refresh(db_conn, 0) == 2 and len(moved) == 2  # read again, not trusted
+
+
+def test_images_embedded_again_by_another_trunk_leave_its_index_and_say_so(db_conn, tmp_path):
+    vecs = vectors(3, seed=6)
+    store(db_conn, ["f/1.jpg", "f/2.jpg", "f/3.jpg"], vecs)
+    index = open_index(tmp_path, TRUNK)
+    index.refresh(db_conn, 0)
+    write_batch(db_conn, [pred("f/2.jpg")], vectors=[Embedding("f/2.jpg", "squeezenet1_1:newer", vecs[1])])
+    index.refresh(db_conn, 0)
+    assert "f/2.jpg" not in [n.image_key for n in index.search(vecs[1], 3)] and len(index) == 2
+    assert index.newer_trunk == "squeezenet1_1:newer"
+
+
+def test_a_relative_index_folder_keeps_one_snapshot(db_conn, tmp_path, monkeypatch):
+    import db.similar as similar
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(similar, "SAVE_EVERY_S", 0.0)
+    index = open_index(Path("relative-index"), TRUNK)
+    for i in range(3):
+        store(db_conn, [f"g/{i}.jpg"], vectors(1, seed=10 + i))
+        index.refresh(db_conn, 0)
+    (folder_for(Path("relative-index"), TRUNK) / "snap-crashed").mkdir()  # a save that died half way
+    store(db_conn, ["g/last.jpg"], vectors(1, seed=20))
+    index.refresh(db_conn, 0)
+    snaps = [p.name for p in folder_for(tmp_path / "relative-index", TRUNK).iterdir() if p.name.startswith("snap-")]
+    assert len(snaps) == 1 and snaps[0] != "snap-crashed"

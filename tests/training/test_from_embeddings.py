@@ -99,3 +99,28 @@ def test_a_key_without_an_embedding_sends_fit_back_to_the_photos(embedded_coarse
     assert "1 of 241 labelled keys have no stored embedding: downloading the photos" in res.stderr
     # the photos were never put into the bucket: nothing to train on, said without a traceback
     assert res.returncode == 1 and "error: " in res.stderr and "Traceback" not in res.stderr
+
+
+def test_with_the_database_unreachable_fit_says_so_and_goes_to_the_photos(weights_path, tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image_key,category\na.jpg,dog\nb.jpg,cat\nc.jpg,dog\nd.jpg,cat\n")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "MODEL_WEIGHTS": str(weights_path),
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "S3_ENDPOINT_URL": "http://127.0.0.1:1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    res = subprocess.run(
+        [sys.executable, "-m", "training", "fit", "--labels", str(labels), "--name", "offline"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "the stored embeddings could not be read" in res.stderr and "downloading the photos" in res.stderr
+    assert res.returncode == 1 and "error: " in res.stderr and "Traceback" not in res.stderr

@@ -78,6 +78,7 @@ def test_what_spreadsheets_write_just_works(tmp_path, content, pairs):
         (b"k1.jpg,dog\n ,cat\n", "row 2 has no image_key"),
         (b'k1.jpg,dog\n\n"k2.jpg,cat\nk3.jpg,dog\n', "row 3: a field runs over several lines"),
         (b"k1.jpg,dog\nk2.jpg,dog\n", "names 1 category"),
+        (b"k1.jpg,dog\nk\x002.jpg,cat\n", "row 2 contains a NUL character"),
     ],
 )
 def test_a_file_that_cannot_be_read_as_meant_is_one_line_naming_file_and_row(tmp_path, content, message):

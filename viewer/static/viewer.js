@@ -29,7 +29,7 @@ async function api(path, params = {}) {
   const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v != null));
   const resp = await fetch(path + "?" + query);
   const data = await resp.json().catch(() => ({error: resp.statusText}));
-  if (!resp.ok) throw Object.assign(new Error(data.error || resp.statusText), {status: resp.status});
+  if (!resp.ok) throw Object.assign(new Error(data.error || resp.statusText), {status: resp.status, data});
   return data;
 }
 
@@ -250,7 +250,7 @@ async function similarSection(section) {
     }
   } catch (err) {
     status.textContent = String(err.message || err);
-    if (err.status === 503) setTimeout(() => similarSection(section), 1000);  // the index is being built
+    if (err.status === 503 && err.data?.progress) setTimeout(() => similarSection(section), 1000);  // being built
   }
 }
 
