@@ -22,7 +22,7 @@ import numpy as np
 import psycopg2
 from tqdm import tqdm
 
-from common.errors import ImageError
+from common.errors import ImageError, VisionScalingError
 from common.keys import stored_key
 from db import embeddings
 from db.connection import connect
@@ -30,7 +30,7 @@ from db.similar import SimilarIndex, folder_for, open_index
 from settings import Settings, get_settings
 
 
-class Refused(Exception):
+class Refused(VisionScalingError):
     """What the user asked for cannot be answered (one line, exit 1)."""
 
 

@@ -2,9 +2,9 @@
 
 The index (faiss, inner product on unit vectors = cosine, vectors stored as float16): exact
 search up to EXACT_UP_TO images, then an inverted-file index (IVF: the vectors split into
-~2·sqrt(N) clusters, a search scans the NPROBE nearest clusters). Exact search at 1 M vectors
-misses the 50 ms p95 goal; the IVF keeps recall@10 above 0.95 well under it
-(benchmarks/similar_search.py; figures in docs/similar.md). usearch's HNSW was the first
+~2·sqrt(N) clusters, a search scans the NPROBE nearest clusters). Exact search at a million
+vectors misses the issue's latency goal; the IVF keeps recall@10 above 0.95 well within it, as
+measured by benchmarks/similar_search.py (figures in docs/similar.md). usearch's HNSW was the first
 choice: its wheel crashes ONNX Runtime's session creation when imported first (a segfault,
 seen here), and faiss's HNSW cannot remove a vector.
 

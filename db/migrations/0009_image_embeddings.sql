@@ -1,8 +1,8 @@
 -- One embedding per image (similar-image search, training from embeddings): the L2-normalised
 -- average-pooled output of the trunk that made it, written by the worker in the transaction
 -- of the image's rows (db/embeddings.py), so no row exists without its embedding.
---   vector     512 float16 values, little-endian (1 KiB; `real[]` measured larger and slower:
---              benchmarks/embedding_storage.py)
+--   vector     512 float16 values, little-endian (1 KiB; `real[]` is larger and slower, as
+--              measured by benchmarks/embedding_storage.py)
 --   trunk      which trunk made it (base model and weights): vectors of two trunks are not
 --              comparable, and a search reads one trunk's
 --   txid       the writing transaction: the search index catches up with what committed
