@@ -26,6 +26,7 @@ from common.errors import ImageError, VisionScalingError
 from common.keys import stored_key
 from db import embeddings
 from db.connection import connect
+from db.queries import answers
 from db.similar import SimilarIndex, folder_for, open_index
 from settings import Settings, get_settings
 
@@ -71,10 +72,10 @@ def similar(settings: Settings, target: str, k: int, rebuild: bool = False) -> l
             if vector is None:
                 raise Refused(f"{target!r} has no embedding: not classified yet, removed, or not a key of the bucket")
         found = index.search(vector, k, exclude=key)
-        answers = _categories(conn, [n.image_key for n in found], settings.model_name)
+        known = answers(conn, [n.image_key for n in found], settings.model_name)
     finally:
         conn.close()
-    return [{**n.as_dict(), "category": answers.get(n.image_key)} for n in found]
+    return [{**n.as_dict(), "category": known.get(n.image_key, (None,))[0]} for n in found]
 
 
 def _refresh(index: SimilarIndex, conn) -> None:
@@ -86,16 +87,6 @@ def _refresh(index: SimilarIndex, conn) -> None:
             bar.update(done - bar.n)
 
         index.refresh(conn, 0, progress)
-
-
-def _categories(conn, keys: list[str], model: str) -> dict[str, str]:
-    with conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT image_key, category FROM prediction_results"
-            " WHERE image_key = ANY(%s) AND model = %s AND deleted_at IS NULL",
-            (keys, model),
-        )
-        return dict(cur.fetchall())
 
 
 def main(argv: Optional[list[str]] = None) -> int:

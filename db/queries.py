@@ -118,6 +118,18 @@ def iter_image_keys(
         after = keys[-1]
 
 
+def answers(conn: psycopg2.extensions.connection, keys: list[str], model: str) -> dict[str, tuple[str, float]]:
+    """`model`'s (category, confidence) for each of `keys` that has a current result, in the
+    caller's transaction (similar-image answers: the command line and the viewer)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT image_key, category, confidence FROM prediction_results"
+            " WHERE image_key = ANY(%s) AND model = %s AND deleted_at IS NULL",
+            (keys, model),
+        )
+        return {k: (c, p) for k, c, p in cur.fetchall()}
+
+
 def count_images(conn: psycopg2.extensions.connection) -> int:
     with conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM image_info")

@@ -25,6 +25,7 @@ import psycopg2
 from common.errors import VisionScalingError
 from db import embeddings
 from db.duplicates import Groups, near_duplicates
+from db.queries import answers
 from db.similar import SimilarIndex, open_index
 from settings import Settings
 
@@ -155,12 +156,9 @@ def embed_photo(data: bytes, settings: Settings) -> tuple[str, list[float]]:
 
 def describe(conn: psycopg2.extensions.connection, found: list, model: str) -> list[dict]:
     """Neighbours as the API answers them: key, score, and `model`'s category and confidence."""
-    keys = [n.image_key for n in found]
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT image_key, category, confidence FROM prediction_results"
-            " WHERE image_key = ANY(%s) AND model = %s AND deleted_at IS NULL",
-            (keys, model),
-        )
-        answers = {k: {"category": c, "confidence": p} for k, c, p in cur.fetchall()}
-    return [{**n.as_dict(), **answers.get(n.image_key, {"category": None, "confidence": None})} for n in found]
+    known = answers(conn, [n.image_key for n in found], model)
+    out = []
+    for n in found:
+        category, confidence = known.get(n.image_key, (None, None))
+        out.append({**n.as_dict(), "category": category, "confidence": confidence})
+    return out
