@@ -38,7 +38,11 @@ class Refused(VisionScalingError):
 def _query(settings: Settings, target: str) -> tuple[Optional[np.ndarray], Optional[str], str]:
     """(the vector of a FILE, or None for a key; the key to leave out; the trunk to search)."""
     path = Path(target)
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):  # too long for a path, or a NUL in it: a key, then
+        is_file = False
+    if not is_file:
         return None, stored_key(target), ""
     from consumer.embedding import Embedder
 
@@ -70,7 +74,8 @@ def similar(settings: Settings, target: str, k: int, rebuild: bool = False) -> l
         if vector is None:
             vector = index.vector(key)
             if vector is None:
-                raise Refused(f"{target!r} has no embedding: not classified yet, removed, or not a key of the bucket")
+                shown = repr(target) if len(target) <= 200 else repr(target[:200]) + "…"
+                raise Refused(f"{shown} has no embedding: not classified yet, removed, or not a key of the bucket")
         found = index.search(vector, k, exclude=key)
         known = answers(conn, [n.image_key for n in found], settings.model_name)
     finally:

@@ -99,6 +99,7 @@ def test_the_commands_refusals_are_one_line(stored, stack_env, stack_settings, t
     (tmp_path / "bomb.png").write_bytes(zoo.png_header_claiming(100_000, 100_000))
     for target, says in [
         ("dev/never-classified.jpg", "has no embedding"),
+        ("é/" * 3000 + "x.jpg", "has no embedding"),  # too long to be a path: a key, bounded as stored
         (tmp_path / "notes.jpg", "notes.jpg"),
         (tmp_path / "bomb.png", "bomb.png"),
     ]:
