@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     viewer_database_url: Optional[str] = None  # None = DATABASE_URL; better: a vs_viewer login
     viewer_refresh_s: float = Field(3.0, gt=0)  # how often open pages poll for new rows
     viewer_thumbnail_cache: int = Field(1024, ge=0)  # thumbnails kept in memory
+    # accounts (viewer/auth.py): a session ends after this long unused, and this long after login
+    viewer_session_idle_s: float = Field(8 * 3600, gt=0)
+    viewer_session_max_s: float = Field(7 * 86400, gt=0)
+    viewer_secure_cookies: bool = False  # Secure cookies even over plain HTTP (TLS ends at a proxy)
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod

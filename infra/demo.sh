@@ -17,6 +17,8 @@ py="$repo/.venv/bin/python"
 "$py" -m infra.stack up > /dev/null
 set -a; . "${VS_STACK_DIR:-$repo/.stack}/stack.env"; set +a
 "$py" -m db migrate
+# the viewer's first account: its password is printed here, once
+"$py" -m viewer create-user admin --role admin --generate --if-no-accounts
 logs="${VS_STACK_DIR:-$repo/.stack}/logs"; mkdir -p "$logs"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -54,3 +56,4 @@ psql "$DATABASE_URL" -c "SELECT hostname, count(*) AS images, round(avg(confiden
 psql "$DATABASE_URL" -c "SELECT image_key, category, round(confidence::numeric, 3) AS confidence, hostname, time FROM prediction_results ORDER BY time DESC LIMIT 10"
 psql "$DATABASE_URL" -c "SELECT error_type, count(*) FROM prediction_errors GROUP BY 1"
 echo "done. Query more with: psql \"$DATABASE_URL\""
+echo "or browse them: .venv/bin/python -m viewer, then http://127.0.0.1:8080/ (log in as admin)"

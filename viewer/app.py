@@ -1,5 +1,7 @@
 """The viewer's Flask app: server-rendered page shells, a JSON API behind them, and images
-re-encoded from S3. It only reads: its database sessions are read-only."""
+re-encoded from S3. Every route but the login page needs a session (viewer/auth.py). The
+pipeline's tables are only read (read-only database sessions); accounts are written through a
+second, small pool."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from flask import Flask, Response, abort, jsonify, render_template, request
 
 from common.errors import VisionScalingError
 from settings import Settings
-from viewer import queries, similar_routes
+from viewer import auth, queries, similar_routes, users_routes
 from viewer.similar import SimilarSearch
 from viewer.thumbnails import ThumbnailError, Thumbnails
 
@@ -59,10 +61,11 @@ def _filters(model: str) -> queries.Filters:
 
 
 class Database:
-    """A small pool of read-only connections; a broken one is dropped, not reused."""
+    """A small pool of connections (read-only unless asked); a broken one is dropped, not reused."""
 
-    def __init__(self, dsn: str, size: int = 8):
+    def __init__(self, dsn: str, size: int = 8, read_only: bool = True):
         self._dsn, self._size = dsn, size
+        self._options = "-c statement_timeout=10000" + (" -c default_transaction_read_only=on" if read_only else "")
         self._pool: Optional[psycopg2.pool.ThreadedConnectionPool] = None
         self._lock = threading.Lock()
 
@@ -71,11 +74,11 @@ class Database:
         with self._lock:
             if self._pool is None:
                 self._pool = psycopg2.pool.ThreadedConnectionPool(
-                    0,
+                    min(2, self._size),  # kept open between requests (psycopg2 closes those above minconn)
                     self._size,
                     self._dsn,
                     connect_timeout=5,
-                    options="-c default_transaction_read_only=on -c statement_timeout=10000",
+                    options=self._options,
                 )
         conn = self._pool.getconn()
         broken = False
@@ -92,6 +95,9 @@ class Database:
 def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = None) -> Flask:
     app = Flask(__name__)
     db = Database(settings.viewer_database_url or settings.database_url)
+    # every request checks its session here: as many connections as the server has threads
+    accounts_db = Database(settings.viewer_database_url or settings.database_url, read_only=False)
+    auth.register(app, settings, accounts_db.connection)
     thumbs = Thumbnails(
         settings.s3_client(),
         settings.s3_bucket,
@@ -106,6 +112,7 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
         return request.args.get("model") or settings.model_name
 
     similar_routes.register(app, SimilarSearch(settings, db.connection), db.connection, page, model, _number)
+    users_routes.register(app, accounts_db.connection, page)
 
     @app.errorhandler(BadRequest)
     def bad_request(exc):
@@ -116,6 +123,10 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
         # PostgreSQL text cannot hold NUL: such a parameter can match nothing, and would be a 500
         if any("\x00" in v for vs in request.args.listvalues() for v in vs):
             return jsonify(error="a parameter contains a NUL character"), 400
+
+    @app.errorhandler(psycopg2.pool.PoolError)
+    def pool_exhausted(exc):
+        return jsonify(error="the viewer is busy: try again"), 503
 
     @app.errorhandler(psycopg2.OperationalError)
     def database_down(exc):

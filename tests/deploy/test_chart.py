@@ -118,3 +118,18 @@ def test_more_workers_than_partitions_is_refused(helm):
         timeout=120,
     )
     assert res.returncode != 0 and "must not exceed settings.KAFKA_PARTITIONS" in res.stderr
+
+
+def test_the_migrate_job_makes_the_viewers_first_admin_from_the_secret(helm):
+    docs = by_kind(render(helm, "secret.VIEWER_ADMIN_PASSWORD=a-long-password", "viewer.adminName=root-admin"))
+    (job,) = [j for j in docs["Job"] if j["metadata"]["name"].endswith("-migrate")]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    script = container["command"][-1]
+    assert script.startswith("python -m db migrate &&")
+    assert "python -m viewer create-user root-admin --role admin --if-no-accounts" in script
+    (password,) = [e for e in container["env"] if e["name"] == "VIEWER_PASSWORD"]
+    assert password["valueFrom"]["secretKeyRef"]["key"] == "VIEWER_ADMIN_PASSWORD"  # never a literal
+    (secret,) = docs["Secret"]
+    assert secret["stringData"]["VIEWER_ADMIN_PASSWORD"] == "a-long-password"
+    (viewer,) = [d for d in docs["Deployment"] if d["metadata"]["name"].endswith("-viewer")]
+    assert "VIEWER_PASSWORD" not in str(viewer)  # only the job sees it

@@ -68,6 +68,12 @@ def start_viewer(env: dict) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the viewer did not answer /healthz: " + (ARTIFACTS / "viewer.log").read_text()[-2000:])
 
 
+def log_in(page, name: str, password: str) -> None:
+    page.fill("form.login input[name=name]", name)
+    page.fill("form.login input[name=password]", password)
+    page.click("form.login button[type=submit]")
+
+
 def put(settings, key: str, data: bytes) -> None:
     settings.s3_client().put_object(Bucket=settings.s3_bucket, Key=key, Body=data)
     conn = connect(settings)
@@ -95,8 +101,42 @@ def test_the_viewer_shows_the_fleet_classifying(e2e, stack_settings, db_conn, de
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
 
+    # Accounts: the first admin from the command line; it makes a `viewer` on the Users page,
+    # whose one-time password lets the rest of the test in.
+    admin_password = "admin password for the browser test"
+    made = subprocess.run(
+        [sys.executable, "-m", "viewer", "create-user", "boss", "--role", "admin"],
+        env={**env, "VIEWER_PASSWORD": admin_password},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert made.stdout.strip() == "created boss (admin)"
+    page.goto(url + "/fleet")
+    page.wait_for_url("**/login?next=**")
+    log_in(page, "boss", admin_password)
+    page.wait_for_url("**/fleet")
+    page.click("nav a[href='/users']")
+    page.fill("#new-user input[name=name]", "reader")
+    page.select_option("#new-user select[name=role]", "viewer")
+    page.click("#new-user button[type=submit]")
+    reader_password = page.locator("#one-time-password").inner_text()
+    page.wait_for_selector("#users tr[data-name='reader']")
+    assert page.locator("#actions tbody tr").first.inner_text().split("\t")[1:4] == ["boss", "create user", "reader"]
+    page.screenshot(path=str(ARTIFACTS / "viewer-users.png"), full_page=True)
+    page.click("form.account button[type=submit]")
+    page.wait_for_url("**/login")
+    page.goto(url + "/users")
+    log_in(page, "reader", reader_password)
+    page.wait_for_url("**/users")
+    assert "needs the admin role" in page.content()  # a viewer may not manage users
+
     # The grid: 48 thumbnails that really decoded, each with a category and three bars.
     page.goto(url + "/")
+    assert (
+        page.locator("nav a[href='/users']").count() == 0 and page.locator("#whoami").inner_text() == "reader (viewer)"
+    )
     page.wait_for_function("document.querySelectorAll('.card img').length === 48")
     page.wait_for_function(
         "[...document.querySelectorAll('.card img')].slice(0, 12).every(i => i.complete && i.naturalWidth > 0)"
@@ -110,7 +150,7 @@ def test_the_viewer_shows_the_fleet_classifying(e2e, stack_settings, db_conn, de
     # A filter narrows the grid to one category, as many cards as the API counts.
     category = page.evaluate("fetch('/api/classes?limit=1').then(r => r.json()).then(d => d.items[0])")
     page.fill("input[name=category]", category["category"])
-    page.click("button[type=submit]")
+    page.click("#filters button[type=submit]")
     page.wait_for_url("**category=*")
     expected = min(48, category["count"])
     page.wait_for_function(f"document.querySelectorAll('.card').length === {expected}")
@@ -168,7 +208,7 @@ def test_the_viewer_shows_the_fleet_classifying(e2e, stack_settings, db_conn, de
         img.convert("RGB").resize((img.width * 2 // 3, img.height * 2 // 3)).save(copy, "JPEG", quality=55)
     page.goto(url + "/similar")
     page.set_input_files("input[name=photo]", str(copy))
-    page.click("button[type=submit]")
+    page.click("form.upload button[type=submit]")
     page.wait_for_selector("#photo-results .card")
     assert page.locator("#photo-results .card .key").first.inner_text() == target.name
     page.screenshot(path=str(ARTIFACTS / "viewer-search-by-photo.png"), full_page=True)

@@ -1,5 +1,6 @@
 """The viewer's tests share one world per module: real rows and embeddings of the dev photos,
-written by the workers' own BatchProcessor on the real stack."""
+written by the workers' own BatchProcessor on the real stack, and a client logged in as a
+`viewer` (tests/viewer/logins.py)."""
 
 import asyncio
 import uuid
@@ -14,6 +15,7 @@ from db.connection import connect
 from db.queries import register_images
 from settings import Settings
 from tests.consumer import images_zoo as zoo
+from tests.viewer.logins import logged_in
 from upload import ensure_bucket
 from viewer.app import create_app
 
@@ -59,5 +61,5 @@ def world(migrated, weights_path, dev_images, tmp_path_factory):
             asyncio.run(proc.process([Message(k.encode(), 0, i + j) for j, k in enumerate(keys[i : i + 32])]))
         proc.close()
         app = create_app(settings)
-        yield settings, conn, app.test_client()
+        yield settings, conn, logged_in(app, conn)
         conn.close()

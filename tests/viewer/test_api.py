@@ -4,9 +4,12 @@ real predictions written by the workers' own BatchProcessor with the real weight
 import io
 import uuid
 
+import pytest
 from PIL import Image
 
 from tests.viewer.conftest import PHOTOS, SCRIPT_KEY
+from tests.viewer.logins import logged_in
+from viewer.app import create_app
 
 
 def query(conn, sql, params=()):
@@ -172,3 +175,35 @@ def test_rows_of_removed_objects_are_left_out_unless_asked_for(world):
         assert everything["total"] == PHOTOS + 1 and row["deleted_at"] and row["etag"]
     finally:
         query(conn, "UPDATE prediction_results SET deleted_at = NULL WHERE image_key = %s RETURNING 1", (key,))
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("min_confidence=abc", "min_confidence must be a number"),
+        ("max_confidence=1.5", "max_confidence must be between 0.0 and 1.0"),
+        ("limit=0", "limit must be between 1 and 500"),
+        ("offset=-1", "offset must be between 0"),
+        ("offset=9223372036854775808", "offset must be between 0 and 9223372036854775807"),
+        ("category=a%00b", "NUL"),
+        ("host=%00", "NUL"),
+    ],
+)
+def test_bad_parameters_are_400_with_the_reason(world, query, message):
+    resp = world[2].get("/api/predictions?" + query)
+    assert resp.status_code == 400 and message in resp.get_json()["error"]
+
+
+def test_pages_load_their_scripts_from_files_only(world):
+    resp = world[2].get("/")
+    assert resp.status_code == 200 and "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert b'<script src="/static/viewer.js">' in resp.data and b"<script>" not in resp.data
+
+
+def test_unreachable_s3_is_a_503_for_images(world):
+    settings, conn, _ = world
+    app = create_app(settings.model_copy(update={"s3_endpoint_url": "http://127.0.0.1:1"}), kafka_status=dict)
+    client = logged_in(app, conn)
+    resp = client.get("/thumb?key=a.jpg&size=160")
+    assert resp.status_code == 503 and b"image store is unavailable" in resp.data and b"127.0.0.1" not in resp.data
+    assert client.get("/thumb?key=a.jpg&size=77").status_code == 400

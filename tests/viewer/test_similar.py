@@ -10,6 +10,7 @@ from PIL import Image
 
 from tests.consumer import images_zoo as zoo
 from tests.viewer.conftest import SCRIPT_KEY
+from tests.viewer.logins import logged_in
 from viewer.app import create_app
 
 
@@ -91,8 +92,8 @@ def test_a_hostile_upload_is_a_clear_4xx(world, upload, status, says):
 
 
 def test_an_upload_over_max_image_bytes_is_refused_before_it_is_read(world):
-    settings, _, _ = world
-    small = create_app(settings.model_copy(update={"max_image_bytes": 100_000})).test_client()
+    settings, conn, _ = world
+    small = logged_in(create_app(settings.model_copy(update={"max_image_bytes": 100_000})), conn)
     resp = small.post("/api/similar", data={"photo": (io.BytesIO(b"\xff" * 300_000), "big.jpg")})
     assert resp.status_code == 413 and "MAX_IMAGE_BYTES" in resp.get_json()["error"]
 

@@ -25,12 +25,26 @@ function svg(tag, attrs = {}) {
 const pct = (p) => (p * 100).toFixed(1) + "%";
 const shortTime = (iso) => new Date(iso).toLocaleTimeString();
 
-async function api(path, params = {}) {
-  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v != null));
-  const resp = await fetch(path + "?" + query);
+const CSRF = document.querySelector('meta[name="csrf-token"]')?.content;
+
+async function answer(resp) {
+  if (resp.status === 401) {  // the session ended (logout elsewhere, disabled, expired)
+    location.assign("/login?" + new URLSearchParams({next: location.pathname + location.search}));
+  }
   const data = await resp.json().catch(() => ({error: resp.statusText}));
   if (!resp.ok) throw Object.assign(new Error(data.error || resp.statusText), {status: resp.status, data});
   return data;
+}
+
+async function api(path, params = {}) {
+  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v != null));
+  return answer(await fetch(path + "?" + query));
+}
+
+// A change: JSON with the page's CSRF token (viewer/auth.py refuses any POST without it).
+async function post(path, payload) {
+  const headers = {"Content-Type": "application/json", "X-CSRFToken": CSRF};
+  return answer(await fetch(path, {method: "POST", headers, body: JSON.stringify(payload)}));
 }
 
 function problem(message) {
