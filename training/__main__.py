@@ -3,6 +3,7 @@
     python -m training fit DATA --name NAME [--unfreeze N] [--val-fraction 0.2] [--seed 0]
     python -m training fit --labels CSV --name NAME      # image_key,category rows of classified images:
                                                          # from their stored embeddings, else from S3_BUCKET
+    python -m training fit --from-labels NAME            # the labels given in the viewer for project NAME
     python -m training map NAME --classes CSV            # categories as groups of ImageNet classes
     python -m training fit DATA --name NAME --init-from NAME@N   # a map (or mix) that learns from DATA
     python -m training list [NAME]
@@ -79,6 +80,26 @@ def _fit(args, settings) -> int:
     else:
         candidate = _train_network(args, base, base_name, base_weights, ds, labels, train_idx, val_idx)
     return _register(args, settings, candidate)
+
+
+def _fit_from_labels(args, settings) -> int:
+    """fit --from-labels NAME: NAME's labels from the viewer, trained as `fit --labels` would."""
+    from training.dataset import DatasetError
+    from training.from_labels import LabelsUnavailable, labels_file
+
+    try:
+        args.labels = labels_file(settings, args.from_labels)
+    except LabelsUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(f"{args.from_labels}: labels from the viewer", file=sys.stderr)
+        return _fit(args, settings)
+    finally:
+        args.labels.unlink(missing_ok=True)
 
 
 def _register(args, settings, candidate) -> int:
@@ -174,8 +195,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     fit.add_argument("data", nargs="?", type=Path, help="folder with one sub-folder per category")
     fit.add_argument("--labels", type=Path, help="CSV of image_key,category for images in S3_BUCKET")
     fit.add_argument(
+        "--from-labels",
+        metavar="NAME",
+        type=arguments.new_model_name,
+        help="the labels given in the viewer for the labelling project NAME (--name defaults to NAME)",
+    )
+    fit.add_argument(
         "--name",
-        required=True,
         type=arguments.new_model_name,
         help="model name (MODEL_NAME of the workers that serve it)",
     )
@@ -242,14 +268,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     cmp_.add_argument("name", type=arguments.model_name)
     cmp_.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    if args.command == "fit" and (args.data is None) == (args.labels is None):
-        ap.error("fit needs DATA (a folder) or --labels CSV, not both")
+    if args.command == "fit" and sum(x is not None for x in (args.data, args.labels, args.from_labels)) != 1:
+        ap.error("fit needs one of DATA (a folder), --labels CSV or --from-labels NAME")
+    if args.command == "fit":
+        args.name = args.name or args.from_labels
+        if args.name is None:
+            ap.error("fit needs --name NAME")
     if args.command == "fit" and args.init_from and args.unfreeze:
         ap.error("--unfreeze fine-tunes a network; --init-from trains a mix on the ImageNet logits: not both")
 
     from settings import get_settings
 
     settings = get_settings()
+    if args.command == "fit" and args.from_labels:
+        return _fit_from_labels(args, settings)
     if args.command == "fit":
         return _fit(args, settings)
     if args.command == "map":

@@ -19,7 +19,7 @@ from flask import Flask, Response, abort, jsonify, render_template, request
 
 from common.errors import VisionScalingError
 from settings import Settings
-from viewer import auth, queries, similar_routes, users_routes
+from viewer import auth, label_routes, queries, similar_routes, users_routes
 from viewer.similar import SimilarSearch
 from viewer.thumbnails import ThumbnailError, Thumbnails
 
@@ -113,6 +113,7 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
 
     similar_routes.register(app, SimilarSearch(settings, db.connection), db.connection, page, model, _number)
     users_routes.register(app, accounts_db.connection, page)
+    label_routes.register(app, settings, accounts_db.connection, page, _number)
 
     @app.errorhandler(BadRequest)
     def bad_request(exc):

@@ -124,3 +124,47 @@ def test_with_the_database_unreachable_fit_says_so_and_goes_to_the_photos(weight
     )
     assert "the stored embeddings could not be read" in res.stderr and "downloading the photos" in res.stderr
     assert res.returncode == 1 and "error: " in res.stderr and "Traceback" not in res.stderr
+
+
+def test_fit_from_labels_trains_on_the_labels_given_in_the_viewer(embedded_coarse):
+    """The project's current labels (a relabel and a taken-back label included) are what
+    `fit --from-labels` trains on; the version is registered under the project's name."""
+    from db import labels, registry
+    from db.connection import in_transaction
+
+    settings, _, keys, photos = embedded_coarse
+    name = f"lab-{uuid.uuid4().hex[:6]}"
+    categories = sorted({p.parent.name for p in photos})
+
+    def label(conn):
+        labels.create_project(conn, name, categories, "tests")
+        for key, photo in zip(keys, photos):
+            labels.add(conn, name, [key], categories[0], "ann", "key")  # first a wrong label...
+            labels.add(conn, name, [key], photo.parent.name, "bob", "key")  # ...then the right one
+        labels.add(conn, name, [keys[0]], None, "bob", "undo")  # and one taken back
+
+    in_transaction(settings, label)
+    res = fit("--from-labels", name)
+    assert res.returncode == 0, res.stderr
+    assert f"{name}: labels from the viewer" in res.stderr
+    mv = in_transaction(settings, lambda conn: registry.get(conn, name, 1))
+    assert mv.kind == "linear" and mv.categories == categories
+    assert mv.metrics["train_images"] + mv.metrics["val_images"] == len(keys) - 1  # the taken-back one left out
+    assert sum(mv.metrics["images_per_category"].values()) == len(keys) - 1
+    assert mv.metrics["top1"] > 0.4  # the right labels, not the first wrong ones (chance: 1 in 8)
+
+
+def test_fit_from_labels_says_what_is_missing_in_one_line(embedded_coarse):
+    empty = fit("--from-labels", f"nothing-{uuid.uuid4().hex[:6]}")
+    assert empty.returncode == 1 and "no labels for nothing-" in empty.stderr and "Traceback" not in empty.stderr
+    down = subprocess.run(
+        [sys.executable, "-m", "training", "fit", "--from-labels", "x1"],
+        env={**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert down.returncode == 2 and down.stderr.startswith("error: cannot read the labels: PostgreSQL")
+    both = fit("--from-labels", "x1", "--labels", "a.csv")
+    assert both.returncode == 2 and "one of DATA (a folder), --labels CSV or --from-labels NAME" in both.stderr

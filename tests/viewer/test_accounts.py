@@ -31,6 +31,8 @@ POSTS = {
     "similar_page": "viewer",
     "api_create_user": "admin",
     "api_change_user": "admin",
+    "api_create_project": "admin",
+    "api_label": "labeller",
 }
 LOWER = {"viewer": None, "labeller": "viewer", "admin": "labeller"}
 

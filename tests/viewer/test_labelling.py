@@ -1,0 +1,220 @@
+"""Labelling through the viewer's routes on the real PostgreSQL: projects, the queues and their
+leases, labels with their history, races between labellers, undo, bulk, progress, the
+accuracy estimate and the export. The model's answers are rows written as the workers write
+them (db.queries.write_batch), with margins chosen so the order is known."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import uuid
+
+import pytest
+
+from db.connection import connect
+from db.queries import Prediction, register_images, write_batch
+from settings import Settings
+from tests.viewer.logins import logged_in
+from viewer.app import create_app
+
+CATEGORIES = ["cat", "dog", "<b>bird</b>"]
+
+
+@pytest.fixture(scope="module")
+def site(migrated):
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in migrated.env().items():
+            mp.setenv(k, v)
+        settings = Settings(_env_file=None)
+        conn = connect(settings)
+        yield settings, conn, create_app(settings, kafka_status=dict)
+        conn.close()
+
+
+def answers(conn, model: str, margins: dict[str, float]) -> None:
+    """One result row per key for `model`: top-1 'cat' or 'dog', the top two `margin` apart."""
+    register_images(conn, [(k, 1000) for k in margins])
+    rows = []
+    for i, (key, margin) in enumerate(margins.items()):
+        first, second = ("cat", "dog") if i % 2 == 0 else ("dog", "cat")
+        p1 = (1 + margin) / 2
+        top_k = [
+            {"class_index": 0, "category": first, "confidence": p1},
+            {"class_index": 1, "category": second, "confidence": p1 - margin},
+        ]
+        rows.append(Prediction(key, model, first, p1, 0, top_k, "test-host", 1.0))
+    write_batch(conn, rows, [])
+
+
+@pytest.fixture
+def project(site):
+    """A project whose model has 12 answered images, margins 0.00, 0.05, ... 0.55 (shuffled)."""
+    _, conn, app = site
+    name = f"proj-{uuid.uuid4().hex[:6]}"
+    admin = logged_in(app, conn, "admin")
+    made = admin.post("/api/label/projects", json={"model": name, "categories": CATEGORIES})
+    assert made.status_code == 201, made.get_json()
+    margins = {f"{name}/img-{i:02d}.jpg": round(((i * 5) % 12) * 0.05, 2) for i in range(12)}
+    answers(conn, name, margins)
+    return name, margins, admin
+
+
+def queue(client, name, kind="margin", n=10):
+    resp = client.get(f"/api/label/{name}/queue", query_string={"kind": kind, "n": n})
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()["items"]
+
+
+def test_the_margin_queue_gives_the_least_sure_images_first_with_the_suggestion(site, project):
+    _, conn, app = site
+    name, margins, _ = project
+    labeller = logged_in(app, conn, "labeller")
+    items = queue(labeller, name, n=4)
+    assert [i["image_key"] for i in items] == sorted(margins, key=margins.get)[:4]
+    assert [i["margin"] for i in items] == pytest.approx([0.0, 0.05, 0.10, 0.15], abs=1e-4)
+    assert all(i["suggestion"] == i["category"] and i["category"] in ("cat", "dog") for i in items)
+
+
+def test_two_labellers_never_get_the_same_image_and_a_lapsed_lease_frees_it(site, project):
+    _, conn, app = site
+    name, margins, _ = project
+    ann, bob = logged_in(app, conn, "labeller"), logged_in(app, conn, "labeller")
+    got: dict[str, list[str]] = {}
+
+    def ask(who, client):
+        got[who] = [i["image_key"] for i in queue(client, name, n=8)]
+
+    threads = [threading.Thread(target=ask, args=(w, c)) for w, c in (("ann", ann), ("bob", bob))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not set(got["ann"]) & set(got["bob"])
+    assert sorted(got["ann"] + got["bob"]) == sorted(margins)  # 12 images, none twice, none lost
+    assert queue(ann, name) == []  # her own leased images are not handed out again
+    with conn, conn.cursor() as cur:  # bob walks away: his leases lapse
+        cur.execute(
+            "UPDATE label_leases SET until = now() - interval '1 second' WHERE image_key = ANY(%s)", (got["bob"],)
+        )
+    assert sorted(i["image_key"] for i in queue(ann, name, n=12)) == sorted(got["bob"])
+
+
+def test_a_relabel_and_a_race_keep_every_label_in_the_history_and_the_later_is_current(site, project):
+    _, conn, app = site
+    name, margins, admin = project
+    ann, bob = logged_in(app, conn, "labeller"), logged_in(app, conn, "labeller")
+    key = next(iter(margins))
+    first = ann.post(f"/api/label/{name}", json={"keys": [key], "category": "cat"})
+    assert first.status_code == 200 and first.get_json()["previous"] == {key: None}
+    assert ann.post(f"/api/label/{name}", json={"keys": [key], "category": "dog"}).get_json()["previous"] == {
+        key: "cat"
+    }
+    barrier = threading.Barrier(2)
+
+    def race(client, category):
+        barrier.wait()
+        assert client.post(f"/api/label/{name}", json={"keys": [key], "category": category}).status_code == 200
+
+    threads = [threading.Thread(target=race, args=a) for a in ((ann, "cat"), (bob, "<b>bird</b>"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    history = admin.get(f"/api/label/{name}/history", query_string={"key": key}).get_json()["items"]
+    assert len(history) == 4 and [h["category"] for h in history[2:]] == ["dog", "cat"]
+    assert {h["by"] for h in history[:2]} == {ann.user_name, bob.user_name}
+    export = admin.get(f"/api/label/{name}/labels.csv").get_data(as_text=True)
+    assert list(csv.reader(io.StringIO(export))) == [["image_key", "category"], [key, history[0]["category"]]]
+
+
+def test_undo_takes_a_label_back_and_the_image_returns_to_the_queue(site, project):
+    _, conn, app = site
+    name, margins, _ = project
+    labeller = logged_in(app, conn, "labeller")
+    (item,) = queue(labeller, name, n=1)
+    key = item["image_key"]
+    labeller.post(f"/api/label/{name}", json={"keys": [key], "category": "dog", "how": "key", "queue": "margin"})
+    undone = labeller.post(f"/api/label/{name}", json={"keys": [key], "category": None, "how": "undo"})
+    assert undone.get_json()["previous"] == {key: "dog"}
+    other = logged_in(app, conn, "labeller")
+    assert key in [i["image_key"] for i in queue(other, name, n=12)]
+    export = other.get(f"/api/label/{name}/labels.csv").get_data(as_text=True)
+    assert export == "image_key,category\n"
+
+
+def test_bulk_labels_and_progress_per_category_and_person(site, project):
+    _, conn, app = site
+    name, margins, admin = project
+    labeller = logged_in(app, conn, "labeller")
+    keys = list(margins)
+    assert (
+        labeller.post(f"/api/label/{name}", json={"keys": keys[:10], "category": "cat", "how": "bulk"}).status_code
+        == 200
+    )
+    assert labeller.post(f"/api/label/{name}", json={"keys": keys[10:], "category": "<b>bird</b>"}).status_code == 200
+    progress = admin.get(f"/api/label/{name}").get_json()["progress"]
+    assert progress == {
+        "labelled": 12,
+        "today": 12,
+        "per_category": {"cat": 10, "<b>bird</b>": 2},
+        "per_person": {labeller.user_name: 12},
+    }
+    assert queue(labeller, name) == []  # all labelled
+
+
+def test_the_random_queue_estimates_the_models_accuracy_with_an_interval(site, project):
+    _, conn, app = site
+    name, margins, admin = project
+    labeller = logged_in(app, conn, "labeller")
+    items = queue(labeller, name, "random", n=12)
+    assert sorted(i["image_key"] for i in items) == sorted(margins)
+    for n, item in enumerate(items):  # the model is right on 9 of 12
+        truth = item["category"] if n < 9 else "<b>bird</b>"
+        labeller.post(f"/api/label/{name}", json={"keys": [item["image_key"]], "category": truth, "queue": "random"})
+    estimate = admin.get(f"/api/label/{name}").get_json()["estimate"]
+    assert estimate["images"] == 12 and estimate["agree"] == 9 and estimate["accuracy"] == 0.75
+    low, high = estimate["interval95"]
+    assert low == pytest.approx(0.4677, abs=1e-3) and high == pytest.approx(0.9111, abs=1e-3)  # Wilson, z=1.96
+
+
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ({"keys": ["a"], "category": "fish"}, "is not a category of this project"),
+        ({"keys": [], "category": "cat"}, "non-empty list"),
+        ({"keys": ["a"]}, "category is missing"),
+        ({"keys": ["a"], "category": "cat", "how": "magic"}, "how must be one of"),
+        ({"keys": ["a\x00"], "category": "cat"}, "NUL"),
+        ({"keys": ["k"] * 501, "category": "cat"}, "at most 500"),
+        ("not an object", "JSON object"),
+    ],
+)
+def test_a_bad_label_is_a_400_with_the_reason(site, project, body, says):
+    _, conn, app = site
+    labeller = logged_in(app, conn, "labeller")
+    resp = labeller.post(f"/api/label/{project[0]}", json=body)
+    assert resp.status_code == 400 and says in resp.get_json()["error"]
+
+
+def test_projects_are_made_by_admins_with_valid_categories_and_recorded(site, project):
+    _, conn, app = site
+    name, _, admin = project
+    for body, says in (
+        ({"model": name, "categories": ["a", "b"]}, "exists already"),
+        ({"model": "x", "categories": ["only-one"]}, "2 to 200 categories"),
+        ({"model": "x", "categories": ["a", "a"]}, "repeat"),
+        ({"model": "bad name!", "categories": ["a", "b"]}, "is not a model name"),
+        ({"model": f"none-{uuid.uuid4().hex[:6]}", "from_model": True}, "no production version"),
+    ):
+        resp = admin.post("/api/label/projects", json=body)
+        assert resp.status_code == 400 and says in resp.get_json()["error"], body
+    viewer = logged_in(app, conn, "viewer")
+    assert viewer.get(f"/label/{name}").status_code == 403 and viewer.get(f"/api/label/{name}/queue").status_code == 403
+    labeller = logged_in(app, conn, "labeller")
+    page = labeller.get(f"/label/{name}")
+    assert page.status_code == 200 and b"<b>bird</b>" not in page.data  # categories arrive as JSON, shown as text
+    assert labeller.get("/label/no-such-project").status_code == 404
+    assert labeller.get("/api/label/bad%00name/queue").status_code == 400
+    actions = admin.get("/api/users").get_json()["actions"]
+    assert any(a["action"] == "create labelling project" and a["target"] == name for a in actions)

@@ -1,0 +1,214 @@
+// The labelling page: keyboard first, and never waiting for the server between two images.
+// Images come from the queue ten at a time, leased to this labeller and preloaded; a label is
+// sent in the background while the next image is already on screen. Needs viewer.js.
+"use strict";
+
+const root = document.getElementById("labelling");
+const PROJECT = root.dataset.project;
+const BASE = "/api/label/" + encodeURIComponent(PROJECT);
+const thumbUrl = (key, size = 320) => "/thumb?" + new URLSearchParams({key, size});
+const $ = (id) => document.getElementById(id);
+let categories = [];
+let buffer = [];  // leased and preloaded, not shown yet
+let current = null;
+const done = [];  // {item, previous: Promise of the label it replaced}, for undo
+let refilling = null;
+let gridMode = false;
+let lastClicked = null;
+window.labelTimings = [];  // ms from a key press to the next image painted (read by the browser test)
+
+function queueKind() {
+  return $("queue").value;
+}
+
+function refill(n = 10) {
+  refilling ??= api(BASE + "/queue", {kind: queueKind(), n}).then((data) => {
+    for (const item of data.items) {
+      item.queue = data.kind;
+      item.preload = new Image();
+      item.preload.src = thumbUrl(item.image_key);
+      buffer.push(item);
+    }
+    return data.items.length;
+  }).finally(() => { refilling = null; });
+  return refilling;
+}
+
+function painted(img, t0) {
+  if (t0 === undefined) return;
+  img.decode().then(() => requestAnimationFrame(() => window.labelTimings.push(performance.now() - t0)), () => {});
+}
+
+function show(t0) {
+  current = buffer.shift() || null;
+  const img = $("current");
+  $("empty").hidden = Boolean(current) || refilling !== null;
+  if (current) {
+    img.src = thumbUrl(current.image_key);
+    img.alt = current.image_key;
+    $("current-key").textContent = current.image_key;
+    $("suggestion").textContent = current.suggestion || "–";
+    $("margin").textContent = `${current.category} ${pct(current.confidence)}, margin ${current.margin.toFixed(3)}`;
+    painted(img, t0);
+  } else {
+    img.removeAttribute("src");
+    $("current-key").textContent = $("suggestion").textContent = $("margin").textContent = "";
+  }
+  if (buffer.length < 5) {
+    refill().then((got) => { if (!current && got) show(); else $("empty").hidden = Boolean(current); })
+      .catch((err) => problem(err.message));
+  }
+}
+
+function send(keys, category, how, queue) {
+  return post(BASE, {keys, category, how, queue}).then((r) => { refreshProgress(); return r.previous; })
+    .catch((err) => { problem("label not saved: " + err.message); throw err; });
+}
+
+function label(category, how, t0) {
+  if (!current) return;
+  const item = current;
+  done.push({item, previous: send([item.image_key], category, how, item.queue)});
+  $("last").textContent = `${item.image_key} → ${category}`;
+  show(t0);
+}
+
+function undo(t0) {
+  const entry = done.pop();
+  if (!entry) return;
+  if (current) buffer.unshift(current);
+  buffer.unshift(entry.item);
+  entry.previous.then((previous) => send([entry.item.image_key], previous[entry.item.image_key] ?? null, "undo"));
+  $("last").textContent = `undone: ${entry.item.image_key}`;
+  show(t0);
+}
+
+// --- grid mode: select many, label them with one key
+function selected() {
+  return [...document.querySelectorAll("#label-grid .card.selected")];
+}
+
+function countSelected() {
+  $("selected-count").textContent = selected().length;
+}
+
+function gridCard(item) {
+  const card = el("div", {class: "card", "data-key": item.image_key, tabindex: "0"},
+    el("img", {src: thumbUrl(item.image_key, 160), alt: item.image_key, loading: "lazy"}),
+    el("span", {class: "key"}, item.image_key),
+    el("div", {class: "muted"}, "suggestion: " + (item.suggestion || "–")));
+  const similar = el("button", {type: "button", class: "similar"}, "similar");
+  similar.addEventListener("click", (event) => { event.stopPropagation(); selectSimilar(item.image_key); });
+  card.append(similar);
+  card.addEventListener("click", (event) => {
+    const cards = [...document.querySelectorAll("#label-grid .card")];
+    if (event.shiftKey && lastClicked) {
+      const [a, b] = [cards.indexOf(lastClicked), cards.indexOf(card)].sort((x, y) => x - y);
+      cards.slice(a, b + 1).forEach((c) => c.classList.add("selected"));
+    } else {
+      card.classList.toggle("selected");
+    }
+    lastClicked = card;
+    countSelected();
+  });
+  return card;
+}
+
+async function fillGrid() {
+  const grid = $("label-grid");
+  const data = await api(BASE + "/queue", {kind: queueKind(), n: 24});
+  for (const item of data.items) grid.append(gridCard(item));
+  countSelected();
+}
+
+async function selectSimilar(key) {
+  const data = await api("/api/similar", {key, k: 24});
+  const grid = $("label-grid");
+  for (const key2 of [key, ...data.items.map((i) => i.image_key)]) {
+    let card = grid.querySelector(`.card[data-key="${CSS.escape(key2)}"]`);
+    if (!card) grid.prepend(card = gridCard({image_key: key2}));
+    card.classList.add("selected");
+  }
+  countSelected();
+}
+
+function labelSelection(category) {
+  const cards = selected();
+  if (!cards.length) return;
+  send(cards.map((c) => c.dataset.key), category, "bulk").catch(() => {});
+  $("last").textContent = `${cards.length} images → ${category}`;
+  cards.forEach((c) => c.remove());
+  countSelected();
+  if (document.querySelectorAll("#label-grid .card").length < 12) fillGrid().catch((err) => problem(err.message));
+}
+
+// --- keys, categories, progress
+function pick(category, t0) {
+  if (gridMode) labelSelection(category);
+  else label(category, "key", t0);
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.target.closest("input, select, textarea") || event.ctrlKey || event.metaKey || event.altKey) return;
+  const t0 = event.timeStamp;  // the key press, on performance.now()'s clock
+  if (/^[1-9]$/.test(event.key) && categories[Number(event.key) - 1]) {
+    pick(categories[Number(event.key) - 1], t0);
+  } else if (event.key === "Enter" && !gridMode && current?.suggestion) {
+    label(current.suggestion, "suggestion", t0);
+  } else if (event.key === "x" && !gridMode) {
+    show(t0);
+  } else if (event.key === "z" && !gridMode) {
+    undo(t0);
+  } else {
+    return;
+  }
+  event.preventDefault();
+});
+
+let progressTimer = null;
+function refreshProgress() {
+  clearTimeout(progressTimer);
+  progressTimer = setTimeout(async () => {
+    const data = await api(BASE);
+    const p = data.progress;
+    const parts = [`${p.labelled} labelled (${p.today} today) · queues read ${data.source}`,
+      "per category: " + Object.entries(p.per_category).map(([c, n]) => `${c} ${n}`).join(", "),
+      "per person: " + Object.entries(p.per_person).map(([c, n]) => `${c} ${n}`).join(", ")];
+    const e = data.estimate;
+    if (e.images) {
+      parts.push(`accuracy of ${data.model} on the random sample: ${pct(e.accuracy)} ` +
+        `(95%: ${pct(e.interval95[0])}–${pct(e.interval95[1])}, ${e.images} images)`);
+    }
+    $("progress").textContent = parts.join(" · ");
+  }, 500);
+}
+
+async function start() {
+  const data = await api(BASE);
+  categories = data.categories;
+  $("categories").replaceChildren(...categories.map((c, i) => {
+    const button = el("button", {type: "button", "data-category": c}, (i < 9 ? `${i + 1} ` : "") + c);
+    button.addEventListener("click", (event) => pick(c, event.timeStamp));
+    return el("li", {}, button);
+  }));
+  refreshProgress();
+  await refill();
+  show();
+}
+
+$("queue").addEventListener("change", () => {
+  $("queue").blur();
+  buffer = [];
+  $("label-grid").replaceChildren();
+  (gridMode ? fillGrid() : refill().then(() => show())).catch((err) => problem(err.message));
+});
+
+$("grid-mode").addEventListener("change", () => {
+  gridMode = $("grid-mode").checked;
+  $("grid-mode").blur();
+  $("single").hidden = gridMode;
+  $("grid-section").hidden = !gridMode;
+  if (gridMode && !document.querySelector("#label-grid .card")) fillGrid().catch((err) => problem(err.message));
+});
+
+start().catch((err) => problem(err.message));
