@@ -1,10 +1,8 @@
 """People's labels, their projects, and the queues that choose what to label (migration 0012).
 
 A label is a row that is never updated: relabelling adds a row, so an image's history is its
-rows and its current label is the newest (a NULL category is a label taken back). A queue
-hands out images under a short lease (label_leases): claiming is one INSERT ... ON CONFLICT per
-image, so two labellers asking at once never get the same image, and a lease that lapses frees
-the image for the next one. Only SQL lives here; the rules are viewer/labelling.py's.
+rows and its current label is the newest (a NULL category is a label taken back). The queues
+are db/label_queues.py's. Only SQL lives here; the rules are viewer/labelling.py's.
 """
 
 from __future__ import annotations
@@ -15,8 +13,6 @@ import psycopg2.extensions
 from psycopg2.extras import execute_values
 
 Conn = psycopg2.extensions.connection
-QUEUES = ("margin", "random")
-MARGIN = "(r.top_k->0->>'confidence')::real - coalesce((r.top_k->1->>'confidence')::real, 0)"
 
 
 def create_project(conn: Conn, model_name: str, categories: list[str], actor: str) -> bool:
@@ -90,56 +86,6 @@ def history(conn: Conn, model_name: str, key: str) -> list[dict]:
         return [{"category": c, "by": b, "at": t.isoformat(), "how": h, "queue": q} for c, b, t, h, q in cur.fetchall()]
 
 
-def has_rows(conn: Conn, model_name: str) -> bool:
-    with conn.cursor() as cur:
-        cur.execute("SELECT EXISTS (SELECT 1 FROM prediction_results WHERE model = %s)", (model_name,))
-        return cur.fetchone()[0]
-
-
-def claim(conn: Conn, model_name: str, source: str, queue: str, holder: str, n: int, lease_s: float) -> list[dict]:
-    """Up to n images of the queue nobody holds, leased to `holder` for lease_s: without a
-    current label for this project (never labelled, or taken back), classified by the `source`
-    model (not removed). Images the holder already holds are not handed out again, so each
-    call brings new ones.
-    margin: smallest gap between the source's top two first; random: a uniform sample."""
-    order = {"margin": MARGIN, "random": "random()"}[queue]
-    with conn.cursor() as cur:
-        cur.execute(
-            f"""SELECT r.image_key, r.category, r.confidence, r.top_k, {MARGIN}
-                FROM prediction_results r
-                WHERE r.model = %(s)s AND r.deleted_at IS NULL
-                  AND coalesce((SELECT l.category IS NOT NULL FROM labels l  -- its current label
-                                WHERE l.model_name = %(m)s AND l.image_key = r.image_key
-                                ORDER BY l.id DESC LIMIT 1), false) = false
-                  AND NOT EXISTS (SELECT 1 FROM label_leases x WHERE x.model_name = %(m)s
-                                  AND x.image_key = r.image_key AND x.until > now())
-                ORDER BY {order} LIMIT %(n)s""",
-            {"m": model_name, "s": source, "n": n * 2},
-        )
-        candidates = cur.fetchall()
-        if not candidates:
-            return []
-        # taken only where nobody else's live lease is: one statement, row by row atomic
-        cur.execute(
-            """INSERT INTO label_leases (model_name, image_key, holder, until)
-               SELECT %s, k, %s, now() + %s * interval '1 second' FROM unnest(%s::text[]) k
-               ON CONFLICT (model_name, image_key) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
-               WHERE label_leases.until <= now()
-               RETURNING image_key""",
-            (model_name, holder, lease_s, [c[0] for c in candidates]),
-        )
-        got = {row[0] for row in cur.fetchall()}
-        kept = [c for c in candidates if c[0] in got][:n]
-        extra = got - {c[0] for c in kept}  # asked for 2n in case of races: the rest go back
-        if extra:
-            cur.execute(
-                "DELETE FROM label_leases WHERE model_name = %s AND image_key = ANY(%s)", (model_name, list(extra))
-            )
-    return [
-        {"image_key": k, "category": c, "confidence": p, "top_k": t, "margin": round(m, 4)} for k, c, p, t, m in kept
-    ]
-
-
 def release(conn: Conn, model_name: str, holder: str, keys: Optional[list[str]] = None) -> None:
     with conn.cursor() as cur:
         cur.execute(
@@ -198,3 +144,30 @@ def labelled_rows(conn: Conn, model_name: str) -> list[tuple[str, str]]:
             (model_name,),
         )
         return cur.fetchall()
+
+
+def accuracy_on_labels(conn: Conn, model_name: str, versions: dict[str, int]) -> dict[str, dict]:
+    """For each of {"production": N, "shadow": M}: on the labelled images it classified, how
+    many it got right (its answer equals the current label)."""
+    out = {}
+    for role, version in versions.items():
+        table, column = (
+            ("prediction_results", "model_version") if role == "production" else ("shadow_predictions", "version")
+        )
+        with conn.cursor() as cur:
+            cur.execute(
+                f"""WITH cur AS (SELECT DISTINCT ON (image_key) image_key, category FROM labels
+                                 WHERE model_name = %(n)s ORDER BY image_key, id DESC)
+                    SELECT count(*), count(*) FILTER (WHERE p.category = cur.category)
+                    FROM cur JOIN {table} p ON p.image_key = cur.image_key AND p.model = %(n)s AND p.{column} = %(v)s
+                    WHERE cur.category IS NOT NULL""",
+                {"n": model_name, "v": version},
+            )
+            images, right = cur.fetchone()
+        out[role] = {
+            "version": version,
+            "images": images,
+            "correct": right,
+            "accuracy": right / images if images else None,
+        }
+    return out

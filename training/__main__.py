@@ -4,6 +4,7 @@
     python -m training fit --labels CSV --name NAME      # image_key,category rows of classified images:
                                                          # from their stored embeddings, else from S3_BUCKET
     python -m training fit --from-labels NAME            # the labels given in the viewer for project NAME
+    python -m training export NAME DIR [--images LOCAL]  # those labels as a folder in fit's layout
     python -m training map NAME --classes CSV            # categories as groups of ImageNet classes
     python -m training fit DATA --name NAME --init-from NAME@N   # a map (or mix) that learns from DATA
     python -m training list [NAME]
@@ -100,6 +101,42 @@ def _fit_from_labels(args, settings) -> int:
         return _fit(args, settings)
     finally:
         args.labels.unlink(missing_ok=True)
+
+
+def _export(args, settings) -> int:
+    """export: the viewer's labels as DIR/<category>/<file> (training/export_labels.py)."""
+    from training import export_labels, labels_csv
+    from training.dataset import DatasetError
+    from training.from_labels import LabelsUnavailable, labels_file
+
+    if args.images is not None and not args.images.is_dir():
+        print(f"error: --images {args.images} is not a folder", file=sys.stderr)
+        return 2
+    try:
+        path = labels_file(settings, args.name)
+    except LabelsUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        rows = labels_csv.read_labels(path)
+    finally:
+        path.unlink(missing_ok=True)
+    fetch = labels_csv.fetcher(settings.s3_client(), settings.s3_bucket, settings.max_image_bytes)
+    try:
+        done = export_labels.export(rows, args.dir, args.images, fetch)
+    except (DatasetError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for key, reason in done["failed"]:
+        print(f"not exported: {key[:200]!r}: {reason}", file=sys.stderr)
+    print(
+        f"{len(rows)} labels into {args.dir}: {done['linked']} linked, {done['downloaded']} downloaded, "
+        f"{len(done['failed'])} failed"
+    )
+    return 1 if done["failed"] else 0
 
 
 def _register(args, settings, candidate) -> int:
@@ -255,6 +292,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     mp.add_argument("--base", choices=BUILTIN_MODELS, default=arguments.BASE_MODEL, help="whose ImageNet classes")
     mp.add_argument("--eval", type=Path, metavar="DATA", help="measure the map on a labelled folder DATA/<category>/*")
+    exp = sub.add_parser("export", help="the viewer's labels of project NAME as a folder DIR/<category>/<file>")
+    exp.add_argument("name", type=arguments.model_name)
+    exp.add_argument("dir", type=Path)
+    exp.add_argument(
+        "--images", type=Path, help="link to the photos under this folder (as uploaded) instead of downloading"
+    )
     lst = sub.add_parser("list", help="versions and their stages")
     lst.add_argument("name", nargs="?", type=arguments.model_name)
     for command, what in (
@@ -286,6 +329,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return _fit(args, settings)
     if args.command == "map":
         return _map(args, settings)
+    if args.command == "export":
+        return _export(args, settings)
     from training import commands
 
     if args.command == "compare":

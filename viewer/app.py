@@ -19,7 +19,8 @@ from flask import Flask, Response, abort, jsonify, render_template, request
 
 from common.errors import VisionScalingError
 from settings import Settings
-from viewer import auth, label_routes, queries, similar_routes, users_routes
+from viewer import auth, label_routes, models_routes, queries, similar_routes, users_routes
+from viewer.jobs import TrainingJobs
 from viewer.similar import SimilarSearch
 from viewer.thumbnails import ThumbnailError, Thumbnails
 
@@ -70,7 +71,8 @@ class Database:
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[psycopg2.extensions.connection]:
+    def connection(self, transaction: bool = True) -> Iterator[psycopg2.extensions.connection]:
+        """A pooled connection, in a transaction unless the callee makes its own (db.registry's)."""
         with self._lock:
             if self._pool is None:
                 self._pool = psycopg2.pool.ThreadedConnectionPool(
@@ -83,7 +85,7 @@ class Database:
         conn = self._pool.getconn()
         broken = False
         try:
-            with conn:
+            with conn if transaction else contextlib.nullcontext():
                 yield conn
         except psycopg2.OperationalError:
             broken = True
@@ -114,6 +116,7 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
     similar_routes.register(app, SimilarSearch(settings, db.connection), db.connection, page, model, _number)
     users_routes.register(app, accounts_db.connection, page)
     label_routes.register(app, settings, accounts_db.connection, page, _number)
+    models_routes.register(app, accounts_db.connection, TrainingJobs(accounts_db.connection))
 
     @app.errorhandler(BadRequest)
     def bad_request(exc):

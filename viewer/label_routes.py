@@ -7,7 +7,8 @@
   for the categories of NAME's production version;
 - `GET /api/label/NAME`: its categories, the model its queues read, progress, and the accuracy
   estimate of that model from the random queue's labels;
-- `GET /api/label/NAME/queue?kind=margin|random&n=10`: images leased to you (db/labels.py);
+- `GET /api/label/NAME/queue?kind=margin|random|disagreement|mislabel&n=10`: images leased to
+  you (db/label_queues.py);
 - `POST /api/label/NAME` `{"keys", "category", "how", "queue"}`: labels, answered with each
   key's label before (what undo puts back);
 - `GET /api/label/NAME/history?key=K`, `GET /api/label/NAME/labels.csv` (`image_key,category`).
@@ -21,7 +22,7 @@ from collections.abc import Callable
 
 from flask import Flask, Response, abort, g, jsonify, render_template, request
 
-from db import accounts, registry
+from db import accounts, label_queues, registry
 from db import labels as store
 from settings import Settings
 from viewer.auth import requires
@@ -47,7 +48,7 @@ def register(app: Flask, settings: Settings, connection: Callable, page: dict, n
         return categories
 
     def source(conn, name: str) -> str:
-        return name if store.has_rows(conn, name) else settings.model_name
+        return name if label_queues.has_rows(conn, name) else settings.model_name
 
     @app.get("/label")
     @requires("labeller")
@@ -108,12 +109,12 @@ def register(app: Flask, settings: Settings, connection: Callable, page: dict, n
     @requires("labeller")
     def api_queue(name: str):
         kind = request.args.get("kind", "margin")
-        if kind not in store.QUEUES:
-            raise LabelError(f"kind must be one of {', '.join(store.QUEUES)}")
+        if kind not in label_queues.QUEUES:
+            raise LabelError(f"kind must be one of {', '.join(label_queues.QUEUES)}")
         n = number("n", int, 10, 1, 100)
         with connection() as conn:
             categories = set(project(conn, name))
-            items = store.claim(conn, name, source(conn, name), kind, g.user.name, n, LEASE_S)
+            items = label_queues.claim(conn, name, source(conn, name), kind, g.user.name, n, LEASE_S)
         for item in items:
             item["suggestion"] = item["category"] if item["category"] in categories else None
         return jsonify(kind=kind, lease_s=LEASE_S, items=items)

@@ -13,6 +13,7 @@ import math
 from typing import Optional
 
 from common.errors import VisionScalingError
+from db.label_queues import QUEUES
 from settings import check_model_name
 
 MAX_CATEGORIES = 200
@@ -40,8 +41,11 @@ def check_categories(categories: object) -> list[str]:
     if not 2 <= len(cleaned) <= MAX_CATEGORIES:
         raise LabelError(f"a project needs 2 to {MAX_CATEGORIES} categories, got {len(cleaned)}")
     for c in cleaned:
-        if not c or len(c) > MAX_CATEGORY or any(ch in c for ch in "\x00\n\r\t"):
-            raise LabelError(f"category {c[:40]!r}: 1 to {MAX_CATEGORY} characters on one line")
+        if not c or len(c) > MAX_CATEGORY or any(ch in c for ch in "\x00\n\r\t/\\") or c in (".", ".."):
+            raise LabelError(
+                f"category {c[:40]!r}: 1 to {MAX_CATEGORY} characters on one line, no / or \\, not . or .. "
+                "(categories are folder names in fit's layout)"
+            )
     if len(set(cleaned)) != len(cleaned):
         raise LabelError("the categories repeat a name")
     return cleaned
@@ -67,8 +71,8 @@ def check_label(data: object, categories: list[str]) -> tuple[list[str], Optiona
     if category is not None and category not in categories:
         raise LabelError(f"{str(category)[:60]!r} is not a category of this project")
     queue = data.get("queue")
-    if queue is not None and queue not in ("margin", "random"):
-        raise LabelError("queue must be margin or random")
+    if queue is not None and queue not in QUEUES:
+        raise LabelError(f"queue must be one of {', '.join(QUEUES)}")
     return list(dict.fromkeys(keys)), category, how, queue
 
 

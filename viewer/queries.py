@@ -208,6 +208,7 @@ def model_versions(conn: psycopg2.extensions.connection) -> list[dict]:
             )
         }
         item["created_at"] = mv.created_at.isoformat() if mv.created_at else None
+        item["stage_changed_at"] = mv.stage_changed_at.isoformat() if mv.stage_changed_at else None
         out.append(item)
     agreement = {name: registry.shadow_agreement(conn, name) for name in {mv.name for mv in versions}}
     return [

@@ -20,7 +20,7 @@ def app():
 
 def routes(app):
     for rule in app.url_map.iter_rules():
-        path = rule.rule.replace("<name>", "someone")
+        path = rule.rule.replace("<name>", "someone").replace("<int:version>", "1")
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             yield rule.endpoint, method, path
 

@@ -18,7 +18,7 @@ from settings import Settings
 from tests.viewer.logins import logged_in
 from viewer.app import create_app
 
-CATEGORIES = ["cat", "dog", "<b>bird</b>"]
+CATEGORIES = ["cat", "dog", "<i>bird"]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,9 @@ def site(migrated):
         conn.close()
 
 
-def answers(conn, model: str, margins: dict[str, float]) -> None:
-    """One result row per key for `model`: top-1 'cat' or 'dog', the top two `margin` apart."""
+def answers(conn, model: str, margins: dict[str, float], vectors=None) -> None:
+    """One result row per key for `model`: top-1 'cat' or 'dog', the top two `margin` apart
+    (and its embedding, when `vectors` are given)."""
     register_images(conn, [(k, 1000) for k in margins])
     rows = []
     for i, (key, margin) in enumerate(margins.items()):
@@ -44,7 +45,7 @@ def answers(conn, model: str, margins: dict[str, float]) -> None:
             {"class_index": 1, "category": second, "confidence": p1 - margin},
         ]
         rows.append(Prediction(key, model, first, p1, 0, top_k, "test-host", 1.0))
-    write_batch(conn, rows, [])
+    write_batch(conn, rows, [], vectors=vectors or ())
 
 
 @pytest.fixture
@@ -116,7 +117,7 @@ def test_a_relabel_and_a_race_keep_every_label_in_the_history_and_the_later_is_c
         barrier.wait()
         assert client.post(f"/api/label/{name}", json={"keys": [key], "category": category}).status_code == 200
 
-    threads = [threading.Thread(target=race, args=a) for a in ((ann, "cat"), (bob, "<b>bird</b>"))]
+    threads = [threading.Thread(target=race, args=a) for a in ((ann, "cat"), (bob, "<i>bird"))]
     for t in threads:
         t.start()
     for t in threads:
@@ -152,12 +153,12 @@ def test_bulk_labels_and_progress_per_category_and_person(site, project):
         labeller.post(f"/api/label/{name}", json={"keys": keys[:10], "category": "cat", "how": "bulk"}).status_code
         == 200
     )
-    assert labeller.post(f"/api/label/{name}", json={"keys": keys[10:], "category": "<b>bird</b>"}).status_code == 200
+    assert labeller.post(f"/api/label/{name}", json={"keys": keys[10:], "category": "<i>bird"}).status_code == 200
     progress = admin.get(f"/api/label/{name}").get_json()["progress"]
     assert progress == {
         "labelled": 12,
         "today": 12,
-        "per_category": {"cat": 10, "<b>bird</b>": 2},
+        "per_category": {"cat": 10, "<i>bird": 2},
         "per_person": {labeller.user_name: 12},
     }
     assert queue(labeller, name) == []  # all labelled
@@ -170,7 +171,7 @@ def test_the_random_queue_estimates_the_models_accuracy_with_an_interval(site, p
     items = queue(labeller, name, "random", n=12)
     assert sorted(i["image_key"] for i in items) == sorted(margins)
     for n, item in enumerate(items):  # the model is right on 9 of 12
-        truth = item["category"] if n < 9 else "<b>bird</b>"
+        truth = item["category"] if n < 9 else "<i>bird"
         labeller.post(f"/api/label/{name}", json={"keys": [item["image_key"]], "category": truth, "queue": "random"})
     estimate = admin.get(f"/api/label/{name}").get_json()["estimate"]
     assert estimate["images"] == 12 and estimate["agree"] == 9 and estimate["accuracy"] == 0.75
@@ -213,8 +214,73 @@ def test_projects_are_made_by_admins_with_valid_categories_and_recorded(site, pr
     assert viewer.get(f"/label/{name}").status_code == 403 and viewer.get(f"/api/label/{name}/queue").status_code == 403
     labeller = logged_in(app, conn, "labeller")
     page = labeller.get(f"/label/{name}")
-    assert page.status_code == 200 and b"<b>bird</b>" not in page.data  # categories arrive as JSON, shown as text
+    assert page.status_code == 200 and b"<i>bird" not in page.data  # categories arrive as JSON, shown as text
     assert labeller.get("/label/no-such-project").status_code == 404
     assert labeller.get("/api/label/bad%00name/queue").status_code == 400
     actions = admin.get("/api/users").get_json()["actions"]
     assert any(a["action"] == "create labelling project" and a["target"] == name for a in actions)
+
+
+def test_likely_mislabels_are_labels_the_model_confidently_contradicts(site):
+    _, conn, app = site
+    name = f"mis-{uuid.uuid4().hex[:6]}"
+    admin = logged_in(app, conn, "admin")
+    admin.post("/api/label/projects", json={"model": name, "categories": CATEGORIES})
+    # top-1 cat/dog alternating; margins 0.9 and 0.7 are confident (p 0.95, 0.85), 0.1 is not
+    margins = {f"{name}/sure.jpg": 0.9, f"{name}/fairly.jpg": 0.7, f"{name}/unsure.jpg": 0.1, f"{name}/right.jpg": 0.9}
+    answers(conn, name, margins)
+    keys = list(margins)
+    admin.post(f"/api/label/{name}", json={"keys": [keys[0]], "category": "dog"})  # the model said cat
+    admin.post(f"/api/label/{name}", json={"keys": [keys[1]], "category": "cat"})  # the model said dog
+    admin.post(f"/api/label/{name}", json={"keys": [keys[2]], "category": "dog"})  # cat, but unsure
+    admin.post(f"/api/label/{name}", json={"keys": [keys[3]], "category": "dog"})  # agrees
+    items = queue(logged_in(app, conn, "labeller"), name, "mislabel")
+    assert [i["image_key"] for i in items] == keys[:2]  # the most confident contradiction first
+
+
+def test_the_disagreement_queue_shows_where_the_shadow_differs_from_production(site):
+    from db import registry
+    from db.queries import ShadowPrediction
+
+    _, conn, app = site
+    name = f"dis-{uuid.uuid4().hex[:6]}"
+    admin = logged_in(app, conn, "admin")
+    admin.post("/api/label/projects", json={"model": name, "categories": CATEGORIES})
+    margins = {f"{name}/{i}.jpg": 0.3 for i in range(4)}
+    answers(conn, name, margins)  # production: cat, dog, cat, dog
+    with conn, conn.cursor() as cur:
+        for version in (1, 2):
+            registry.next_version(cur, name)
+            registry.insert(
+                cur,
+                registry.ModelVersion(
+                    name, version, "0" * 64, f"s3://m/{name}/{version}/", "squeezenet1_1", CATEGORIES, {}, {}, "f" * 64
+                ),
+            )
+    registry.set_stage(conn, name, 1, "production")
+    registry.set_stage(conn, name, 2, "shadow")
+    said = ["cat", "cat", "dog", "dog"]  # the shadow differs on the 2nd and 3rd
+    shadows = [ShadowPrediction(k, name, 2, c, 0.6, 0, [], "test-host") for k, c in zip(margins, said)]
+    write_batch(conn, [], [], shadows)
+    items = queue(logged_in(app, conn, "labeller"), name, "disagreement")
+    assert sorted(i["image_key"] for i in items) == sorted(list(margins)[1:3])
+
+
+def test_a_queue_page_holds_no_two_near_duplicates(site):
+    import numpy as np
+
+    from db.embeddings import Embedding
+
+    _, conn, app = site
+    name = f"dup-{uuid.uuid4().hex[:6]}"
+    admin = logged_in(app, conn, "admin")
+    admin.post("/api/label/projects", json={"model": name, "categories": CATEGORIES})
+    margins = {f"{name}/photo.jpg": 0.0, f"{name}/photo-copy.jpg": 0.01, f"{name}/other.jpg": 0.02}
+    rng = np.random.default_rng(0)
+    a, b = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 512)).astype(np.float32))
+    near = a + 0.05 * b
+    vectors = [a, near / np.linalg.norm(near), b]
+    answers(conn, name, margins, [Embedding(k, "squeezenet1_1", v) for k, v in zip(margins, vectors)])
+    labeller = logged_in(app, conn, "labeller")
+    assert [i["image_key"] for i in queue(labeller, name)] == [f"{name}/photo.jpg", f"{name}/other.jpg"]
+    assert [i["image_key"] for i in queue(labeller, name)] == [f"{name}/photo-copy.jpg"]  # on a later page

@@ -122,7 +122,15 @@ async function fillGrid() {
 }
 
 async function selectSimilar(key) {
-  const data = await api("/api/similar", {key, k: 24});
+  let data;
+  try {
+    data = await api("/api/similar", {key, k: 24});
+  } catch (err) {
+    problem(err.message);
+    if (err.status === 503 && err.data?.progress) setTimeout(() => selectSimilar(key), 1000);  // being built
+    return;
+  }
+  problem("");
   const grid = $("label-grid");
   for (const key2 of [key, ...data.items.map((i) => i.image_key)]) {
     let card = grid.querySelector(`.card[data-key="${CSS.escape(key2)}"]`);
@@ -166,9 +174,10 @@ document.addEventListener("keydown", (event) => {
 });
 
 let progressTimer = null;
-function refreshProgress() {
-  clearTimeout(progressTimer);
+function refreshProgress() {  // at most twice a second, however fast the labels come
+  if (progressTimer) return;
   progressTimer = setTimeout(async () => {
+    progressTimer = null;
     const data = await api(BASE);
     const p = data.progress;
     const parts = [`${p.labelled} labelled (${p.today} today) · queues read ${data.source}`,
@@ -211,4 +220,31 @@ $("grid-mode").addEventListener("change", () => {
   if (gridMode && !document.querySelector("#label-grid .card")) fillGrid().catch((err) => problem(err.message));
 });
 
+// --- training: a background job, its progress polled while it runs
+let jobsTimer = null;
+async function loadJobs() {
+  clearTimeout(jobsTimer);
+  const data = await api("/api/jobs", {model: PROJECT});
+  $("jobs").querySelector("tbody").replaceChildren(...data.items.map((j) => el("tr", {"data-state": j.state},
+    el("td", {class: "muted"}, new Date(j.started_at).toLocaleString()), el("td", {}, j.started_by),
+    el("td", {class: "job-state"}, j.state),
+    el("td", {}, j.version ? el("a", {href: "/models"}, `${j.model}@${j.version}`) : ""),
+    el("td", {class: "muted"}, j.message || ""))));
+  if (data.items.some((j) => j.state === "running")) jobsTimer = setTimeout(() => loadJobs().catch(() => {}), 2000);
+}
+
+const trainButton = $("train");
+if (trainButton) {
+  trainButton.addEventListener("click", async () => {
+    try {
+      await post(BASE + "/train", {});
+      problem("");
+    } catch (err) {
+      problem(err.message);
+    }
+    await loadJobs();
+  });
+}
+
 start().catch((err) => problem(err.message));
+loadJobs().catch((err) => problem(err.message));

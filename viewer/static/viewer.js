@@ -233,8 +233,9 @@ function modelsPage() {
       const agreement = v.shadow_agreement && v.shadow_agreement.images
         ? `shadow agreement with ${v.shadow_agreement.production}: ${pct(v.shadow_agreement.agreement)} on ` +
           `${v.shadow_agreement.images} images, ${v.shadow_agreement.shadow_ms_per_image} ms/image` : "";
-      return el("section", {class: "model " + v.stage},
+      return el("section", {class: "model " + v.stage, "data-ref": `${v.name}@${v.version}`},
         el("h2", {}, `${v.name}@${v.version} `, el("span", {class: "stage"}, v.stage)),
+        window.modelActions ? window.modelActions(v, versions) : "",
         el("p", {}, `validation top-1 ${m.top1 !== undefined ? pct(m.top1) : "–"} on ${m.val_images ?? "–"} images; ` +
            `${v.categories.length} categories; trained ${m.training_seconds ?? "–"} s; ${v.created_at}`),
         agreement ? el("p", {}, agreement) : "",
