@@ -125,6 +125,7 @@ class Settings(BaseSettings):
     viewer_session_idle_s: float = Field(8 * 3600, gt=0)
     viewer_session_max_s: float = Field(7 * 86400, gt=0)
     viewer_secure_cookies: bool = False  # Secure cookies even over plain HTTP (TLS ends at a proxy)
+    viewer_proxy_hops: int = Field(0, ge=0, le=5)  # proxies in front whose X-Forwarded-For/-Proto to trust
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod

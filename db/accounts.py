@@ -70,6 +70,22 @@ def insert_user(conn: Conn, name: str, role: str, password_hash: str) -> bool:
         return cur.rowcount == 1
 
 
+def rehash(conn: Conn, user_id: int, password_hash: str) -> None:
+    """The same password under newer hash parameters: the user's sessions go on."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE viewer_users SET password_hash = %s WHERE id = %s", (password_hash, user_id))
+
+
+def other_admins(conn: Conn, name: str) -> int:
+    """Enabled admins other than `name`, their rows locked until the transaction ends (two
+    admins demoting each other at once cannot both pass)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT name FROM viewer_users WHERE role = 'admin' AND disabled_at IS NULL ORDER BY name FOR UPDATE"
+        )
+        return sum(1 for (n,) in cur.fetchall() if n != name)
+
+
 def update_user(conn: Conn, name: str, **changes) -> bool:
     """Set role, password_hash and/or disabled; ends the user's sessions. False: no such user."""
     sets, params = [], []

@@ -48,6 +48,12 @@ def claim(conn: Conn, model_name: str, source: str, queue: str, holder: str, n: 
     `source` model classified them (rows not removed). Images the holder already holds are not
     handed out again, so each call brings new ones."""
     with conn.cursor() as cur:
+        # asking again renews the holder's leases: the images on their page stay theirs
+        cur.execute(
+            """UPDATE label_leases SET until = now() + %s * interval '1 second'
+               WHERE model_name = %s AND holder = %s AND until > now()""",
+            (lease_s, model_name, holder),
+        )
         cur.execute(
             f"""SELECT r.image_key, r.category, r.confidence, r.top_k, {MARGIN}
                 FROM prediction_results r
@@ -63,6 +69,7 @@ def claim(conn: Conn, model_name: str, source: str, queue: str, holder: str, n: 
         cur.execute(
             """INSERT INTO label_leases (model_name, image_key, holder, until)
                SELECT %s, k, %s, now() + %s * interval '1 second' FROM unnest(%s::text[]) k
+               ORDER BY k  -- every claim takes its rows in one order: two claims cannot deadlock
                ON CONFLICT (model_name, image_key) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
                WHERE label_leases.until <= now()
                RETURNING image_key""",
@@ -73,10 +80,12 @@ def claim(conn: Conn, model_name: str, source: str, queue: str, holder: str, n: 
         extra = got - {c[0] for c in kept}  # asked for more in case of races: the rest go back
         if extra:
             cur.execute(
-                "DELETE FROM label_leases WHERE model_name = %s AND image_key = ANY(%s)", (model_name, list(extra))
+                "DELETE FROM label_leases WHERE model_name = %s AND holder = %s AND image_key = ANY(%s)",
+                (model_name, holder, sorted(extra)),
             )
     return [
-        {"image_key": k, "category": c, "confidence": p, "top_k": t, "margin": round(m, 4)} for k, c, p, t, m in kept
+        {"image_key": k, "category": c, "confidence": p, "top_k": t, "margin": None if m is None else round(m, 4)}
+        for k, c, p, t, m in kept
     ]
 
 

@@ -64,16 +64,38 @@ def add(
     how: str,
     queue: Optional[str] = None,
 ) -> dict[str, Optional[str]]:
-    """Label `keys` (one row each) and let go of their leases; returns each key's label before."""
-    before = current(conn, model_name, keys)
+    """Label `keys` (one row each) and let go of `who`'s leases on them; returns each key's
+    label before. An undo only replaces `who`'s own newest label: a label someone else gave
+    since stays current (the key is left out of the answer)."""
     with conn.cursor() as cur:
-        execute_values(
-            cur,
-            "INSERT INTO labels (model_name, image_key, category, labelled_by, how, queue) VALUES %s",
-            [(model_name, k, category, who, how, queue) for k in keys],
+        # one labeller at a time per image of the project: the newest row cannot change under us
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(k)) FROM unnest(%s::text[]) k ORDER BY k",
+            (model_name, sorted(set(keys))),
         )
-        cur.execute("DELETE FROM label_leases WHERE model_name = %s AND image_key = ANY(%s)", (model_name, keys))
+        before = current(conn, model_name, keys)
+        if how == "undo":
+            keys = [k for k in keys if _newest_by(cur, model_name, k) == who]
+        if keys:
+            execute_values(
+                cur,
+                "INSERT INTO labels (model_name, image_key, category, labelled_by, how, queue) VALUES %s",
+                [(model_name, k, category, who, how, queue) for k in keys],
+            )
+            cur.execute(
+                "DELETE FROM label_leases WHERE model_name = %s AND holder = %s AND image_key = ANY(%s)",
+                (model_name, who, keys),
+            )
     return {k: before.get(k) for k in keys}
+
+
+def _newest_by(cur, model_name: str, key: str) -> Optional[str]:
+    cur.execute(
+        "SELECT labelled_by FROM labels WHERE model_name = %s AND image_key = %s ORDER BY id DESC LIMIT 1",
+        (model_name, key),
+    )
+    row = cur.fetchone()
+    return row[0] if row else None
 
 
 def history(conn: Conn, model_name: str, key: str) -> list[dict]:

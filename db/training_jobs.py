@@ -60,12 +60,17 @@ def finish(conn: Conn, job_id: int, state: str, message: str, version: Optional[
         )
 
 
-def recent(conn: Conn, model_name: Optional[str] = None, limit: int = 20) -> list[dict]:
+def recent(conn: Conn, stale_s: float, model_name: Optional[str] = None, limit: int = 20) -> list[dict]:
+    """The newest jobs; a running one not heard of for stale_s shows as lost (a read writes nothing:
+    the next start records it)."""
     with conn.cursor() as cur:
         cur.execute(
-            """SELECT id, model_name, started_by, started_at, finished_at, state, message, version
+            """SELECT id, model_name, started_by, started_at, finished_at,
+                      CASE WHEN state = 'running' AND heartbeat < now() - %s * interval '1 second'
+                           THEN 'lost' ELSE state END,
+                      message, version
                FROM training_jobs WHERE %s::text IS NULL OR model_name = %s ORDER BY id DESC LIMIT %s""",
-            (model_name, model_name, limit),
+            (stale_s, model_name, model_name, limit),
         )
         return [
             {

@@ -82,7 +82,7 @@ def authenticate(conn, name: str, password: str) -> Optional[store.User]:
     if user is None or user.disabled:
         return None
     if _hasher.check_needs_rehash(user.password_hash):
-        store.update_user(conn, user.name, password_hash=_hasher.hash(password))
+        store.rehash(conn, user.id, _hasher.hash(password))
     return user
 
 
@@ -114,6 +114,12 @@ def change_user(
         changes["password_hash"] = hash_password(password)
     if not changes:
         raise AccountError("nothing to change")
+    user = store.get_user(conn, name)
+    if user is None:
+        raise AccountError(f"no user {name!r}")
+    demoted = (role is not None and role != "admin") or disabled is True
+    if user.role == "admin" and demoted and store.other_admins(conn, name) == 0:
+        raise AccountError(f"{name} is the last enabled admin: make another admin first")
     if not store.update_user(conn, name, **changes):
         raise AccountError(f"no user {name!r}")
     for what, value in (("set role", role), ("disable" if disabled else "enable", disabled)):

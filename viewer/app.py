@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterator
 from typing import Optional
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.pool
 from flask import Flask, Response, abort, jsonify, render_template, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from common.errors import VisionScalingError
 from settings import Settings
@@ -96,6 +98,9 @@ class Database:
 
 def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = None) -> Flask:
     app = Flask(__name__)
+    if settings.viewer_proxy_hops:  # behind N proxies: the client's address and scheme are theirs to say
+        hops = settings.viewer_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     db = Database(settings.viewer_database_url or settings.database_url)
     # every request checks its session here: as many connections as the server has threads
     accounts_db = Database(settings.viewer_database_url or settings.database_url, read_only=False)
@@ -127,6 +132,11 @@ def create_app(settings: Settings, kafka_status: Optional[Callable[[], dict]] = 
         # PostgreSQL text cannot hold NUL: such a parameter can match nothing, and would be a 500
         if any("\x00" in v for vs in request.args.listvalues() for v in vs):
             return jsonify(error="a parameter contains a NUL character"), 400
+
+    @app.errorhandler(psycopg2.errors.UndefinedTable)
+    def not_migrated(exc):
+        log.warning("database not migrated: %s", str(exc).strip().splitlines()[0])
+        return jsonify(error="the database is not migrated: run `python -m db migrate`"), 503
 
     @app.errorhandler(psycopg2.pool.PoolError)
     def pool_exhausted(exc):

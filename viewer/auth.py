@@ -20,6 +20,7 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 import psycopg2
+import psycopg2.pool
 from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
@@ -59,8 +60,8 @@ class _FormSession(SecureCookieSessionInterface):
         if not app.secret_key:
             try:
                 app.secret_key = self._secret()
-            except psycopg2.OperationalError:
-                return None  # a null session; the request itself answers 503
+            except (psycopg2.Error, psycopg2.pool.PoolError):
+                return None  # a null session; the request itself answers 503 (or says to migrate)
         return super().get_signing_serializer(app)
 
     def get_cookie_secure(self, app) -> bool:

@@ -20,6 +20,7 @@ from typing import Optional
 
 import psycopg2
 
+from common.errors import VisionScalingError
 from db import training_jobs as store
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 HEARTBEAT_S = 5.0
 STALE_S = 30.0  # a running job not heard of for this long is lost
 REGISTERED = re.compile(r"^registered (\S+)@(\d+) ")
+
+
+class JobNotStarted(VisionScalingError, RuntimeError):
+    """The training process could not be started (no Python, no memory, too many processes)."""
 
 
 def fit_command(name: str) -> list[str]:
@@ -55,14 +60,13 @@ class TrainingJobs:
             )
         except OSError as exc:
             self._write(store.finish, job, "failed", f"could not start the training: {exc}", None)
-            raise
+            raise JobNotStarted(f"could not start the training: {exc.strerror or exc}") from None
         threading.Thread(target=self._watch, args=(job, proc), name=f"training-{name}", daemon=True).start()
         return job
 
     def recent(self, name: Optional[str] = None) -> list[dict]:
         with self._connection() as conn:
-            store.mark_lost(conn, STALE_S)
-            return store.recent(conn, name)
+            return store.recent(conn, STALE_S, name)
 
     def _watch(self, job: int, proc: subprocess.Popen) -> None:
         lines: collections.deque[str] = collections.deque(maxlen=50)

@@ -7,8 +7,8 @@
   for the categories of NAME's production version;
 - `GET /api/label/NAME`: its categories, the model its queues read, progress, and the accuracy
   estimate of that model from the random queue's labels;
-- `GET /api/label/NAME/queue?kind=margin|random|disagreement|mislabel&n=10`: images leased to
-  you (db/label_queues.py);
+- `POST /api/label/NAME/queue?kind=margin|random|disagreement|mislabel&n=10`: images leased
+  to you (db/label_queues.py);
 - `POST /api/label/NAME` `{"keys", "category", "how", "queue"}`: labels, answered with each
   key's label before (what undo puts back);
 - `GET /api/label/NAME/history?key=K`, `GET /api/label/NAME/labels.csv` (`image_key,category`).
@@ -105,7 +105,7 @@ def register(app: Flask, settings: Settings, connection: Callable, page: dict, n
             estimate={"images": n, "agree": agree, "accuracy": agree / n if n else None, "interval95": interval},
         )
 
-    @app.get("/api/label/<name>/queue")
+    @app.post("/api/label/<name>/queue")  # a POST: it leases images to the caller
     @requires("labeller")
     def api_queue(name: str):
         kind = request.args.get("kind", "margin")

@@ -27,17 +27,32 @@ class LabelError(VisionScalingError, ValueError):
     """A project, category or label request the rules refuse."""
 
 
+MAX_KEY_BYTES = 1024  # PostgreSQL indexes the keys of labels and leases: a longer one is no image key
+RESERVED = ("projects",)  # /api/label/projects is the list of projects
+
+
 def check_project_name(name: object) -> str:
     try:
-        return check_model_name(name)  # a project trains the model of the same name
+        name = check_model_name(name)  # a project trains the model of the same name
     except ValueError as exc:
         raise LabelError(str(exc)) from None
+    if name in RESERVED:
+        raise LabelError(f"{name!r} is reserved: choose another name")
+    return name
+
+
+def _utf8(text: str, what: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LabelError(f"{what} is not valid text (a lone surrogate)") from None
+    return text
 
 
 def check_categories(categories: object) -> list[str]:
     if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
         raise LabelError("categories must be a list of names")
-    cleaned = [c.strip() for c in categories]
+    cleaned = [_utf8(c, "a category").strip() for c in categories]
     if not 2 <= len(cleaned) <= MAX_CATEGORIES:
         raise LabelError(f"a project needs 2 to {MAX_CATEGORIES} categories, got {len(cleaned)}")
     for c in cleaned:
@@ -60,15 +75,17 @@ def check_label(data: object, categories: list[str]) -> tuple[list[str], Optiona
         raise LabelError("keys must be a non-empty list of image keys")
     if len(keys) > MAX_BULK:
         raise LabelError(f"at most {MAX_BULK} images in one label")
-    if any("\x00" in k for k in keys):
+    if any("\x00" in _utf8(k, "a key") for k in keys):
         raise LabelError("a key contains a NUL character")
+    if any(len(k.encode("utf-8")) > MAX_KEY_BYTES for k in keys):
+        raise LabelError(f"a key is longer than {MAX_KEY_BYTES} bytes")
     how = data.get("how", "key")
     if how not in HOW:
         raise LabelError(f"how must be one of {', '.join(HOW)}")
     category = data.get("category")
     if category is None and how != "undo":
         raise LabelError("category is missing")
-    if category is not None and category not in categories:
+    if category is not None and (not isinstance(category, str) or category not in categories):
         raise LabelError(f"{str(category)[:60]!r} is not a category of this project")
     queue = data.get("queue")
     if queue is not None and queue not in QUEUES:

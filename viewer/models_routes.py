@@ -18,7 +18,7 @@ from db import accounts, labels, registry
 from db.registry import RegistryError
 from db.training_jobs import AlreadyRunning
 from viewer.auth import requires
-from viewer.jobs import TrainingJobs
+from viewer.jobs import JobNotStarted, TrainingJobs
 from viewer.labelling import LabelError, check_project_name
 
 STAGES = ("shadow", "production", "candidate")
@@ -28,6 +28,10 @@ def register(app: Flask, connection: Callable, jobs: TrainingJobs) -> None:
     @app.errorhandler(RegistryError)
     def registry_refused(exc: RegistryError):
         return jsonify(error=str(exc)), 409
+
+    @app.errorhandler(JobNotStarted)
+    def not_started(exc: JobNotStarted):
+        return jsonify(error=str(exc)), 503
 
     @app.errorhandler(AlreadyRunning)
     def running(exc: AlreadyRunning):

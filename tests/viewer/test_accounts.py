@@ -33,6 +33,7 @@ POSTS = {
     "api_change_user": "admin",
     "api_create_project": "admin",
     "api_label": "labeller",
+    "api_queue": "labeller",  # leases images
     "api_train": "admin",
     "api_set_stage": "admin",
 }
@@ -299,3 +300,36 @@ def test_without_accounts_the_viewer_serves_only_on_loopback(site):
     )
     app = create_app(settings.model_copy(update={"database_url": dsn, "viewer_database_url": None}), kafka_status=dict)
     assert b'id="no-accounts"' in app.test_client().get("/login").data
+
+
+def test_the_last_enabled_admin_cannot_be_demoted_or_disabled(site):
+    _, conn, app = site
+    with conn, conn.cursor() as cur:  # this test's admins only
+        cur.execute("UPDATE viewer_users SET disabled_at = now() WHERE role = 'admin' AND disabled_at IS NULL")
+    first, second = new_user(conn, "admin"), new_user(conn, "admin")
+    as_first = logged_in(app, conn, name=first)
+    assert as_first.post(f"/api/users/{second}", json={"disabled": True}).status_code == 200
+    from viewer.accounts import AccountError, change_user
+
+    with pytest.raises(AccountError, match="last enabled admin"), conn:
+        change_user(conn, "cli:test", first, role="viewer")
+    with pytest.raises(AccountError, match="last enabled admin"), conn:
+        change_user(conn, "cli:test", first, disabled=True)
+    with conn:
+        change_user(conn, "cli:test", second, disabled=False)
+        change_user(conn, "cli:test", first, role="labeller")  # another admin exists now
+
+
+def test_behind_a_proxy_failed_logins_count_per_client_not_per_proxy(site):
+    settings, conn, _ = site
+    app = create_app(settings.model_copy(update={"viewer_proxy_hops": 1}), kafka_status=dict)
+    proxy = {"REMOTE_ADDR": "10.9.9.9"}
+    for i in range(20):  # one client, through the proxy
+        forwarded = {"X-Forwarded-For": "203.0.113.7"}
+        resp = log_in(app.test_client(), f"nobody-{i}", "guess", environ_base=proxy, headers=forwarded)
+        assert resp.status_code == 401
+    name = new_user(conn, "viewer")
+    other = log_in(app.test_client(), name, environ_base=proxy, headers={"X-Forwarded-For": "198.51.100.2"})
+    assert other.status_code == 302  # another client behind the same proxy is not throttled
+    same = log_in(app.test_client(), name, environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.7"})
+    assert same.status_code == 429

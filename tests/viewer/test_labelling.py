@@ -62,7 +62,7 @@ def project(site):
 
 
 def queue(client, name, kind="margin", n=10):
-    resp = client.get(f"/api/label/{name}/queue", query_string={"kind": kind, "n": n})
+    resp = client.post(f"/api/label/{name}/queue", query_string={"kind": kind, "n": n})
     assert resp.status_code == 200, resp.get_json()
     return resp.get_json()["items"]
 
@@ -211,12 +211,15 @@ def test_projects_are_made_by_admins_with_valid_categories_and_recorded(site, pr
         resp = admin.post("/api/label/projects", json=body)
         assert resp.status_code == 400 and says in resp.get_json()["error"], body
     viewer = logged_in(app, conn, "viewer")
-    assert viewer.get(f"/label/{name}").status_code == 403 and viewer.get(f"/api/label/{name}/queue").status_code == 403
+    assert (
+        viewer.get(f"/label/{name}").status_code == 403 and viewer.post(f"/api/label/{name}/queue").status_code == 403
+    )
     labeller = logged_in(app, conn, "labeller")
     page = labeller.get(f"/label/{name}")
     assert page.status_code == 200 and b"<i>bird" not in page.data  # categories arrive as JSON, shown as text
     assert labeller.get("/label/no-such-project").status_code == 404
-    assert labeller.get("/api/label/bad%00name/queue").status_code == 400
+    assert labeller.post("/api/label/bad%00name/queue").status_code == 400
+    assert labeller.get(f"/api/label/{name}/queue").status_code == 405  # leasing is never a GET
     actions = admin.get("/api/users").get_json()["actions"]
     assert any(a["action"] == "create labelling project" and a["target"] == name for a in actions)
 
@@ -284,3 +287,46 @@ def test_a_queue_page_holds_no_two_near_duplicates(site):
     labeller = logged_in(app, conn, "labeller")
     assert [i["image_key"] for i in queue(labeller, name)] == [f"{name}/photo.jpg", f"{name}/other.jpg"]
     assert [i["image_key"] for i in queue(labeller, name)] == [f"{name}/photo-copy.jpg"]  # on a later page
+
+
+def test_undo_replaces_only_ones_own_label(site, project):
+    _, conn, app = site
+    name, margins, admin = project
+    ann, bob = logged_in(app, conn, "labeller"), logged_in(app, conn, "labeller")
+    key = next(iter(margins))
+    ann.post(f"/api/label/{name}", json={"keys": [key], "category": "cat"})
+    bob.post(f"/api/label/{name}", json={"keys": [key], "category": "dog"})  # bob labels it since
+    undone = ann.post(f"/api/label/{name}", json={"keys": [key], "category": None, "how": "undo"})
+    assert undone.status_code == 200 and undone.get_json() == {"labelled": 1, "previous": {}}
+    history = admin.get(f"/api/label/{name}/history", query_string={"key": key}).get_json()["items"]
+    assert [h["category"] for h in history] == ["dog", "cat"]  # bob's label stays current
+
+
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ('{"keys": ["\\ud800"], "category": "cat"}', "not valid text"),
+        ('{"keys": ["' + "k" * 1100 + '"], "category": "cat"}', "longer than 1024 bytes"),
+        ('{"keys": ["a"], "category": ["cat"]}', "is not a category"),
+    ],
+)
+def test_keys_that_postgresql_could_not_index_or_store_are_a_400(site, project, body, says):
+    _, conn, app = site
+    labeller = logged_in(app, conn, "labeller")
+    resp = labeller.post(f"/api/label/{project[0]}", data=body, content_type="application/json")
+    assert resp.status_code == 400 and says in resp.get_json()["error"]
+
+
+def test_a_project_cannot_be_named_like_a_route_or_hold_a_category_that_is_no_folder_name(site, project):
+    admin = project[2]
+    assert (
+        "reserved"
+        in admin.post("/api/label/projects", json={"model": "projects", "categories": ["a", "b"]}).get_json()["error"]
+    )
+    for bad in ("a/b", "..", "x\\y"):
+        resp = admin.post("/api/label/projects", json={"model": "folders-x", "categories": [bad, "ok"]})
+        assert resp.status_code == 400 and "folder names" in resp.get_json()["error"], bad
+    resp = admin.post(
+        "/api/label/projects", data='{"model": "s1", "categories": ["\\udc80", "b"]}', content_type="application/json"
+    )
+    assert resp.status_code == 400 and "not valid text" in resp.get_json()["error"]

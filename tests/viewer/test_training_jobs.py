@@ -77,9 +77,11 @@ def test_one_job_per_name_and_a_job_whose_viewer_stopped_is_lost(site):
             (name,),
         )
     (lost,) = slow.recent(name)[:1]
-    assert lost["state"] == "lost" and "the viewer that ran it stopped (epoch 12)" in lost["message"]
-    slow.start(name, "bob")  # the name is free again
+    assert lost["state"] == "lost" and lost["message"] == "epoch 12"  # as read: nothing written by a GET
+    slow.start(name, "bob")  # the name is free again, and the lost job is recorded as such
     assert wait_for(slow, name)["state"] == "failed"  # the script registers nothing
+    recorded = [j for j in slow.recent(name) if j["id"] == lost["id"]][0]
+    assert recorded["state"] == "lost" and recorded["message"] == "the viewer that ran it stopped (epoch 12)"
 
 
 def test_train_runs_the_real_fit_in_the_background_and_only_for_admins(site):

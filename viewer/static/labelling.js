@@ -21,10 +21,18 @@ function queueKind() {
   return $("queue").value;
 }
 
+function claim(n) {  // a POST: the images are leased to this labeller (asking again renews the lease)
+  return post(BASE + "/queue?" + new URLSearchParams({kind: queueKind(), n}), {});
+}
+
 function refill(n = 10) {
-  refilling ??= api(BASE + "/queue", {kind: queueKind(), n}).then((data) => {
+  const asked = Date.now();
+  refilling ??= claim(n).then((data) => {
+    const until = asked + (data.lease_s - 10) * 1000;  // after that an image may be someone else's
+    for (const item of buffer) if (item.until > asked) item.until = until;  // the server renewed these
     for (const item of data.items) {
       item.queue = data.kind;
+      item.until = until;
       item.preload = new Image();
       item.preload.src = thumbUrl(item.image_key);
       buffer.push(item);
@@ -40,6 +48,7 @@ function painted(img, t0) {
 }
 
 function show(t0) {
+  buffer = buffer.filter((item) => item.until > Date.now());  // a lease that lapsed: not ours any more
   current = buffer.shift() || null;
   const img = $("current");
   $("empty").hidden = Boolean(current) || refilling !== null;
@@ -48,7 +57,8 @@ function show(t0) {
     img.alt = current.image_key;
     $("current-key").textContent = current.image_key;
     $("suggestion").textContent = current.suggestion || "–";
-    $("margin").textContent = `${current.category} ${pct(current.confidence)}, margin ${current.margin.toFixed(3)}`;
+    const margin = current.margin === null ? "" : `, margin ${current.margin.toFixed(3)}`;
+    $("margin").textContent = `${current.category} ${pct(current.confidence)}${margin}`;
     painted(img, t0);
   } else {
     img.removeAttribute("src");
@@ -116,7 +126,7 @@ function gridCard(item) {
 
 async function fillGrid() {
   const grid = $("label-grid");
-  const data = await api(BASE + "/queue", {kind: queueKind(), n: 24});
+  const data = await claim(24);
   for (const item of data.items) grid.append(gridCard(item));
   countSelected();
 }
