@@ -47,12 +47,17 @@ function painted(img, t0) {
   img.decode().then(() => requestAnimationFrame(() => window.labelTimings.push(performance.now() - t0)), () => {});
 }
 
+let waitingSince;  // a key press that found no image ready: its time runs until one is shown
+
 function show(t0) {
   buffer = buffer.filter((item) => item.until > Date.now());  // a lease that lapsed: not ours any more
   current = buffer.shift() || null;
   const img = $("current");
   $("empty").hidden = Boolean(current) || refilling !== null;
+  if (!current && t0 !== undefined) waitingSince = t0;
   if (current) {
+    t0 ??= waitingSince;
+    waitingSince = undefined;
     img.src = thumbUrl(current.image_key);
     img.alt = current.image_key;
     $("current-key").textContent = current.image_key;
@@ -64,8 +69,8 @@ function show(t0) {
     img.removeAttribute("src");
     $("current-key").textContent = $("suggestion").textContent = $("margin").textContent = "";
   }
-  if (buffer.length < 5) {
-    refill().then((got) => { if (!current && got) show(); else $("empty").hidden = Boolean(current); })
+  if (buffer.length < 8) {
+    refill(16).then((got) => { if (!current && got) show(); else $("empty").hidden = Boolean(current); })
       .catch((err) => problem(err.message));
   }
 }
