@@ -83,19 +83,26 @@ def _fit(args, settings) -> int:
     return _register(args, settings, candidate)
 
 
-def _fit_from_labels(args, settings) -> int:
-    """fit --from-labels NAME: NAME's labels from the viewer, trained as `fit --labels` would."""
+def _labels_file(settings, name: str):
+    """A temporary CSV of project NAME's labels, or the exit status after a one-line error."""
     from training.dataset import DatasetError
     from training.from_labels import LabelsUnavailable, labels_file
 
     try:
-        args.labels = labels_file(settings, args.from_labels)
+        return labels_file(settings, name)
     except LabelsUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _fit_from_labels(args, settings) -> int:
+    """fit --from-labels NAME: NAME's labels from the viewer, trained as `fit --labels` would."""
+    args.labels = _labels_file(settings, args.from_labels)
+    if isinstance(args.labels, int):
+        return args.labels
     try:
         print(f"{args.from_labels}: labels from the viewer", file=sys.stderr)
         return _fit(args, settings)
@@ -107,19 +114,13 @@ def _export(args, settings) -> int:
     """export: the viewer's labels as DIR/<category>/<file> (training/export_labels.py)."""
     from training import export_labels, labels_csv
     from training.dataset import DatasetError
-    from training.from_labels import LabelsUnavailable, labels_file
 
     if args.images is not None and not args.images.is_dir():
         print(f"error: --images {args.images} is not a folder", file=sys.stderr)
         return 2
-    try:
-        path = labels_file(settings, args.name)
-    except LabelsUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    path = _labels_file(settings, args.name)
+    if isinstance(path, int):
+        return path
     try:
         rows = labels_csv.read_labels(path)
     finally:

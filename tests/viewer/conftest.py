@@ -63,3 +63,15 @@ def world(migrated, weights_path, dev_images, tmp_path_factory):
         app = create_app(settings)
         yield settings, conn, logged_in(app, conn)
         conn.close()
+
+
+@pytest.fixture(scope="module")
+def site(migrated):
+    """(settings, connection, app) on the real stack, for the tests that need no classified photos."""
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in migrated.env().items():
+            mp.setenv(k, v)
+        settings = Settings(_env_file=None)
+        conn = connect(settings)
+        yield settings, conn, create_app(settings, kafka_status=dict)
+        conn.close()

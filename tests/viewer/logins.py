@@ -1,5 +1,6 @@
-"""Logged-in Flask test clients for the viewer's tests: a new account of the role asked for,
-logged in through the login form, with the page's CSRF token sent on every request after."""
+"""Factories for the viewer's tests: logged-in Flask test clients (a new account of the role
+asked for, logged in through the login form, the page's CSRF token sent on every request
+after), and registered model versions."""
 
 from __future__ import annotations
 
@@ -35,3 +36,17 @@ def logged_in(app, conn, role: str = "viewer", name: str | None = None):
     client.environ_base["HTTP_X_CSRFTOKEN"] = csrf_of(client.get("/similar").get_data(as_text=True))
     client.user_name = name
     return client
+
+
+def register_versions(conn, name: str, categories: list[str], versions=(1, 2), metrics=None) -> None:
+    """Versions NAME@1.. in the registry as `training fit` would leave them (candidates)."""
+    from db import registry
+
+    with conn, conn.cursor() as cur:
+        for version in versions:
+            registry.next_version(cur, name)
+            uri = f"s3://models/{name}/{version}/"
+            mv = registry.ModelVersion(
+                name, version, "0" * 64, uri, "squeezenet1_1", categories, {}, metrics or {}, "f" * 64
+            )
+            registry.insert(cur, mv)

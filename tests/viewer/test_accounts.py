@@ -13,10 +13,8 @@ import psycopg2
 import pytest
 from psycopg2.extensions import make_dsn, parse_dsn
 
-from db.connection import connect
 from db.migrate import migrate
 from db.roles import create_viewer_login
-from settings import Settings
 from tests.viewer.logins import PASSWORD, csrf_of, log_in, logged_in, new_user
 from viewer.app import create_app
 
@@ -38,17 +36,6 @@ POSTS = {
     "api_set_stage": "admin",
 }
 LOWER = {"viewer": None, "labeller": "viewer", "admin": "labeller"}
-
-
-@pytest.fixture(scope="module")
-def site(migrated):
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in migrated.env().items():
-            mp.setenv(k, v)
-        settings = Settings(_env_file=None)
-        conn = connect(settings)
-        yield settings, conn, create_app(settings, kafka_status=dict)
-        conn.close()
 
 
 def post_paths(app):

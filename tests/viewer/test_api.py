@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from tests.viewer.conftest import PHOTOS, SCRIPT_KEY
-from tests.viewer.logins import logged_in
+from tests.viewer.logins import logged_in, register_versions
 from viewer.app import create_app
 
 
@@ -130,28 +130,9 @@ def test_the_models_api_lists_registered_versions_with_metrics_and_escapes_names
 
     settings, conn, client = world
     name = f"odd-{uuid.uuid4().hex[:6]}"
-    with conn, conn.cursor() as cur:
-        for version in (1, 2):
-            registry.next_version(cur, name)
-            registry.insert(
-                cur,
-                registry.ModelVersion(
-                    name,
-                    version,
-                    "0" * 64,
-                    f"s3://models/{name}/{version}/",
-                    "squeezenet1_1",
-                    ["<script>alert(1)</script>", "plain"],
-                    {},
-                    {
-                        "top1": 0.5,
-                        "confusion": [[1, 0], [1, 0]],
-                        "categories": ["<script>alert(1)</script>", "plain"],
-                        "val_images": 2,
-                    },
-                    "f" * 64,
-                ),
-            )
+    categories = ["<script>alert(1)</script>", "plain"]
+    metrics = {"top1": 0.5, "confusion": [[1, 0], [1, 0]], "categories": categories, "val_images": 2}
+    register_versions(conn, name, categories, metrics=metrics)
     registry.set_stage(conn, name, 2, "production")
     registry.set_stage(conn, name, 1, "shadow")
     data = client.get("/api/models").get_json()

@@ -12,24 +12,10 @@ import uuid
 
 import pytest
 
-from db.connection import connect
 from db.queries import Prediction, register_images, write_batch
-from settings import Settings
-from tests.viewer.logins import logged_in
-from viewer.app import create_app
+from tests.viewer.logins import logged_in, register_versions
 
 CATEGORIES = ["cat", "dog", "<i>bird"]
-
-
-@pytest.fixture(scope="module")
-def site(migrated):
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in migrated.env().items():
-            mp.setenv(k, v)
-        settings = Settings(_env_file=None)
-        conn = connect(settings)
-        yield settings, conn, create_app(settings, kafka_status=dict)
-        conn.close()
 
 
 def answers(conn, model: str, margins: dict[str, float], vectors=None) -> None:
@@ -251,15 +237,7 @@ def test_the_disagreement_queue_shows_where_the_shadow_differs_from_production(s
     admin.post("/api/label/projects", json={"model": name, "categories": CATEGORIES})
     margins = {f"{name}/{i}.jpg": 0.3 for i in range(4)}
     answers(conn, name, margins)  # production: cat, dog, cat, dog
-    with conn, conn.cursor() as cur:
-        for version in (1, 2):
-            registry.next_version(cur, name)
-            registry.insert(
-                cur,
-                registry.ModelVersion(
-                    name, version, "0" * 64, f"s3://m/{name}/{version}/", "squeezenet1_1", CATEGORIES, {}, {}, "f" * 64
-                ),
-            )
+    register_versions(conn, name, CATEGORIES)
     registry.set_stage(conn, name, 1, "production")
     registry.set_stage(conn, name, 2, "shadow")
     said = ["cat", "cat", "dog", "dog"]  # the shadow differs on the 2nd and 3rd

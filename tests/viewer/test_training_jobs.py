@@ -12,22 +12,9 @@ import uuid
 import pytest
 
 from db import registry
-from db.connection import connect
-from settings import Settings
-from tests.viewer.logins import logged_in
-from viewer.app import Database, create_app
+from tests.viewer.logins import logged_in, register_versions
+from viewer.app import Database
 from viewer.jobs import TrainingJobs
-
-
-@pytest.fixture(scope="module")
-def site(migrated):
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in migrated.env().items():
-            mp.setenv(k, v)
-        settings = Settings(_env_file=None)
-        conn = connect(settings)
-        yield settings, conn, create_app(settings, kafka_status=dict)
-        conn.close()
 
 
 def script(*lines: str, status: int = 0, sleep: float = 0.0) -> list[str]:
@@ -106,15 +93,7 @@ def test_train_runs_the_real_fit_in_the_background_and_only_for_admins(site):
 def test_shadow_promote_and_roll_back_follow_the_registrys_rules_and_are_recorded(site):
     _, conn, app = site
     name = f"stage-{uuid.uuid4().hex[:6]}"
-    with conn, conn.cursor() as cur:
-        for version in (1, 2):
-            registry.next_version(cur, name)
-            registry.insert(
-                cur,
-                registry.ModelVersion(
-                    name, version, "0" * 64, f"s3://m/{name}/{version}/", "squeezenet1_1", ["a", "b"], {}, {}, "f" * 64
-                ),
-            )
+    register_versions(conn, name, ["a", "b"])
     registry.set_stage(conn, name, 1, "production")
     admin = logged_in(app, conn, "admin")
 
