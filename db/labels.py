@@ -155,6 +155,20 @@ def random_sample_agreement(conn: Conn, model_name: str) -> tuple[int, int]:
         return cur.fetchone()
 
 
+def recent(conn: Conn, model_name: str, limit: int = 100) -> list[dict]:
+    """The newest labels of the project, whoever gave them (the admins' view of who did what)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT image_key, category, labelled_by, labelled_at, how, queue FROM labels
+               WHERE model_name = %s ORDER BY id DESC LIMIT %s""",
+            (model_name, limit),
+        )
+        return [
+            {"image_key": k, "category": c, "by": b, "at": t.isoformat(), "how": h, "queue": q}
+            for k, c, b, t, h, q in cur.fetchall()
+        ]
+
+
 def labelled_rows(conn: Conn, model_name: str) -> list[tuple[str, str]]:
     """(image_key, category) of every current label: the export and `fit --from-labels`."""
     with conn.cursor() as cur:

@@ -11,7 +11,8 @@
   to you (db/label_queues.py);
 - `POST /api/label/NAME` `{"keys", "category", "how", "queue"}`: labels, answered with each
   key's label before (what undo puts back);
-- `GET /api/label/NAME/history?key=K`, `GET /api/label/NAME/labels.csv` (`image_key,category`).
+- `GET /api/label/NAME/history?key=K`, `GET /api/label/NAME/labels.csv` (`image_key,category`);
+- `GET /api/label/NAME/recent` (admin): the newest labels, who gave each, when and how.
 """
 
 from __future__ import annotations
@@ -135,6 +136,13 @@ def register(app: Flask, settings: Settings, connection: Callable, page: dict, n
             return jsonify(
                 key=request.args.get("key", ""), items=store.history(conn, name, request.args.get("key", ""))
             )
+
+    @app.get("/api/label/<name>/recent")
+    @requires("admin")
+    def api_recent(name: str):
+        with connection() as conn:
+            project(conn, name)
+            return jsonify(items=store.recent(conn, name, number("limit", int, 100, 1, 1000)))
 
     @app.get("/api/label/<name>/labels.csv")
     @requires("labeller")

@@ -308,3 +308,16 @@ def test_a_project_cannot_be_named_like_a_route_or_hold_a_category_that_is_no_fo
         "/api/label/projects", data='{"model": "s1", "categories": ["\\udc80", "b"]}', content_type="application/json"
     )
     assert resp.status_code == 400 and "not valid text" in resp.get_json()["error"]
+
+
+def test_admins_see_who_labelled_what(site, project):
+    _, conn, app = site
+    name, margins, admin = project
+    ann = logged_in(app, conn, "labeller")
+    keys = list(margins)[:2]
+    ann.post(f"/api/label/{name}", json={"keys": keys, "category": "dog", "how": "bulk"})
+    recent = admin.get(f"/api/label/{name}/recent").get_json()["items"]
+    assert [(r["image_key"], r["category"], r["by"], r["how"]) for r in recent[:2]] == [
+        (k, "dog", ann.user_name, "bulk") for k in reversed(keys)
+    ]
+    assert ann.get(f"/api/label/{name}/recent").status_code == 403  # labellers see their counts, not others' rows

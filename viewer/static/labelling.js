@@ -204,6 +204,7 @@ function refreshProgress() {  // at most twice a second, however fast the labels
         `(95%: ${pct(e.interval95[0])}–${pct(e.interval95[1])}, ${e.images} images)`);
     }
     $("progress").textContent = parts.join(" · ");
+    if ($("recent-labels")) await loadRecent();
   }, 500);
 }
 
@@ -234,6 +235,14 @@ $("grid-mode").addEventListener("change", () => {
   $("grid-section").hidden = !gridMode;
   if (gridMode && !document.querySelector("#label-grid .card")) fillGrid().catch((err) => problem(err.message));
 });
+
+async function loadRecent() {  // admins: who labelled what
+  const data = await api(BASE + "/recent", {limit: 50});
+  $("recent-labels").querySelector("tbody").replaceChildren(...data.items.map((l) => el("tr", {},
+    el("td", {class: "muted"}, new Date(l.at).toLocaleString()), el("td", {}, l.by),
+    el("td", {class: "key"}, l.image_key), el("td", {}, l.category ?? "(taken back)"),
+    el("td", {class: "muted"}, l.how + (l.queue ? ` · ${l.queue}` : "")))));
+}
 
 // --- training: a background job, its progress polled while it runs
 let jobsTimer = null;

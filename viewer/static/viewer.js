@@ -239,6 +239,9 @@ function modelsPage() {
         el("p", {}, `validation top-1 ${m.top1 !== undefined ? pct(m.top1) : "–"} on ${m.val_images ?? "–"} images; ` +
            `${v.categories.length} categories; trained ${m.training_seconds ?? "–"} s; ${v.created_at}`),
         agreement ? el("p", {}, agreement) : "",
+        agreement ? el("details", {}, el("summary", {}, "agreement per production category"),
+          el("table", {class: "agreement"}, el("tbody", {}, ...Object.entries(v.shadow_agreement.per_category)
+            .map(([c, a]) => el("tr", {}, el("td", {}, c), el("td", {}, a.images), el("td", {}, pct(a.agreement))))))) : "",
         el("details", {}, el("summary", {}, "per category and confusion matrix"),
           el("table", {}, el("thead", {}, el("tr", {}, ...["category", "images", "precision", "recall", "F1"]
             .map((h) => el("th", {}, h)))), el("tbody", {}, ...per)),
