@@ -10,6 +10,7 @@ import uuid
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from common.reach import kafka_config
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 def ensure_topic(settings: Settings, timeout: float = 30.0, name: str | None = None) -> int:
     """Create KAFKA_TOPIC (or `name`) if missing; returns its partition count. An existing
     topic is kept as it is (a warning if its partition count differs from KAFKA_PARTITIONS)."""
-    admin = AdminClient(settings.kafka_client_config())
+    admin = AdminClient(kafka_config(settings))
     name = name or settings.kafka_topic
     existing = admin.list_topics(timeout=timeout).topics
     if name not in existing:
@@ -53,7 +54,7 @@ def ensure_topic(settings: Settings, timeout: float = 30.0, name: str | None = N
 
 
 def kafka_status(settings: Settings, timeout: float = 10.0) -> dict:
-    admin = AdminClient(settings.kafka_client_config())
+    admin = AdminClient(kafka_config(settings))
     group, topic = settings.faust_app_id, settings.kafka_topic
     # All topics, not list_topics(topic=...): asking for one topic by name makes a broker with
     # auto.create.topics.enable create it, with the broker's default partition count.
@@ -67,7 +68,7 @@ def kafka_status(settings: Settings, timeout: float = 10.0) -> dict:
         for tp in admin.list_consumer_group_offsets([request])[group].result(timeout=timeout).topic_partitions
     }
     probe = Consumer(
-        {**settings.kafka_client_config(), "group.id": f"vs-status-{uuid.uuid4().hex}", "enable.auto.commit": False}
+        {**kafka_config(settings), "group.id": f"vs-status-{uuid.uuid4().hex}", "enable.auto.commit": False}
     )
     rows = []
     try:

@@ -53,6 +53,22 @@ def _settings() -> Settings:
 settings = _settings()
 
 
+def _preflight() -> None:
+    """`faust -A consumer.app worker` with Kafka unreachable: one line and exit 2, not minutes
+    of retries and a traceback. Only at start: a worker that loses a broker later keeps trying."""
+    if len(sys.argv) > 1 and "worker" in sys.argv[1:] and not {"--help", "-h"} & set(sys.argv[1:]):
+        from common.reach import Unreachable, check_kafka
+
+        try:
+            check_kafka(settings)
+        except Unreachable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+
+
+_preflight()
+
+
 def _credentials() -> Optional[faust.types.auth.CredentialsT]:
     proto = settings.kafka_security_protocol
     cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None

@@ -15,6 +15,7 @@ import sys
 from typing import Optional
 
 from common.kafka_admin import kafka_status
+from common.reach import Unreachable, check_kafka
 from db.connection import in_transaction
 from db.queries import progress
 from settings import Settings, get_settings
@@ -57,6 +58,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     args = ap.parse_args(argv)
     settings = get_settings()
+    try:
+        check_kafka(settings)
+    except Unreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     status = {"kafka": kafka_status(settings), "database": database_status(settings)}
     print(json.dumps(status, indent=2) if args.json else render(status))
     return 0

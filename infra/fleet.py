@@ -15,6 +15,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from common.reach import kafka_config
 from db.connection import connect
 from infra.services import free_port
 from settings import Settings
@@ -131,7 +132,7 @@ class Fleet:
     def members(self) -> int:
         """Members of the consumer group once it is stable (0 while rebalancing)."""
         group = self.settings.faust_app_id
-        admin = AdminClient(self.settings.kafka_client_config())
+        admin = AdminClient(kafka_config(self.settings))
         try:
             desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
         except Exception:  # noqa: BLE001 - the group does not exist yet / broker restarting

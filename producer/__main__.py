@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from common.errors import TransientError
 from common.kafka_admin import ensure_topic
+from common.reach import Unreachable, check_kafka
 from producer.publish import KeyPublisher
 from settings import get_settings
 
@@ -102,7 +103,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         ap.error("--prefix needs --from-bucket")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-
+    try:
+        check_kafka(settings)
+    except Unreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     partitions = ensure_topic(settings)
     total: Optional[int] = None
     conn = None

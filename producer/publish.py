@@ -10,6 +10,7 @@ from typing import Optional
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from common.reach import kafka_config
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class KeyPublisher:
         self.report = DeliveryReport()
         self._producer = Producer(
             {
-                **settings.kafka_client_config(),
+                **kafka_config(settings),
                 "enable.idempotence": True,  # implies acks=all and no reordering/duplicates on retry
                 "acks": "all",
                 "linger.ms": 10,
