@@ -288,6 +288,28 @@ def test_without_accounts_the_viewer_serves_only_on_loopback(site):
     app = create_app(settings.model_copy(update={"database_url": dsn, "viewer_database_url": None}), kafka_status=dict)
     assert b'id="no-accounts"' in app.test_client().get("/login").data
 
+    # what infra/demo.sh and a deployment's migrate job run: the first admin, once
+    first = [
+        sys.executable,
+        "-m",
+        "viewer",
+        "create-user",
+        "admin",
+        "--role",
+        "admin",
+        "--generate",
+        "--if-no-accounts",
+    ]
+    made = subprocess.run(first, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0 and made.stdout.startswith("created admin (admin)\npassword (shown once): ")
+    password = made.stdout.strip().rsplit(": ", 1)[1]
+    assert log_in(app.test_client(), "admin", password).status_code == 302
+    again = subprocess.run(first, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and again.stdout.strip() == "accounts exist already: admin not created"
+    from viewer.__main__ import accounts_ready
+
+    assert accounts_ready(settings.model_copy(update={"database_url": dsn, "viewer_database_url": None})) is None
+
 
 def test_the_last_enabled_admin_cannot_be_demoted_or_disabled(site):
     _, conn, app = site
