@@ -89,6 +89,16 @@ def add(
     return {k: before.get(k) for k in keys}
 
 
+def unknown(conn: Conn, keys: list[str]) -> list[str]:
+    """The keys that are no registered image (image_info): nothing to label there."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT k FROM unnest(%s::text[]) k WHERE NOT EXISTS (SELECT 1 FROM image_info i WHERE i.image_key = k)",
+            (keys,),
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
 def _newest_by(cur, model_name: str, key: str) -> Optional[str]:
     cur.execute(
         "SELECT labelled_by FROM labels WHERE model_name = %s AND image_key = %s ORDER BY id DESC LIMIT 1",

@@ -125,6 +125,9 @@ def register(app: Flask, settings: Settings, connection: Callable, page: dict, n
     def api_label(name: str):
         with connection() as conn:
             keys, category, how, queue = check_label(request.get_json(silent=True), project(conn, name))
+            missing = store.unknown(conn, keys)
+            if missing:
+                raise LabelError(f"{len(missing)} key(s) are no registered image, e.g. {missing[0][:200]!r}")
             before = store.add(conn, name, keys, category, g.user.name, how, queue)
         return jsonify(labelled=len(keys), previous=before)
 

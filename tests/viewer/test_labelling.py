@@ -321,3 +321,13 @@ def test_admins_see_who_labelled_what(site, project):
         (k, "dog", ann.user_name, "bulk") for k in reversed(keys)
     ]
     assert ann.get(f"/api/label/{name}/recent").status_code == 403  # labellers see their counts, not others' rows
+
+
+def test_only_registered_images_can_be_labelled(site, project):
+    _, conn, app = site
+    labeller = logged_in(app, conn, "labeller")
+    resp = labeller.post(
+        f"/api/label/{project[0]}", json={"keys": ['=HYPERLINK("x")', "never/seen.jpg"], "category": "cat"}
+    )
+    assert resp.status_code == 400 and "2 key(s) are no registered image" in resp.get_json()["error"]
+    assert labeller.get(f"/api/label/{project[0]}/labels.csv").get_data(as_text=True) == "image_key,category\n"
