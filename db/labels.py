@@ -118,15 +118,6 @@ def history(conn: Conn, model_name: str, key: str) -> list[dict]:
         return [{"category": c, "by": b, "at": t.isoformat(), "how": h, "queue": q} for c, b, t, h, q in cur.fetchall()]
 
 
-def release(conn: Conn, model_name: str, holder: str, keys: Optional[list[str]] = None) -> None:
-    with conn.cursor() as cur:
-        cur.execute(
-            """DELETE FROM label_leases
-               WHERE model_name = %s AND holder = %s AND (%s::text[] IS NULL OR image_key = ANY(%s))""",
-            (model_name, holder, keys, keys),
-        )
-
-
 def progress(conn: Conn, model_name: str) -> dict:
     """Current labels per category and per person, and today's (UTC) count."""
     with conn.cursor() as cur:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import Optional
 from urllib.parse import urlsplit
 
 import psycopg2
@@ -111,19 +110,20 @@ def register(app: Flask, settings: Settings, connection: Callable) -> None:
         g.user = None
         if view is None:  # 404 / 405: Flask answers
             return None
+        wants_json = request.path.startswith("/api/") or request.method != "GET"  # else a page
         if request.endpoint not in PUBLIC:
             token = request.cookies.get(SESSION_COOKIE, "")
             if token and len(token) <= 64:
                 with connection() as conn:
                     g.user = store.session_user(conn, token, idle, lifetime)
             if g.user is None:
-                if request.path.startswith("/api/") or request.method != "GET":
+                if wants_json:
                     return jsonify(error="log in first"), 401
                 return redirect(url_for("login", next=request.full_path.rstrip("?")))
             needed = getattr(view, "min_role", "viewer")
             if not at_least(g.user.role, needed):
                 message = f"this needs the {needed} role; you are {g.user.role}"
-                if request.path.startswith("/api/") or request.method != "GET":
+                if wants_json:
                     return jsonify(error=message), 403
                 return render_template("forbidden.html", nav="", message=message, model=settings.model_name), 403
         csrf.protect()  # a no-op for GET and HEAD
@@ -192,8 +192,3 @@ def register(app: Flask, settings: Settings, connection: Callable) -> None:
         resp = redirect(url_for("login"))
         resp.delete_cookie(SESSION_COOKIE)
         return resp
-
-
-def user_name() -> Optional[str]:
-    user = g.get("user")
-    return user.name if user else None

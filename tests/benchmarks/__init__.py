@@ -2,11 +2,17 @@
 environment: the real weights, and caches in the test's own folder."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def stack_env() -> dict:
+    """The test stack's addresses and credentials (set by stack_settings), for a benchmark's clean environment."""
+    return {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "S3_", "DATABASE_URL"))}
 
 
 def run_benchmark(name: str, *args, tmp_path: Path, weights_path: Path, timeout: int = 600, **env) -> dict:

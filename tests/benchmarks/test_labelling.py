@@ -2,13 +2,11 @@
 Chromium are timed, and Train registers a candidate (the figures at full size:
 benchmarks/results/labelling.json)."""
 
-import os
-
-from tests.benchmarks import run_benchmark
+from tests.benchmarks import run_benchmark, stack_env
 
 
 def test_key_presses_are_timed_and_train_registers_a_candidate(stack_settings, weights_path, shared_dir, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "S3_", "DATABASE_URL"))}
+    env = stack_env()
     out = run_benchmark(
         "labelling",
         "--labels",

@@ -1,13 +1,11 @@
 """benchmarks/train_from_embeddings.py on the real stack at a small size: both paths register a
 version and are timed (the figures for 10,000 keys: benchmarks/results)."""
 
-import os
-
-from tests.benchmarks import run_benchmark
+from tests.benchmarks import run_benchmark, stack_env
 
 
 def test_both_paths_train_and_are_timed(stack_settings, weights_path, shared_dir, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "S3_", "DATABASE_URL"))}
+    env = stack_env()
     out = run_benchmark(
         "train_from_embeddings",
         "--keys",
