@@ -59,6 +59,7 @@ class Settings(BaseSettings):
 
     # --- S3
     s3_endpoint_url: Optional[str] = None  # None = real AWS S3
+    s3_ca_bundle: Optional[Path] = None  # CA bundle for an HTTPS endpoint (default: the system's CAs)
     s3_bucket: str = "images"
     s3_region: str = "us-east-1"
     s3_max_concurrency: int = Field(16, ge=1)
@@ -216,7 +217,13 @@ class Settings(BaseSettings):
         # a session of its own: boto3's default session resolves credentials once per process,
         # so a client made later (other settings, rotated env credentials) would reuse them
         session = boto3.session.Session()
-        return session.client("s3", endpoint_url=self.s3_endpoint_url, region_name=self.s3_region, config=config)
+        return session.client(
+            "s3",
+            endpoint_url=self.s3_endpoint_url,
+            region_name=self.s3_region,
+            config=config,
+            verify=str(self.s3_ca_bundle) if self.s3_ca_bundle else None,
+        )
 
 
 class SettingsError(SystemExit):

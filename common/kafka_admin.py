@@ -5,7 +5,6 @@ consumer group's lag per partition."""
 from __future__ import annotations
 
 import logging
-import uuid
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -67,9 +66,9 @@ def kafka_status(settings: Settings, timeout: float = 10.0) -> dict:
         tp.partition: tp.offset
         for tp in admin.list_consumer_group_offsets([request])[group].result(timeout=timeout).topic_partitions
     }
-    probe = Consumer(
-        {**kafka_config(settings), "group.id": f"vs-status-{uuid.uuid4().hex}", "enable.auto.commit": False}
-    )
+    # the group's own id (a consumer needs one), never subscribed nor committing: on a secured
+    # cluster, DESCRIBE on the topic and the group is all the status needs (infra/secure.py)
+    probe = Consumer({**kafka_config(settings), "group.id": group, "enable.auto.commit": False})
     rows = []
     try:
         for p in partitions:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 import time
 
@@ -117,11 +118,26 @@ def describe(settings: Settings, errors: list[KafkaError], lines: list[str] = ()
         )
     if KafkaError._RESOLVE in codes or "resolve" in text:
         return f"cannot reach {where}: the host name does not resolve; check KAFKA_BOOTSTRAP_SERVERS for a typo"
+    if settings.kafka_security_protocol == "PLAINTEXT" and "refused" not in text and _listening(settings):
+        return (
+            f"{where} accepts connections but does not answer in plaintext: if the cluster needs TLS or "
+            "SASL, set KAFKA_SECURITY_PROTOCOL (e.g. SASL_SSL), KAFKA_SSL_CAFILE and the KAFKA_SASL_* credentials"
+        )
     reason = "connection refused (nothing listening there)" if "refused" in text else "no broker answered"
     return (
         f"cannot reach {where}: {reason}; is Kafka running (`python -m infra.stack up` starts the local "
         "stack), and is the address right?"
     )
+
+
+def _listening(settings: Settings) -> bool:
+    """Whether the first bootstrap address accepts a TCP connection at all."""
+    host, _, port = settings.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _first(errors: list[KafkaError], word: str) -> str:

@@ -146,6 +146,11 @@ app = WorkerApp(
     # acknowledged-but-uncommitted offsets of every member, and their images are done again
     broker_commit_every=settings.batch_size,
     stream_wait_empty=False,
+    # declare no topic: the image and dead-letter topics are created (or checked) by
+    # consumer/lifecycle.py, and a worker on a secured cluster may create none (faust-streaming
+    # #449); no leader election either, which needs a topic of its own and nothing here uses
+    topic_allow_declare=False,
+    topic_disable_leader=True,
 )
 image_keys = app.topic(settings.kafka_topic, key_type=bytes, value_type=bytes, partitions=settings.kafka_partitions)
 dead_letters = (

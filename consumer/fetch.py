@@ -12,6 +12,7 @@ the comparison with get_object is in benchmarks/HISTORY.md.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Optional, Protocol, Union
 from urllib.parse import quote, urlsplit
 
@@ -90,6 +91,7 @@ class S3Images:
         connections: int,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
+        ca_bundle: Optional[Path] = None,
     ):
         import boto3
 
@@ -105,6 +107,8 @@ class S3Images:
             maxsize=connections,
             block=True,
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            # HTTPS is always verified: against S3_CA_BUNDLE, else the system's CAs
+            **({"ca_certs": str(ca_bundle)} if ca_bundle else {}),
         ).connection_from_url(base)
         # connection errors, timeouts and 5xx: twice more, then the batch's own retry takes over
         self._retries = urllib3.Retry(
@@ -113,7 +117,13 @@ class S3Images:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Images:
-        return cls(settings.s3_endpoint_url, settings.s3_bucket, settings.s3_region, settings.s3_max_concurrency)
+        return cls(
+            settings.s3_endpoint_url,
+            settings.s3_bucket,
+            settings.s3_region,
+            settings.s3_max_concurrency,
+            ca_bundle=settings.s3_ca_bundle,
+        )
 
     def _signed_headers(self, url: str) -> dict[str, str]:
         if self._credentials is None:

@@ -46,15 +46,22 @@ def _properties(cfg: StackConfig, node: int) -> str:
     port, cport = node_ports(cfg, node)
     voters = ",".join(f"{n}@{cfg.host}:{node_ports(cfg, n)[1]}" for n in nodes(cfg))
     rf, isr = min(3, cfg.kafka_nodes), min(2, cfg.kafka_nodes)
+    listeners = (
+        ""
+        if cfg.secure
+        else f"""\
+listeners=PLAINTEXT://{cfg.host}:{port},CONTROLLER://{cfg.host}:{cport}
+advertised.listeners=PLAINTEXT://{cfg.host}:{port}
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+"""
+    )
     return f"""\
 process.roles=broker,controller
 node.id={node}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://{cfg.host}:{port},CONTROLLER://{cfg.host}:{cport}
-advertised.listeners=PLAINTEXT://{cfg.host}:{port}
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+{listeners}\
 log.dirs={home_dir(cfg, node) / "data"}
 num.partitions=3
 default.replication.factor={rf}
@@ -65,7 +72,41 @@ transaction.state.log.min.isr={isr}
 share.coordinator.state.topic.replication.factor={rf}
 share.coordinator.state.topic.min.isr={isr}
 group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
+auto.create.topics.enable={"false" if cfg.secure else "true"}
+""" + (_secure_properties(cfg) if cfg.secure else "")
+
+
+def _secure_properties(cfg: StackConfig) -> str:
+    """The one client listener speaks SASL_SSL (SCRAM-SHA-512, users kept in the cluster's
+    metadata), the controller listener SASL_PLAINTEXT with PLAIN for `admin` alone (SCRAM cannot
+    authenticate controllers: its credentials live in the metadata they serve) on the stack's
+    host only. Nobody but `admin` may do anything an ACL does not allow (infra/secure.py)."""
+    from infra import tls
+
+    certs = tls.Certificates(cfg.state_dir / "tls")
+    admin = cfg.passwords["admin"]
+    port, cport = node_ports(cfg, 1)
+    return f"""\
+listeners=SASL_SSL://{cfg.host}:{port},CONTROLLER://{cfg.host}:{cport}
+advertised.listeners=SASL_SSL://{cfg.host}:{port}
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule \
+  required username="admin" password="{admin}" user_admin="{admin}";
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \
+  required username="admin" password="{admin}";
+ssl.keystore.type=PKCS12
+ssl.keystore.location={certs.kafka_keystore}
+ssl.keystore.password={certs.kafka_keystore_password}
+ssl.truststore.type=PEM
+ssl.truststore.location={certs.ca}
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:admin
 """
 
 
@@ -120,11 +161,12 @@ def start_node(cfg: StackConfig, node: int, wait_ready: bool = True) -> subproce
     home.mkdir(parents=True, exist_ok=True)
     props = home / "server.properties"
     props.write_text(_properties(cfg, node))
+    props.chmod(0o600)  # on the secure stack it holds the admin's password
     (home / "log4j2.properties").write_text(_log4j(home))
     jvm = _jvm(cfg, home)
     if not (home / "data" / "meta.properties").exists():
         res = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(cfg), "-c", str(props)],
+            [*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(cfg), "-c", str(props), *_scram_users(cfg)],
             capture_output=True,
             text=True,
         )
@@ -135,6 +177,15 @@ def start_node(cfg: StackConfig, node: int, wait_ready: bool = True) -> subproce
         log = home / "stdout.log"
         wait(f"Kafka node {node}", lambda: exited(proc, f"Kafka node {node}", log) or _ready(cfg), 90, log)
     return proc
+
+
+def _scram_users(cfg: StackConfig) -> list[str]:
+    """The secure stack's Kafka principals, written into the metadata before the first start
+    (KIP-900): the broker authenticates its own inter-broker connection as `admin`."""
+    if not cfg.secure:
+        return []
+    users = [u for u in cfg.passwords if u != "postgres"]
+    return [a for u in users for a in ("--add-scram", f"SCRAM-SHA-512=[name={u},password={cfg.passwords[u]}]")]
 
 
 def start(cfg: StackConfig) -> None:
@@ -159,10 +210,25 @@ def _ready(cfg: StackConfig) -> bool:
 
     up = {n for n in nodes(cfg) if node_running(cfg, n)}
     try:
-        md = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap}).list_topics(timeout=2)
+        md = AdminClient(admin_config(cfg)).list_topics(timeout=2)
         return up <= set(md.brokers)
     except Exception:  # noqa: BLE001 - not ready yet is any error here
         return False
+
+
+def admin_config(cfg: StackConfig) -> dict[str, str]:
+    """librdkafka options of the stack's own admin client (the super user on the secure stack)."""
+    config = {"bootstrap.servers": cfg.kafka_bootstrap}
+    if cfg.secure:
+        env = cfg.env("admin")
+        config |= {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": env["KAFKA_SASL_MECHANISM"],
+            "sasl.username": "admin",
+            "sasl.password": env["KAFKA_SASL_PASSWORD"],
+            "ssl.ca.location": env["KAFKA_SSL_CAFILE"],
+        }
+    return config
 
 
 def stop_node(cfg: StackConfig, node: int, hard: bool = False) -> bool:

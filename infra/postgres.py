@@ -6,6 +6,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -78,11 +79,15 @@ def start(cfg: StackConfig) -> None:
                     "UTF8",
                     "--locale=C.UTF-8",
                 ]
-            ),
+            ),  # noqa: E501
             check=True,
             capture_output=True,
         )
-    if cfg.host != "127.0.0.1":  # the worker hosts' network (infra/netns.py) connects from its /24
+        if cfg.secure:
+            _secure_hba(cfg, data)
+    if cfg.secure:
+        opts_tls = _tls_options(cfg, base)
+    elif cfg.host != "127.0.0.1":  # the worker hosts' network (infra/netns.py) connects from its /24
         hba = data / "pg_hba.conf"
         line = f"host all all {cfg.host}/24 trust\n"
         if line not in hba.read_text():
@@ -92,7 +97,7 @@ def start(cfg: StackConfig) -> None:
     opts = (
         f"-p {cfg.pg_port} -k {base} -c listen_addresses={cfg.host} "
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    )
+    ) + (opts_tls if cfg.secure else "")
     res = subprocess.run(
         _as_pg([str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", opts, "start"]),
         capture_output=True,
@@ -102,28 +107,51 @@ def start(cfg: StackConfig) -> None:
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
         raise StackError(f"PostgreSQL failed to start: {res.stderr.strip()}\n{tail}")
     wait("PostgreSQL", lambda: port_open(cfg.pg_port, cfg.host), 30, log)
+    # over the server's own socket (trusted, reachable by its user only): the TCP port may
+    # already want TLS and a password
+    psql = ["psql", "-h", str(base), "-p", str(cfg.pg_port), "-U", PG_USER, "-v", "ON_ERROR_STOP=1"]
     exists = subprocess.run(
-        [
-            "psql",
-            "-h",
-            cfg.host,
-            "-p",
-            str(cfg.pg_port),
-            "-U",
-            PG_USER,
-            "-tAc",
-            f"SELECT 1 FROM pg_database WHERE datname='{PG_DATABASE}'",
-        ],
+        [*psql, "-tAc", f"SELECT 1 FROM pg_database WHERE datname='{PG_DATABASE}'"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
     if exists != "1":
+        subprocess.run([*psql, "-c", f"CREATE DATABASE {PG_DATABASE}"], check=True, capture_output=True)
+    if cfg.secure:  # by stdin, never on a command line
         subprocess.run(
-            ["psql", "-h", cfg.host, "-p", str(cfg.pg_port), "-U", PG_USER, "-c", f"CREATE DATABASE {PG_DATABASE}"],
+            [*psql, "-f", "-"],
+            input=f"ALTER ROLE {PG_USER} PASSWORD '{cfg.passwords[PG_USER]}';\n",
             check=True,
             capture_output=True,
+            text=True,
         )
+
+
+def _secure_hba(cfg: StackConfig, data: Path) -> None:
+    """TCP only over TLS with a password (SCRAM); a connection without TLS is refused outright.
+    The server's socket stays trusted for the stack's own administration, reachable by the
+    server's user only (unix_socket_permissions)."""
+    nets = ["127.0.0.1/32"] + ([f"{cfg.host}/24"] if cfg.host != "127.0.0.1" else [])
+    lines = ["local all all trust"]
+    lines += [f"hostssl all all {net} scram-sha-256" for net in nets]
+    lines += ["hostnossl all all 0.0.0.0/0 reject", "hostnossl all all ::/0 reject"]
+    (data / "pg_hba.conf").write_text("\n".join(lines) + "\n")
+
+
+def _tls_options(cfg: StackConfig, base: Path) -> str:
+    """The server's certificate and key (copied beside the data, the key the server's own and
+    private as PostgreSQL demands) as server options."""
+    from infra import tls
+
+    certs = tls.Certificates(cfg.state_dir / "tls")
+    cert, key = base / "server.crt", base / "server.key"
+    shutil.copyfile(certs.cert("postgres"), cert)
+    shutil.copyfile(certs.key("postgres"), key)
+    key.chmod(0o600)
+    tls.give_to(key, PG_USER)
+    tls.give_to(cert, PG_USER)
+    return f" -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key} -c unix_socket_permissions=0700"
 
 
 def stop(cfg: StackConfig, mode: str = "fast") -> bool:

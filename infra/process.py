@@ -42,10 +42,30 @@ class StackConfig:
     host: str = "127.0.0.1"
     # the Kafka topic versitygw publishes the bucket's events to; "" for none
     s3_events_topic: str = ""
+    # `up --secure`: TLS everywhere, SASL/SCRAM and ACLs on Kafka, passwords on PostgreSQL
+    # (infra/secure.py); the generated passwords by name (Kafka principals and "postgres")
+    secure: bool = False
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ca_file(self) -> Path:
+        """The secure stack's CA certificate (infra/tls.py), which every client verifies against."""
+        return self.state_dir / "tls" / "ca.crt"
 
     @property
     def database_url(self) -> str:
-        return f"postgresql://{PG_USER}@{self.host}:{self.pg_port}/{PG_DATABASE}"
+        if not self.secure:
+            return f"postgresql://{PG_USER}@{self.host}:{self.pg_port}/{PG_DATABASE}"
+        return self.database_url_as(PG_USER, self.passwords[PG_USER])
+
+    def database_url_as(self, user: str, password: str) -> str:
+        """A login's URL on the secure stack: TLS, the server's name checked against the CA."""
+        from urllib.parse import quote
+
+        return (
+            f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{self.host}:{self.pg_port}/{PG_DATABASE}"
+            f"?sslmode=verify-full&sslrootcert={quote(str(self.ca_file))}"
+        )
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -54,11 +74,12 @@ class StackConfig:
 
     @property
     def s3_endpoint(self) -> str:
-        return f"http://{self.host}:{self.s3_port}"
+        return f"{'https' if self.secure else 'http'}://{self.host}:{self.s3_port}"
 
-    def env(self) -> dict[str, str]:
-        """The settings (env vars) that point the pipeline at this stack."""
-        return {
+    def env(self, kafka_user: str = "admin") -> dict[str, str]:
+        """The settings (env vars) that point the pipeline at this stack; on the secure stack,
+        as the Kafka principal `kafka_user` (admin, producer, worker or monitor)."""
+        env = {
             "DATABASE_URL": self.database_url,
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "S3_ENDPOINT_URL": self.s3_endpoint,
@@ -67,6 +88,18 @@ class StackConfig:
             "AWS_SECRET_ACCESS_KEY": self.s3_secret_key,
             "AWS_DEFAULT_REGION": "us-east-1",
         }
+        if self.secure:
+            if kafka_user not in self.passwords:
+                raise StackError(f"no Kafka principal {kafka_user!r} on this stack")
+            env |= {
+                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "KAFKA_SASL_USERNAME": kafka_user,
+                "KAFKA_SASL_PASSWORD": self.passwords[kafka_user],
+                "KAFKA_SSL_CAFILE": str(self.ca_file),
+                "S3_CA_BUNDLE": str(self.ca_file),
+            }
+        return env
 
 
 # ---------------------------------------------------------------- helpers

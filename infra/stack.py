@@ -2,6 +2,8 @@
 
     python -m infra.stack up      # idempotent; waits for every service; prints its settings
     python -m infra.stack up --kafka-nodes 3   # first start only: a 3-node KRaft cluster
+    python -m infra.stack up --secure   # first start only: TLS, SASL/SCRAM and ACLs (infra/secure.py)
+    python -m infra.stack env --as worker   # a secure stack's settings as one Kafka principal
     python -m infra.stack down    # stops only the processes this stack started (by PID)
     python -m infra.stack env     # prints the settings as `export` lines
     python -m infra.stack status
@@ -19,12 +21,14 @@ import argparse
 import json
 import os
 import secrets
+import shlex
 import shutil
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from infra import services
+from infra import secure as secure_mod
+from infra import services, tls
 from infra.services import SERVICES, StackConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +46,7 @@ def load_or_create(
     kafka_nodes: int | None = None,
     host: str = "127.0.0.1",
     s3_events_topic: str = "",
+    secure: bool | None = None,
 ) -> StackConfig:
     """The stack's config: read from state_dir/config.json, or chosen now and saved there.
     kafka_nodes (default 1) is chosen on the first `up` too; another count later is an error.
@@ -59,7 +64,14 @@ def load_or_create(
                 f"the stack in {state_dir} was created with {cfg.kafka_nodes} Kafka node(s): "
                 f"`down`, remove {saved} (and its data), then `up --kafka-nodes {kafka_nodes}`"
             )
+        if secure is not None and secure != cfg.secure:
+            raise services.StackError(
+                f"the stack in {state_dir} was created {'with' if cfg.secure else 'without'} --secure: "
+                f"`down`, remove {saved} (and its data) to change it"
+            )
         return cfg
+    if secure and (kafka_nodes or 1) > 1:
+        raise services.StackError("--secure runs one Kafka node")
     nodes = kafka_nodes or 1
 
     def port(env: str, default: int) -> int:
@@ -79,7 +91,10 @@ def load_or_create(
         # nodes 2..N: a broker and a controller port each (59094, 59095, 59096, ... by default)
         kafka_extra_ports=[services.free_port() if free_ports else 59094 + i for i in range(2 * (nodes - 1))],
         host=host,
-        s3_events_topic=s3_events_topic,
+        # versitygw 1.8 cannot authenticate to Kafka: a secure stack's bucket sends no events
+        s3_events_topic="" if secure else s3_events_topic,
+        secure=bool(secure),
+        passwords=secure_mod.new_passwords() if secure else {},
     )
     data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     saved.write_text(json.dumps(data, indent=2))
@@ -88,9 +103,13 @@ def load_or_create(
 
 
 def up(cfg: StackConfig, only: tuple[str, ...] = tuple(SERVICES)) -> None:
+    if cfg.secure:
+        tls.ensure(cfg.state_dir / "tls", cfg.host)
     for name, service in SERVICES.items():
         if name in only:
             service.start(cfg)
+    if cfg.secure and "kafka" in only:
+        secure_mod.start(cfg)
     write_env_file(cfg)
 
 
@@ -113,8 +132,16 @@ def status(cfg: StackConfig) -> dict[str, bool]:
     return {name: service.running(cfg) for name, service in SERVICES.items()}
 
 
-def env_lines(cfg: StackConfig) -> str:
-    return "".join(f"export {k}={v}\n" for k, v in cfg.env().items())
+SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "KAFKA_SASL_PASSWORD", "DATABASE_URL")
+
+
+def env_lines(cfg: StackConfig, kafka_user: str = "admin", reveal: bool = True) -> str:
+    """The settings as `export` lines; without `reveal`, the secure stack's secrets say where
+    they are instead (a terminal's scroll-back is a log too)."""
+    env = cfg.env(kafka_user)
+    if cfg.secure and not reveal:
+        env = {k: f"<in {cfg.state_dir / 'stack.env'}>" if k in SECRET_VARS else v for k, v in env.items()}
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
 
 
 def write_env_file(cfg: StackConfig) -> Path:
@@ -135,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--kafka-nodes", type=int, choices=range(1, 10), metavar="N", help="on first start: a KRaft cluster of N nodes"
     )
+    ap.add_argument(
+        "--secure", action="store_true", help="on first start: TLS, SASL/SCRAM and ACLs (docs/operating/secure.md)"
+    )
+    ap.add_argument(
+        "--as", dest="kafka_user", default="admin", choices=secure_mod.KAFKA_USERS, help="env: as this Kafka principal"
+    )
     args = ap.parse_args(argv)
     only = tuple(args.only or SERVICES)
     if args.command == "down" and not (args.state_dir / "config.json").exists():
@@ -147,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             kafka_nodes=args.kafka_nodes,
             # live from S3: the bucket's events go to the workers' topic (KAFKA_TOPIC's default)
             s3_events_topic=os.environ.get("VS_S3_EVENTS_TOPIC", "image-keys"),
+            secure=True if args.secure else None,
         )
     except services.StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -155,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             up(cfg, only)
             print(f"stack up in {cfg.state_dir}; settings (also in {cfg.state_dir / 'stack.env'}):", file=sys.stderr)
-            print(env_lines(cfg), end="")
+            print(env_lines(cfg, reveal=False), end="")
         elif args.command == "down":
             print("stopped:", ", ".join(down(cfg, only)) or "nothing was running")
         elif args.command == "env":
-            print(env_lines(cfg), end="")
+            print(env_lines(cfg, args.kafka_user), end="")
         else:
             for name, running in status(cfg).items():
                 print(f"{name:9s} {'running' if running else 'stopped'}")

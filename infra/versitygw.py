@@ -66,7 +66,12 @@ def start_gateway(cfg: StackConfig, gw: Gateway) -> None:
         return
     gw.data_dir.mkdir(parents=True, exist_ok=True)
     cmd = [str(binary(cfg)), "--port", f"{cfg.host}:{gw.port}", "--keep-alive", "--quiet"]
-    if gw.events_topic:
+    if cfg.secure:  # HTTPS only; versitygw 1.8 cannot authenticate to Kafka, so no events
+        from infra import tls
+
+        certs = tls.Certificates(cfg.state_dir / "tls")
+        cmd += ["--cert", str(certs.cert("s3")), "--key", str(certs.key("s3"))]
+    elif gw.events_topic:
         _ensure_topic(cfg, gw.events_topic)
         broker = cfg.kafka_bootstrap.split(",")[0]
         cmd += ["--event-kafka-url", broker, "--event-kafka-topic", gw.events_topic]
@@ -75,7 +80,7 @@ def start_gateway(cfg: StackConfig, gw: Gateway) -> None:
     env = {**os.environ, "ROOT_ACCESS_KEY": cfg.s3_access_key, "ROOT_SECRET_KEY": cfg.s3_secret_key}
     gw.home.mkdir(parents=True, exist_ok=True)
     proc = spawn(cmd, gw.log, gw.pidfile, gw.home, env=env)
-    wait("versitygw", lambda: exited(proc, "versitygw", gw.log) or _answers(cfg.host, gw.port), 60, gw.log)
+    wait("versitygw", lambda: exited(proc, "versitygw", gw.log) or _answers(cfg, gw.port), 60, gw.log)
 
 
 def _ensure_topic(cfg: StackConfig, topic: str) -> None:
@@ -85,9 +90,13 @@ def _ensure_topic(cfg: StackConfig, topic: str) -> None:
     ensure_topic(Settings(_env_file=None, kafka_bootstrap_servers=cfg.kafka_bootstrap, kafka_topic=topic))
 
 
-def _answers(host: str, port: int) -> bool:
+def _answers(cfg: StackConfig, port: int) -> bool:
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(cfg.ca_file)) if cfg.secure else None
+    scheme = "https" if cfg.secure else "http"
     try:
-        urllib.request.urlopen(f"http://{host}:{port}/", timeout=1)
+        urllib.request.urlopen(f"{scheme}://{cfg.host}:{port}/", timeout=1, context=context)
     except urllib.error.HTTPError:
         return True  # 403 for an unsigned request: the server is answering
     except OSError:
