@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # --- PostgreSQL
-    database_url: str = "postgresql://postgres@127.0.0.1:55432/visionscaling"
+    # not in repr: it may hold a password (a traceback or a log of the settings would show it)
+    database_url: str = Field("postgresql://postgres@127.0.0.1:55432/visionscaling", repr=False)
 
     # --- Kafka
     kafka_bootstrap_servers: str = "127.0.0.1:59092"

@@ -175,3 +175,57 @@ def coarse_dir(shared_dir, tmp_path_factory):
             (root / category).mkdir(exist_ok=True)
             os.symlink(dev / row["filename"], root / category / row["filename"])
     return root
+
+
+class SecureStack:
+    """A stack of `python -m infra.stack up --secure`, migrated, with PostgreSQL logins for the
+    least-privilege roles (made by the documented `python -m db create-*-login`); `env()` gives a
+    process's environment as one Kafka principal and one database login."""
+
+    def __init__(self, cfg) -> None:
+        import secrets
+        import subprocess
+        import sys
+
+        self.cfg = cfg
+        self.db_passwords = {"worker": secrets.token_urlsafe(12), "viewer": secrets.token_urlsafe(12)}
+        admin = {**os.environ, **cfg.env()}
+        subprocess.run([sys.executable, "-m", "db", "migrate"], env=admin, cwd=REPO, check=True, capture_output=True)
+        for login, password in self.db_passwords.items():
+            subprocess.run(
+                [sys.executable, "-m", "db", f"create-{login}-login", login],
+                env={**admin, f"{login.upper()}_DB_PASSWORD": password},
+                cwd=REPO,
+                check=True,
+                capture_output=True,
+            )
+
+    def env(self, kafka_user: str = "admin", db_login: str | None = None, **extra: str) -> dict[str, str]:
+        env = {**os.environ, **self.cfg.env(kafka_user), **extra}
+        if db_login:
+            env["DATABASE_URL"] = self.cfg.database_url_as(db_login, self.db_passwords[db_login])
+        return env
+
+    def settings(self, kafka_user: str = "admin", db_login: str | None = None, **extra: str) -> Settings:
+        env = self.env(kafka_user, db_login, **extra)
+        keys = {f.upper() for f in Settings.model_fields}
+        return Settings(_env_file=None, **{k.lower(): v for k, v in env.items() if k in keys})
+
+    def secrets(self) -> list[str]:
+        """Every password and secret key of the stack: none may appear in a log or an output."""
+        return [*self.cfg.passwords.values(), *self.db_passwords.values(), self.cfg.s3_secret_key]
+
+
+@pytest.fixture(scope="session")
+def secure_stack(tmp_path_factory, stack_libs):
+    """The locked-down stack (TLS, SASL/SCRAM, ACLs, PostgreSQL passwords), once per session."""
+    from infra import stack as stack_mod
+
+    cfg = stack_mod.load_or_create(
+        tmp_path_factory.mktemp("secure-stack"), libs_dir=stack_libs, free_ports=True, secure=True
+    )
+    try:
+        stack_mod.up(cfg)
+        yield SecureStack(cfg)
+    finally:
+        stack_mod.discard(cfg)
