@@ -3,7 +3,10 @@ python -m db recount                    recompute the viewer's running totals fr
 python -m db create-worker-login NAME   a login in the least-privilege vs_worker role;
                                         its password is read from WORKER_DB_PASSWORD
 python -m db create-viewer-login NAME   a read-only login (vs_viewer role) for the web viewer;
-                                        its password is read from VIEWER_DB_PASSWORD"""
+                                        its password is read from VIEWER_DB_PASSWORD
+python -m db create-trainer-login NAME  a login for `python -m training` (vs_trainer role: reads
+                                        embeddings and labels, writes the model registry);
+                                        its password is read from TRAINER_DB_PASSWORD"""
 
 from __future__ import annotations
 
@@ -14,12 +17,13 @@ import sys
 from db.connection import connect
 from db.counts import recount
 from db.migrate import migrate
-from db.roles import VIEWER_ROLE, WORKER_ROLE, create_login
+from db.roles import TRAINER_ROLE, VIEWER_ROLE, WORKER_ROLE, create_login
 from settings import get_settings
 
 LOGINS = {
     "create-worker-login": (WORKER_ROLE, "WORKER_DB_PASSWORD"),
     "create-viewer-login": (VIEWER_ROLE, "VIEWER_DB_PASSWORD"),
+    "create-trainer-login": (TRAINER_ROLE, "TRAINER_DB_PASSWORD"),
 }
 
 

@@ -1,5 +1,6 @@
 """Logins for the least-privilege roles created by the migrations: vs_worker (read image_info,
-write results and errors) and vs_viewer (read only)."""
+write results and errors), vs_viewer (reads the pipeline's tables, writes its accounts and
+labels) and vs_trainer (reads embeddings and labels, writes the model registry)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from psycopg2 import sql
 
 WORKER_ROLE = "vs_worker"
 VIEWER_ROLE = "vs_viewer"
+TRAINER_ROLE = "vs_trainer"
 
 
 def create_login(conn: psycopg2.extensions.connection, name: str, password: str, role: str) -> None:

@@ -188,7 +188,7 @@ class SecureStack:
         import sys
 
         self.cfg = cfg
-        self.db_passwords = {"worker": secrets.token_urlsafe(12), "viewer": secrets.token_urlsafe(12)}
+        self.db_passwords = {login: secrets.token_urlsafe(12) for login in ("worker", "viewer", "trainer")}
         admin = {**os.environ, **cfg.env()}
         subprocess.run([sys.executable, "-m", "db", "migrate"], env=admin, cwd=REPO, check=True, capture_output=True)
         for login, password in self.db_passwords.items():

@@ -107,3 +107,37 @@ def test_a_viewer_writes_nothing(viewer_conn, statement):
     with pytest.raises(psycopg2.errors.InsufficientPrivilege):
         with viewer_conn, viewer_conn.cursor() as cur:
             cur.execute(statement)
+
+
+def test_the_trainer_role_registers_and_promotes_versions_and_writes_nothing_else(db_conn, migrated):
+    from db import registry
+    from db.roles import TRAINER_ROLE, create_login
+
+    create_login(db_conn, "trainer_test", "s3cret", TRAINER_ROLE)
+    trainer = psycopg2.connect(
+        host="127.0.0.1", port=migrated.pg_port, dbname="visionscaling", user="trainer_test", password="s3cret"
+    )
+    name = "trainer-role-test"
+    try:
+        with trainer, trainer.cursor() as cur:
+            cur.execute("SELECT count(*) FROM image_embeddings, labels")  # what it learns from
+            version = registry.next_version(cur, name)
+            mv = registry.ModelVersion(
+                name, version, "0" * 64, "s3://m/", "squeezenet1_1", ["a", "b"], {}, {}, "f" * 64
+            )
+            registry.insert(cur, mv)
+        assert registry.set_stage(trainer, name, version, "production").stage == "production"
+        for statement in (
+            "INSERT INTO prediction_results (image_key, model, category, confidence, hostname)"
+            " VALUES ('k', 'm', 'c', 1, 'h')",
+            "DELETE FROM image_info",
+            "UPDATE labels SET category = 'x'",
+            "DELETE FROM models",
+        ):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                with trainer, trainer.cursor() as cur:
+                    cur.execute(statement)
+    finally:
+        trainer.close()
+        with db_conn, db_conn.cursor() as cur:
+            cur.execute("DELETE FROM models WHERE name = %s", (name,))
