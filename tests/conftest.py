@@ -211,9 +211,16 @@ class SecureStack:
         keys = {f.upper() for f in Settings.model_fields}
         return Settings(_env_file=None, **{k.lower(): v for k, v in env.items() if k in keys})
 
+    def named_secrets(self) -> dict[str, str]:
+        """Every password and secret key of the stack, by name: none may appear in a log or an output."""
+        return {
+            **{f"Kafka/PostgreSQL {k}": v for k, v in self.cfg.passwords.items()},
+            **{f"database login {k}": v for k, v in self.db_passwords.items()},
+            "S3 secret key": self.cfg.s3_secret_key,
+        }
+
     def secrets(self) -> list[str]:
-        """Every password and secret key of the stack: none may appear in a log or an output."""
-        return [*self.cfg.passwords.values(), *self.db_passwords.values(), self.cfg.s3_secret_key]
+        return list(self.named_secrets().values())
 
 
 @pytest.fixture(scope="session")
