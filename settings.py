@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # validated: a typo would otherwise make the clients hang on a handshake they cannot do
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_ssl_cafile: Optional[Path] = None  # CA bundle for SSL / SASL_SSL (default: system CAs)
+    # a client certificate and its key (PEM), for brokers that ask for one (mutual TLS)
+    kafka_ssl_certfile: Optional[Path] = None
+    kafka_ssl_keyfile: Optional[Path] = None
     kafka_sasl_mechanism: Optional[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]] = None
     kafka_sasl_username: Optional[str] = None
     kafka_sasl_password: Optional[SecretStr] = None  # never printed: repr shows **********
@@ -192,6 +195,10 @@ class Settings(BaseSettings):
         cfg = {"bootstrap.servers": self.kafka_bootstrap_servers, "security.protocol": self.kafka_security_protocol}
         if self.kafka_ssl_cafile:
             cfg["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        if self.kafka_ssl_certfile:
+            cfg["ssl.certificate.location"] = str(self.kafka_ssl_certfile)
+        if self.kafka_ssl_keyfile:
+            cfg["ssl.key.location"] = str(self.kafka_ssl_keyfile)
         if self.kafka_sasl_mechanism:
             cfg |= {
                 "sasl.mechanism": self.kafka_sasl_mechanism,

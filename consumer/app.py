@@ -73,6 +73,8 @@ def _credentials() -> Optional[faust.types.auth.CredentialsT]:
     proto = settings.kafka_security_protocol
     cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
     context = ssl.create_default_context(cafile=cafile) if proto.endswith("SSL") else None
+    if context is not None and settings.kafka_ssl_certfile:  # mutual TLS
+        context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
     if proto.startswith("SASL"):
         password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
         return faust.SASLCredentials(

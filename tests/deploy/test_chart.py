@@ -133,3 +133,78 @@ def test_the_migrate_job_makes_the_viewers_first_admin_from_the_secret(helm):
     assert secret["stringData"]["VIEWER_ADMIN_PASSWORD"] == "a-long-password"
     (viewer,) = [d for d in docs["Deployment"] if d["metadata"]["name"].endswith("-viewer")]
     assert "VIEWER_PASSWORD" not in str(viewer)  # only the job sees it
+
+
+SECURE = (
+    "settings.KAFKA_SECURITY_PROTOCOL=SASL_SSL",
+    "settings.KAFKA_SASL_MECHANISM=SCRAM-SHA-512",
+    "security.caSecret=vs-ca",
+    "security.clientCertSecret=vs-client",
+    "security.kafkaUsers.worker.username=worker",
+    "security.kafkaUsers.producer.username=producer",
+    "security.kafkaUsers.monitor.username=monitor",
+    "worker.databaseUrlKey=WORKER_DATABASE_URL",
+    "producer.enabled=true",
+    "reconcile.enabled=true",
+)
+
+
+def _containers(docs: list[dict]) -> dict[str, dict]:
+    """Every pod's container by its object's name, with the pod spec beside it."""
+    out = {}
+    for d in docs:
+        spec = d.get("spec", {})
+        pod = spec.get("jobTemplate", {}).get("spec", spec).get("template", {}).get("spec")
+        if pod:
+            (container,) = pod["containers"]
+            out[d["metadata"]["name"]] = {**container, "pod": pod}
+    return out
+
+
+def test_a_secured_cluster_gets_the_ca_client_certificate_and_each_components_own_principal(helm):
+    import kubernetes_validate
+
+    docs = render(helm, *SECURE)
+    for doc in docs:
+        if not doc["apiVersion"].startswith("keda.sh/"):
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    expected_user = {"-worker": "worker", "-producer": "producer", "-reconcile": "producer", "-viewer": "monitor"}
+    containers = _containers(docs)
+    assert len(containers) == 5  # worker, viewer, migrate, producer, reconcile
+    for name, c in containers.items():
+        env = {e["name"]: e for e in c["env"]}
+        assert env["KAFKA_SSL_CAFILE"]["value"] == env["S3_CA_BUNDLE"]["value"] == "/etc/visionscaling/ca/ca.crt"
+        assert env["KAFKA_SSL_CERTFILE"]["value"] == "/etc/visionscaling/client/tls.crt"
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        assert mounts["/etc/visionscaling/ca"]["readOnly"] and mounts["/etc/visionscaling/client"]["readOnly"]
+        volumes = {v["name"]: v for v in c["pod"]["volumes"]}
+        assert volumes["ca"]["secret"]["secretName"] == "vs-ca"
+        assert volumes["client-cert"]["secret"]["secretName"] == "vs-client"
+        user = next((u for part, u in expected_user.items() if part in name), None)
+        if user:  # its own principal; its password a key of the secret, never a literal
+            assert env["KAFKA_SASL_USERNAME"]["value"] == user
+            key = env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"]
+            assert key == f"KAFKA_SASL_PASSWORD_{user.upper()}"
+        else:  # the migrate job: no principal of a component
+            assert "KAFKA_SASL_USERNAME" not in env
+    worker = next(c for n, c in containers.items() if n.endswith("-worker"))
+    db = {e["name"]: e for e in worker["env"]}["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"]
+    assert db == "WORKER_DATABASE_URL"
+
+    kinds = by_kind(docs)
+    (trigger,) = kinds["ScaledObject"][0]["spec"]["triggers"]
+    assert trigger["metadata"]["sasl"] == "scram_sha512" and trigger["metadata"]["tls"] == "enable"
+    (auth,) = kinds["TriggerAuthentication"]
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+    assert refs["password"]["key"] == "KAFKA_SASL_PASSWORD_MONITOR" and refs["ca"]["name"] == "vs-ca"
+    (user_secret,) = [s for s in kinds["Secret"] if s["metadata"]["name"] == refs["username"]["name"]]
+    assert user_secret["stringData"]["username"] == "monitor"
+
+
+def test_plaintext_values_render_no_security_pieces(helm):
+    docs = render(helm)
+    assert "TriggerAuthentication" not in by_kind(docs)
+    for c in _containers(docs).values():
+        assert not {"KAFKA_SSL_CAFILE", "KAFKA_SASL_USERNAME", "S3_CA_BUNDLE"} & {e["name"] for e in c["env"]}
+        assert [m["mountPath"] for m in c["volumeMounts"]] == ["/tmp"]
