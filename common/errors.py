@@ -44,6 +44,15 @@ class ImageError(VisionScalingError, ValueError):
         super().__init__(f"{self.error_type.value}: {detail}")
 
 
+class ServiceUnreachable(VisionScalingError):
+    """A service a command needs (Kafka, PostgreSQL, S3) cannot be reached or refuses it; the
+    message is one line naming the service, its address and what to check, never a secret.
+    `kind`: "refused" (nothing answers), "auth" (credentials), "tls" (certificates, or TLS
+    missing on one side), "denied" (an ACL) or "other"."""
+
+    kind: str = "other"
+
+
 class TransientError(VisionScalingError, RuntimeError):
     """A service is unreachable or overloaded: the whole batch is retried, nothing is acked."""
 

@@ -54,15 +54,15 @@ settings = _settings()
 
 
 def _preflight() -> None:
-    """`faust -A consumer.app worker` with Kafka unreachable: one line and exit 2, not minutes
-    of retries and a traceback. Only at start: a worker that loses a broker later keeps trying."""
+    """`faust -A consumer.app worker` with Kafka unreachable or a service misconfigured: one
+    line and exit 2, not minutes of retries and a traceback (consumer/preflight.py). Only at
+    start: a worker that loses a broker later keeps trying."""
     if len(sys.argv) > 1 and "worker" in sys.argv[1:] and not {"--help", "-h"} & set(sys.argv[1:]):
-        from common.reach import Unreachable, check_kafka
+        from consumer.preflight import problem
 
-        try:
-            check_kafka(settings)
-        except Unreachable as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        line = problem(settings)
+        if line:
+            print(f"error: {line}", file=sys.stderr)
             sys.exit(2)
 
 

@@ -127,4 +127,6 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common import cli
+
+    cli.run(main)

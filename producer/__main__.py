@@ -170,4 +170,6 @@ def run(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    from common import cli
+
+    cli.run(run)

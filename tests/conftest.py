@@ -201,10 +201,10 @@ class SecureStack:
             )
 
     def env(self, kafka_user: str = "admin", db_login: str | None = None, **extra: str) -> dict[str, str]:
-        env = {**os.environ, **self.cfg.env(kafka_user), **extra}
+        env = {**os.environ, **self.cfg.env(kafka_user)}
         if db_login:
             env["DATABASE_URL"] = self.cfg.database_url_as(db_login, self.db_passwords[db_login])
-        return env
+        return {**env, **extra}
 
     def settings(self, kafka_user: str = "admin", db_login: str | None = None, **extra: str) -> Settings:
         env = self.env(kafka_user, db_login, **extra)

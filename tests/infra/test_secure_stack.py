@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -142,3 +143,48 @@ def test_s3_only_over_https_verified_against_the_stack_ca(secure_stack, tmp_path
     wrong_ca = secure_stack.settings(S3_CA_BUNDLE=str(tls.other_ca(tmp_path)))
     with pytest.raises(botocore.exceptions.SSLError):
         wrong_ca.s3_client().list_buckets()
+
+
+def _one_line(cmd: list[str], env: dict, secrets: list[str], timeout: float = 90) -> str:
+    """Run a command expected to stop on its configuration: exit 2, one line, no secret in it."""
+    res = subprocess.run([*cmd], env=env, cwd=REPO, capture_output=True, text=True, input="", timeout=timeout)
+    out = (res.stdout + res.stderr).strip()
+    assert res.returncode == 2, out[-3000:]
+    assert out.count("\n") == 0 and out.startswith("error: "), out[-3000:]
+    assert not any(s in out for s in secrets), out
+    return out
+
+
+def test_a_wrong_database_password_or_no_tls_is_one_line_from_every_tool(secure_stack, tmp_path):
+    url = secure_stack.cfg.database_url
+    wrong = secure_stack.cfg.database_url_as("postgres", "wrong-" + uuid.uuid4().hex)
+    no_tls = url.replace("sslmode=verify-full", "sslmode=disable")
+    secrets = [*secure_stack.secrets(), wrong.split(":")[2].split("@")[0]]
+    (tmp_path / "photos").mkdir()
+    commands = (
+        ["-m", "db", "migrate"],
+        ["-m", "training", "list"],
+        ["upload.py", str(tmp_path / "photos")],
+        ["-m", "producer"],
+        ["-m", "consumer.similar", "some/key.jpg"],
+    )
+    for cmd in commands:
+        line = _one_line([sys.executable, *cmd], secure_stack.env("producer", DATABASE_URL=wrong), secrets)
+        assert "PostgreSQL at 127.0.0.1" in line and "password was refused" in line, (cmd, line)
+    line = _one_line([sys.executable, "-m", "training", "list"], secure_stack.env(DATABASE_URL=no_tls), secrets)
+    assert "accepts only TLS" in line
+
+
+def test_a_worker_with_a_wrong_ca_or_password_stops_at_once_in_one_line(secure_stack, tmp_path):
+    worker = [str(Path(sys.executable).parent / "faust"), "-A", "consumer.app", "worker", "-l", "warn"]
+    other = str(tls.other_ca(tmp_path))
+    cases = {
+        "S3_CA_BUNDLE": (other, "S3 at https://127.0.0.1"),
+        "KAFKA_SSL_CAFILE": (other, "over TLS"),
+        "AWS_SECRET_ACCESS_KEY": ("wrong-" + uuid.uuid4().hex, "S3 refused the request"),
+        "DATABASE_URL": (secure_stack.cfg.database_url_as("worker", "wrong-password"), "password was refused"),
+    }
+    for var, (value, expected) in cases.items():
+        env = secure_stack.env("worker", "worker", **{var: value, "FAUST_DATADIR": str(tmp_path / "faust")})
+        line = _one_line(worker, env, secure_stack.secrets(), timeout=60)
+        assert expected in line, (var, line)
