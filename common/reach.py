@@ -12,6 +12,7 @@ traceback (issue 27 has the count). Here:
   lines sent to the `librdkafka` logger, where each kind of line is logged at most once per
   `QUIET_S` with a count of those held back: a worker that loses a broker it had reached keeps
   retrying, without the flood.
+- `quiet(prefix)`: the same for a library's loggers (the worker's aiokafka and Faust transport).
 """
 
 from __future__ import annotations
@@ -63,6 +64,19 @@ class OncePerInterval(logging.Filter):
 
 _logger = logging.getLogger(LOGGER)
 _logger.addFilter(OncePerInterval())
+
+
+def quiet(prefix: str, interval: float = QUIET_S) -> list[str]:
+    """Let each kind of line of every logger already made under `prefix` (a library's, e.g.
+    aiokafka's reconnection lines in a worker that lost a broker) through once per `interval`,
+    with the count held back. Returns the loggers so quieted."""
+    names = [n for n in list(logging.root.manager.loggerDict) if n == prefix or n.startswith(prefix + ".")]
+    shared = OncePerInterval(interval)
+    for name in names:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, OncePerInterval) for f in target.filters):
+            target.addFilter(shared)
+    return names
 
 
 def kafka_config(settings: Settings) -> dict:

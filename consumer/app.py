@@ -33,6 +33,7 @@ import faust
 # their submodules (imported lazily later) are found through the packages themselves.
 import common  # noqa: F401
 import db  # noqa: F401
+from common.reach import quiet
 from consumer.lifecycle import WorkerLifecycle, dead_letter_sender
 from consumer.messages import Message
 from settings import Settings, get_settings
@@ -154,6 +155,9 @@ app = WorkerApp(
     topic_allow_declare=False,
     topic_disable_leader=True,
 )
+# a worker that loses a broker retries as before; each kind of retry line once per QUIET_S
+for _library in ("aiokafka", "faust.transport"):
+    quiet(_library)
 image_keys = app.topic(settings.kafka_topic, key_type=bytes, value_type=bytes, partitions=settings.kafka_partitions)
 dead_letters = (
     app.topic(settings.kafka_dead_letter_topic, key_type=bytes, value_type=bytes)

@@ -60,3 +60,23 @@ def test_a_repeated_line_is_logged_once_per_interval_with_a_count_of_the_rest(ca
     assert len(messages) == 3 and messages[1] == "another kind of line"
     assert messages[0].endswith("(after 0ms in state CONNECT)")
     assert "(49 more like it in the last" in messages[2]
+
+
+def test_a_librarys_loggers_let_each_kind_of_line_through_once_per_interval(caplog):
+    import aiokafka  # noqa: F401 - makes its loggers
+
+    from common.reach import quiet
+
+    quieted = quiet("aiokafka", interval=60)
+    assert "aiokafka.conn" in quieted and "aiokafka.consumer.group_coordinator" in quieted
+    quiet("aiokafka", interval=60)  # twice is once
+    assert sum(isinstance(f, OncePerInterval) for f in logging.getLogger("aiokafka.conn").filters) == 1
+    with caplog.at_level(logging.WARNING):
+        for attempt in range(200):
+            logging.getLogger("aiokafka.conn").warning("Unable connect to node with id %d: refused", attempt)
+        logging.getLogger("aiokafka.client").error("Unable to update metadata from [1]")
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("aiokafka")]
+    assert lines == ["Unable connect to node with id 0: refused", "Unable to update metadata from [1]"]
+    for name in quieted:  # leave the process's loggers as they were for the other tests
+        target = logging.getLogger(name)
+        target.filters = [f for f in target.filters if not isinstance(f, OncePerInterval)]
