@@ -21,14 +21,15 @@ from settings import Settings
 
 
 @contextmanager
-def temporary_stack(prefix: str = "vs-bench-") -> Iterator[StackConfig]:
+def temporary_stack(prefix: str = "vs-bench-", secure: bool = False) -> Iterator[StackConfig]:
+    """secure: `up --secure`'s stack, os.environ as its admin (benchmarks/secure.py)."""
     state = Path(tempfile.mkdtemp(prefix=prefix))
-    cfg = stack.load_or_create(state, free_ports=True)
+    cfg = stack.load_or_create(state, free_ports=True, secure=secure)
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         stack.up(cfg)
         os.environ.update(cfg.env())
-        conn = connect(Settings(database_url=cfg.database_url))
+        conn = connect(Settings(_env_file=None, database_url=cfg.database_url))
         try:
             migrate(conn)
         finally:
