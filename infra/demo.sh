@@ -5,6 +5,8 @@
 # no producer needed —, wait until every key has a row, run the reconciliation
 # (`producer --from-bucket --only-missing`: nothing should be left), print a summary.
 # The stack stays up afterwards (stop it with `.venv/bin/python -m infra.stack down`).
+# VS_SECURE=1 (on a fresh VS_STACK_DIR): the locked-down stack (`infra.stack up --secure`), the
+# workers as the Kafka principal `worker`, the producer as `producer` (docs/deploying/security.md).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 images="${1:-$repo/../shared/images/dev}"
@@ -14,8 +16,15 @@ infra/install.sh
 py="$repo/.venv/bin/python"
 [ -d "$images" ] || { echo "no image folder at $images (pass one: infra/demo.sh DIR)" >&2; exit 1; }
 
-"$py" -m infra.stack up > /dev/null
+secure="${VS_SECURE:-}"
+"$py" -m infra.stack up ${secure:+--secure} > /dev/null
 set -a; . "${VS_STACK_DIR:-$repo/.stack}/stack.env"; set +a
+# the secure stack's Kafka credentials of a principal, as NAME=VALUE lines (none otherwise)
+kafka_user() {
+  [ -z "$secure" ] || "$py" -m infra.stack env --as "$1" | sed -n "s/^export \(KAFKA_SASL_[A-Z]*\)='\{0,1\}\([^']*\)'\{0,1\}\$/\1=\2/p"
+}
+mapfile -t as_worker < <(kafka_user worker)
+mapfile -t as_producer < <(kafka_user producer)
 "$py" -m db migrate
 # the viewer's first account: its password is printed here, once
 "$py" -m viewer create-user admin --role admin --generate --if-no-accounts
@@ -26,7 +35,7 @@ trap cleanup EXIT
 threads=$(( $(nproc) / workers )); [ "$threads" -ge 1 ] || threads=1
 for i in $(seq 1 "$workers"); do
   TORCH_THREADS=$threads DECODE_WORKERS=$threads HOSTNAME="$(hostname)-w$i" \
-    "$repo/.venv/bin/faust" -A consumer.app worker -l info > "$logs/worker-$i.log" 2>&1 &
+    env "${as_worker[@]}" "$repo/.venv/bin/faust" -A consumer.app worker -l info > "$logs/worker-$i.log" 2>&1 &
   pids+=($!)
   echo "worker $i started (log: $logs/worker-$i.log)"
 done
@@ -37,7 +46,7 @@ rows() { psql "$DATABASE_URL" -tAc "SELECT (SELECT count(*) FROM prediction_resu
 sleep 20
 if [ "$(rows)" -eq 0 ]; then  # a stack created before live ingestion publishes no events
   echo "no notifications arrived: sending the keys with the producer instead"
-  "$py" -m producer --only-missing
+  env "${as_producer[@]}" "$py" -m producer --only-missing
 fi
 echo "waiting for $total images to be classified..."
 deadline=$(( $(date +%s) + ${DEMO_TIMEOUT_S:-900} ))
@@ -51,7 +60,7 @@ while :; do
 done
 echo
 echo "reconciliation (what notifications missed, if anything):"
-"$py" -m producer --from-bucket --only-missing
+env "${as_producer[@]}" "$py" -m producer --from-bucket --only-missing
 psql "$DATABASE_URL" -c "SELECT hostname, count(*) AS images, round(avg(confidence)::numeric, 3) AS avg_conf FROM prediction_results GROUP BY 1 ORDER BY 1"
 psql "$DATABASE_URL" -c "SELECT image_key, category, round(confidence::numeric, 3) AS confidence, hostname, time FROM prediction_results ORDER BY time DESC LIMIT 10"
 psql "$DATABASE_URL" -c "SELECT error_type, count(*) FROM prediction_errors GROUP BY 1"
