@@ -64,5 +64,6 @@ env "${as_producer[@]}" "$py" -m producer --from-bucket --only-missing
 psql "$DATABASE_URL" -c "SELECT hostname, count(*) AS images, round(avg(confidence)::numeric, 3) AS avg_conf FROM prediction_results GROUP BY 1 ORDER BY 1"
 psql "$DATABASE_URL" -c "SELECT image_key, category, round(confidence::numeric, 3) AS confidence, hostname, time FROM prediction_results ORDER BY time DESC LIMIT 10"
 psql "$DATABASE_URL" -c "SELECT error_type, count(*) FROM prediction_errors GROUP BY 1"
-echo "done. Query more with: psql \"$DATABASE_URL\""
+# the URL holds a password on the secure stack: name the file, never print it
+echo "done. Query more with: set -a; . ${VS_STACK_DIR:-$repo/.stack}/stack.env; set +a; psql \"\$DATABASE_URL\""
 echo "or browse them: .venv/bin/python -m viewer, then http://127.0.0.1:8080/ (log in as admin)"

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer
 
 from common.reach import kafka_config
 from db.connection import connect
-from infra import secure
+from infra import postgres, secure
 from infra.fleet import ARTIFACTS, counts, fleet_env, run
 from tests.e2e.browser import start_viewer
 from tests.e2e.streams import check_exactly_once, producer_succeeded
@@ -146,6 +146,10 @@ def test_the_pipeline_on_the_locked_down_stack(e2e, secure_stack, dev_images, sh
     conn.close()
     logs = [path.read_text(errors="replace") for f in (fleet, fleet2, fleet3) for path in f.logs.values()]
     logs.append((ARTIFACTS / "secure-viewer.log").read_text(errors="replace"))
+    # and the services' own logs and Kafka's segments (the metadata log holds only SCRAM hashes)
+    service_logs = {*secure_stack.cfg.state_dir.rglob("*.log"), *postgres.data_dir(secure_stack.cfg).rglob("*.log")}
+    assert len(service_logs) >= 3
+    logs += [path.read_text(errors="replace") for path in service_logs]
     seen = "\n".join([*outputs, *logs, *error_rows, *(d.decode(errors="replace") for d in dead_letters)])
     assert "no-such-photo" in seen and "batch" in seen  # the scan reads what was written
     leaked = [name for name, value in secure_stack.named_secrets().items() if value in seen]
