@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     # --- web viewer (python -m viewer)
     viewer_host: str = "127.0.0.1"
     viewer_port: int = Field(8080, ge=0, le=65535)
-    viewer_database_url: Optional[str] = None  # None = DATABASE_URL; better: a vs_viewer login
+    viewer_database_url: Optional[str] = Field(None, repr=False)  # None = DATABASE_URL; better: a vs_viewer login
     viewer_refresh_s: float = Field(3.0, gt=0)  # how often open pages poll for new rows
     viewer_thumbnail_cache: int = Field(1024, ge=0)  # thumbnails kept in memory
     # accounts (viewer/auth.py): a session ends after this long unused, and this long after login
@@ -240,12 +240,26 @@ class SettingsError(SystemExit):
     `except Exception` may swallow, and settings sits below common."""
 
 
+# values never echoed back in an error: they hold passwords
+_SECRET_FIELDS = frozenset({"database_url", "viewer_database_url", "kafka_sasl_password"})
+
+
+def _where(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc).upper() or "SETTINGS"
+
+
+def _given(error: dict) -> str:
+    """The value given, unless it is a secret or the whole settings (a check across fields)."""
+    loc = error.get("loc") or ()
+    if not loc or loc[0] in _SECRET_FIELDS:
+        return ""
+    return f" (got {error.get('input')!r})"
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
-        )
+        problems = "\n".join(f"  {_where(e['loc'])}: {e['msg']}{_given(e)}" for e in exc.errors())
         raise SettingsError(f"invalid settings (environment or .env):\n{problems}") from None

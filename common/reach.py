@@ -26,14 +26,14 @@ import time
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from common.errors import VisionScalingError
+from common.errors import ServiceUnreachable
 from settings import Settings
 
 QUIET_S = 30.0  # a repeated librdkafka line is logged again after this long
 LOGGER = "librdkafka"
 
 
-class Unreachable(VisionScalingError, ConnectionError):
+class Unreachable(ServiceUnreachable, ConnectionError):
     """A service the command needs cannot be reached; the message says which, where, and what to check."""
 
 

@@ -12,7 +12,7 @@ Kafka principals (SCRAM-SHA-512, passwords generated per stack), least privilege
 The topics are created here, by `admin`, since no other principal may create one; the worker is
 configured not to declare any topic of its own (consumer/app.py). PostgreSQL's logins are made
 by the documented commands (`python -m db create-worker-login`, `create-viewer-login`) once the
-schema exists. docs/operating/secure.md lists the same table for a real cluster.
+schema exists. docs/deploying/security.md lists the same table for a real cluster.
 """
 
 from __future__ import annotations

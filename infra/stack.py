@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "--kafka-nodes", type=int, choices=range(1, 10), metavar="N", help="on first start: a KRaft cluster of N nodes"
     )
     ap.add_argument(
-        "--secure", action="store_true", help="on first start: TLS, SASL/SCRAM and ACLs (docs/operating/secure.md)"
+        "--secure", action="store_true", help="on first start: TLS, SASL/SCRAM and ACLs (docs/deploying/security.md)"
     )
     ap.add_argument(
         "--as", dest="kafka_user", default="admin", choices=secure_mod.KAFKA_USERS, help="env: as this Kafka principal"

@@ -164,3 +164,25 @@ def test_check_model_name_and_the_model_name_setting_accept_exactly_the_same_nam
     assert (by_function, by_settings) == (TRICKY_MODEL_NAMES[name], TRICKY_MODEL_NAMES[name])
     if by_function:
         assert check_model_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "bad, shown",
+    [({"KAFKA_MIN_INSYNC_REPLICAS": "3"}, "KAFKA_MIN_INSYNC_REPLICAS=3 exceeds"), ({"BATCH_SIZE": "0"}, "(got '0')")],
+)
+def test_an_invalid_setting_never_echoes_a_password(monkeypatch, bad, shown):
+    from settings import SettingsError, get_settings
+
+    secret = "hunter2-do-not-print"
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://u:{secret}@h/db")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", secret)
+    for name, value in bad.items():  # a check across fields (whose input is all settings), or a field's own
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError) as stopped:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    message = str(stopped.value)
+    assert shown in message and secret not in message, message

@@ -32,3 +32,13 @@ def test_the_cause_and_the_address_without_the_password(libpq, kind, advice):
 def test_a_failed_connection_is_still_an_operational_error_for_the_workers_retries():
     exc = DatabaseUnreachable("cannot connect", "refused")
     assert isinstance(exc, psycopg2.OperationalError) and exc.pgcode is None
+
+
+def test_connect_says_where_and_why_when_nothing_listens():
+    from db.connection import connect
+
+    secret = "not-printed-anywhere"
+    with pytest.raises(DatabaseUnreachable) as failed:
+        connect(Settings(_env_file=None, database_url=f"postgresql://u:{secret}@127.0.0.1:1/db"))
+    assert failed.value.kind == "refused" and "PostgreSQL at 127.0.0.1:1/db as u" in str(failed.value)
+    assert secret not in str(failed.value)

@@ -144,6 +144,7 @@ SECURE = (
     "security.kafkaUsers.producer.username=producer",
     "security.kafkaUsers.monitor.username=monitor",
     "worker.databaseUrlKey=WORKER_DATABASE_URL",
+    "reconcile.databaseUrlKey=RECONCILE_DATABASE_URL",
     "producer.enabled=true",
     "reconcile.enabled=true",
 )
@@ -187,9 +188,14 @@ def test_a_secured_cluster_gets_the_ca_client_certificate_and_each_components_ow
             assert key == f"KAFKA_SASL_PASSWORD_{user.upper()}"
         else:  # the migrate job: no principal of a component
             assert "KAFKA_SASL_USERNAME" not in env
-    worker = next(c for n, c in containers.items() if n.endswith("-worker"))
-    db = {e["name"]: e for e in worker["env"]}["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"]
-    assert db == "WORKER_DATABASE_URL"
+
+    def database_key(part: str) -> str:
+        container = next(c for n, c in containers.items() if part in n)
+        return {e["name"]: e for e in container["env"]}["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"]
+
+    assert database_key("-worker") == "WORKER_DATABASE_URL"
+    assert database_key("-reconcile") == "RECONCILE_DATABASE_URL"  # it registers keys: not the producer's
+    assert database_key("-producer") == "DATABASE_URL"
 
     kinds = by_kind(docs)
     (trigger,) = kinds["ScaledObject"][0]["spec"]["triggers"]
@@ -208,3 +214,9 @@ def test_plaintext_values_render_no_security_pieces(helm):
     for c in _containers(docs).values():
         assert not {"KAFKA_SSL_CAFILE", "KAFKA_SASL_USERNAME", "S3_CA_BUNDLE"} & {e["name"] for e in c["env"]}
         assert [m["mountPath"] for m in c["volumeMounts"]] == ["/tmp"]
+
+
+def test_s3_can_keep_the_system_cas_beside_a_private_one(helm):
+    for c in _containers(render(helm, *SECURE, "security.s3UsesCa=false")).values():
+        env = {e["name"] for e in c["env"]}
+        assert "KAFKA_SSL_CAFILE" in env and "S3_CA_BUNDLE" not in env

@@ -39,8 +39,10 @@ env:
   {{- if $sec.caSecret }}
   - name: KAFKA_SSL_CAFILE
     value: /etc/visionscaling/ca/{{ $sec.caKey }}
+  {{- if $sec.s3UsesCa }}
   - name: S3_CA_BUNDLE
     value: /etc/visionscaling/ca/{{ $sec.caKey }}
+  {{- end }}
   {{- end }}
   {{- if $sec.clientCertSecret }}
   - name: KAFKA_SSL_CERTFILE
