@@ -11,7 +11,19 @@ import subprocess
 import time
 from pathlib import Path
 
-from infra.process import StackConfig, StackError, exited, jars, java, kill, pid_alive, port_open, spawn, wait
+from infra.process import (
+    StackConfig,
+    StackError,
+    exited,
+    jars,
+    java,
+    kill,
+    pid_alive,
+    port_open,
+    private_files,
+    spawn,
+    wait,
+)
 
 NAME = "kafka"
 
@@ -77,10 +89,12 @@ auto.create.topics.enable={"false" if cfg.secure else "true"}
 
 
 def _secure_properties(cfg: StackConfig) -> str:
-    """The one client listener speaks SASL_SSL (SCRAM-SHA-512, users kept in the cluster's
-    metadata), the controller listener SASL_PLAINTEXT with PLAIN for `admin` alone (SCRAM cannot
-    authenticate controllers: its credentials live in the metadata they serve) on the stack's
-    host only. Nobody but `admin` may do anything an ACL does not allow (infra/secure.py)."""
+    """The client listener speaks SASL_SSL: SCRAM-SHA-512 for the principals (their credentials
+    kept in the cluster's metadata, added after start by infra/secure.py, never on a command
+    line), and PLAIN for `admin` alone, from this 0600 file, which the broker itself uses between
+    its listeners (SCRAM cannot authenticate a controller: its credentials live in the metadata
+    the controller serves). The controller listener is SASL_SSL too, PLAIN, `admin` alone.
+    Nobody but `admin` may do anything an ACL does not allow (infra/secure.py)."""
     from infra import tls
 
     certs = tls.Certificates(cfg.state_dir / "tls")
@@ -90,15 +104,16 @@ def _secure_properties(cfg: StackConfig) -> str:
 listeners=SASL_SSL://{cfg.host}:{port},CONTROLLER://{cfg.host}:{cport}
 advertised.listeners=SASL_SSL://{cfg.host}:{port}
 inter.broker.listener.name=SASL_SSL
-listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
-sasl.enabled.mechanisms=SCRAM-SHA-512
-sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.security.protocol.map=CONTROLLER:SASL_SSL,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+sasl.mechanism.inter.broker.protocol=PLAIN
 sasl.mechanism.controller.protocol=PLAIN
 listener.name.controller.sasl.enabled.mechanisms=PLAIN
 listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule \
   required username="admin" password="{admin}" user_admin="{admin}";
-listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \
-  required username="admin" password="{admin}";
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule \
+  required username="admin" password="{admin}" user_admin="{admin}";
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 ssl.keystore.type=PKCS12
 ssl.keystore.location={certs.kafka_keystore}
 ssl.keystore.password={certs.kafka_keystore_password}
@@ -160,13 +175,14 @@ def start_node(cfg: StackConfig, node: int, wait_ready: bool = True) -> subproce
         return None
     home.mkdir(parents=True, exist_ok=True)
     props = home / "server.properties"
-    props.write_text(_properties(cfg, node))
-    props.chmod(0o600)  # on the secure stack it holds the admin's password
+    with private_files():  # on the secure stack it holds the admin's password
+        props.write_text(_properties(cfg, node))
+    props.chmod(0o600)
     (home / "log4j2.properties").write_text(_log4j(home))
     jvm = _jvm(cfg, home)
     if not (home / "data" / "meta.properties").exists():
         res = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(cfg), "-c", str(props), *_scram_users(cfg)],
+            [*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(cfg), "-c", str(props)],
             capture_output=True,
             text=True,
         )
@@ -177,15 +193,6 @@ def start_node(cfg: StackConfig, node: int, wait_ready: bool = True) -> subproce
         log = home / "stdout.log"
         wait(f"Kafka node {node}", lambda: exited(proc, f"Kafka node {node}", log) or _ready(cfg), 90, log)
     return proc
-
-
-def _scram_users(cfg: StackConfig) -> list[str]:
-    """The secure stack's Kafka principals, written into the metadata before the first start
-    (KIP-900): the broker authenticates its own inter-broker connection as `admin`."""
-    if not cfg.secure:
-        return []
-    users = [u for u in cfg.passwords if u != "postgres"]
-    return [a for u in users for a in ("--add-scram", f"SCRAM-SHA-512=[name={u},password={cfg.passwords[u]}]")]
 
 
 def start(cfg: StackConfig) -> None:
@@ -217,16 +224,16 @@ def _ready(cfg: StackConfig) -> bool:
 
 
 def admin_config(cfg: StackConfig) -> dict[str, str]:
-    """librdkafka options of the stack's own admin client (the super user on the secure stack)."""
+    """librdkafka options of the stack's own admin client: on the secure stack the super user,
+    by PLAIN over TLS (which works before any SCRAM credential exists)."""
     config = {"bootstrap.servers": cfg.kafka_bootstrap}
     if cfg.secure:
-        env = cfg.env("admin")
         config |= {
             "security.protocol": "SASL_SSL",
-            "sasl.mechanism": env["KAFKA_SASL_MECHANISM"],
+            "sasl.mechanism": "PLAIN",
             "sasl.username": "admin",
-            "sasl.password": env["KAFKA_SASL_PASSWORD"],
-            "ssl.ca.location": env["KAFKA_SSL_CAFILE"],
+            "sasl.password": cfg.passwords["admin"],
+            "ssl.ca.location": str(cfg.ca_file),
         }
     return config
 

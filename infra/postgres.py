@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from infra.process import PG_DATABASE, PG_USER, StackConfig, StackError, port_open, wait
+from infra.process import PG_DATABASE, PG_USER, StackConfig, StackError, port_open, private_files, wait
 
 NAME = "postgres"
 
@@ -146,8 +146,9 @@ def _tls_options(cfg: StackConfig, base: Path) -> str:
 
     certs = tls.Certificates(cfg.state_dir / "tls")
     cert, key = base / "server.crt", base / "server.key"
-    shutil.copyfile(certs.cert("postgres"), cert)
-    shutil.copyfile(certs.key("postgres"), key)
+    with private_files():
+        shutil.copyfile(certs.cert("postgres"), cert)
+        shutil.copyfile(certs.key("postgres"), key)
     key.chmod(0o600)
     tls.give_to(key, PG_USER)
     tls.give_to(cert, PG_USER)

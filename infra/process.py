@@ -10,6 +10,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +105,17 @@ class StackConfig:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+@contextmanager
+def private_files() -> Iterator[None]:
+    """Files created inside are the owner's alone from their first byte (umask 077), not
+    world-readable until a chmod: the stack's passwords, keys and settings."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def free_port() -> int:

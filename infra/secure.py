@@ -83,6 +83,24 @@ def _create_topics(admin: AdminClient, names: list[str], partitions: int) -> Non
                 raise StackError(f"could not create topic {name}: {exc.args[0].str()}") from exc
 
 
+def add_users(cfg: StackConfig) -> None:
+    """Every principal's SCRAM-SHA-512 credential, set by admin over TLS (so no password is
+    ever on a command line); setting it again with the same password is harmless."""
+    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
+    from infra.kafka import admin_config
+
+    admin = AdminClient(admin_config(cfg))
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    upserts = [UserScramCredentialUpsertion(u, info, cfg.passwords[u].encode()) for u in KAFKA_USERS]
+    for user, future in admin.alter_user_scram_credentials(upserts, request_timeout=30).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise StackError(f"could not set the SCRAM credential of {user}: {exc.args[0].str()}") from exc
+
+
 def start(cfg: StackConfig) -> None:
-    """After the services: the default pipeline's topics and ACLs (idempotent)."""
+    """After the services: the principals, the default pipeline's topics and ACLs (idempotent)."""
+    add_users(cfg)
     grant(cfg, IMAGE_TOPIC, DEAD_LETTER_TOPIC, GROUP)

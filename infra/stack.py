@@ -29,6 +29,7 @@ from pathlib import Path
 
 from infra import secure as secure_mod
 from infra import services, tls
+from infra.process import private_files
 from infra.services import SERVICES, StackConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +98,8 @@ def load_or_create(
         passwords=secure_mod.new_passwords() if secure else {},
     )
     data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
-    saved.write_text(json.dumps(data, indent=2))
+    with private_files():
+        saved.write_text(json.dumps(data, indent=2))
     saved.chmod(0o600)
     return cfg
 
@@ -146,7 +148,8 @@ def env_lines(cfg: StackConfig, kafka_user: str = "admin", reveal: bool = True) 
 
 def write_env_file(cfg: StackConfig) -> Path:
     path = cfg.state_dir / "stack.env"
-    path.write_text(env_lines(cfg))
+    with private_files():
+        path.write_text(env_lines(cfg))
     path.chmod(0o600)
     return path
 

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.process import StackError
+from infra.process import StackError, private_files
 
 SERVICES = ("kafka", "postgres", "s3")
 DAYS = 825  # the longest validity clients accept for a server certificate
@@ -57,10 +57,16 @@ def _private(path: Path) -> None:
 
 
 def ensure(directory: Path, host: str = "127.0.0.1") -> Certificates:
-    """The CA and the services' certificates in `directory`, made if missing (idempotent)."""
+    """The CA and the services' certificates in `directory` (the owner's alone: PostgreSQL's
+    server gets copies of its own), made if missing (idempotent)."""
+    with private_files():
+        return _ensure(directory, host)
+
+
+def _ensure(directory: Path, host: str) -> Certificates:
     certs = Certificates(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o755)  # PostgreSQL's server (another user when we are root) reads its files here
+    directory.chmod(0o700)
     ca_key = directory / "ca.key"
     if not certs.ca.exists():
         _openssl("genrsa", "-out", str(ca_key), "2048")
