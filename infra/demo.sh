@@ -26,6 +26,11 @@ kafka_user() {
 mapfile -t as_worker < <(kafka_user worker)
 mapfile -t as_producer < <(kafka_user producer)
 "$py" -m db migrate
+# psql takes the password from PGPASSWORD, never from its command line (which ps shows anyone)
+pg_split='import os, urllib.parse as u
+p = u.urlsplit(os.environ["DATABASE_URL"]); who, _, host = p.netloc.rpartition("@"); user, _, pw = who.partition(":")
+print(u.urlunsplit(p._replace(netloc=f"{user}@{host}" if user else host))); print(u.unquote(pw))'
+{ read -r pg_url; read -r PGPASSWORD; } < <("$py" -c "$pg_split"); export PGPASSWORD
 # the viewer's first account: its password is printed here, once
 "$py" -m viewer create-user admin --role admin --generate --if-no-accounts
 logs="${VS_STACK_DIR:-$repo/.stack}/logs"; mkdir -p "$logs"
@@ -41,8 +46,8 @@ for i in $(seq 1 "$workers"); do
 done
 
 "$py" upload.py "$images"   # live from S3: each PUT's notification goes to the workers
-total=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM image_info WHERE deleted_at IS NULL")
-rows() { psql "$DATABASE_URL" -tAc "SELECT (SELECT count(*) FROM prediction_results) + (SELECT count(*) FROM prediction_errors)"; }
+total=$(psql "$pg_url" -tAc "SELECT count(*) FROM image_info WHERE deleted_at IS NULL")
+rows() { psql "$pg_url" -tAc "SELECT (SELECT count(*) FROM prediction_results) + (SELECT count(*) FROM prediction_errors)"; }
 sleep 20
 if [ "$(rows)" -eq 0 ]; then  # a stack created before live ingestion publishes no events
   echo "no notifications arrived: sending the keys with the producer instead"
@@ -61,9 +66,9 @@ done
 echo
 echo "reconciliation (what notifications missed, if anything):"
 env "${as_producer[@]}" "$py" -m producer --from-bucket --only-missing
-psql "$DATABASE_URL" -c "SELECT hostname, count(*) AS images, round(avg(confidence)::numeric, 3) AS avg_conf FROM prediction_results GROUP BY 1 ORDER BY 1"
-psql "$DATABASE_URL" -c "SELECT image_key, category, round(confidence::numeric, 3) AS confidence, hostname, time FROM prediction_results ORDER BY time DESC LIMIT 10"
-psql "$DATABASE_URL" -c "SELECT error_type, count(*) FROM prediction_errors GROUP BY 1"
+psql "$pg_url" -c "SELECT hostname, count(*) AS images, round(avg(confidence)::numeric, 3) AS avg_conf FROM prediction_results GROUP BY 1 ORDER BY 1"
+psql "$pg_url" -c "SELECT image_key, category, round(confidence::numeric, 3) AS confidence, hostname, time FROM prediction_results ORDER BY time DESC LIMIT 10"
+psql "$pg_url" -c "SELECT error_type, count(*) FROM prediction_errors GROUP BY 1"
 # the URL holds a password on the secure stack: name the file, never print it
 echo "done. Query more with: set -a; . ${VS_STACK_DIR:-$repo/.stack}/stack.env; set +a; psql \"\$DATABASE_URL\""
 echo "or browse them: .venv/bin/python -m viewer, then http://127.0.0.1:8080/ (log in as admin)"
