@@ -18,7 +18,10 @@ from typing import NoReturn
 
 from common.errors import ServiceUnreachable
 
-_S3_CREDENTIALS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken", "403"}
+# answers that say the credentials themselves are wrong, whatever was asked
+S3_BAD_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"})
+# and those that say they may not do what was asked (a HEAD's 403 has no code but its status)
+_S3_CREDENTIALS = S3_BAD_CREDENTIALS | {"AccessDenied", "403"}
 
 
 def message(exc: BaseException) -> str | None:

@@ -33,25 +33,21 @@ def _database(settings: Settings) -> Optional[str]:
     return None
 
 
-# answers that say the credentials themselves are wrong (AccessDenied may be only this probe's
-# key: a worker needs GetObject alone, and may be refused anything else)
-_BAD_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"})
-
-
 def _s3(settings: Settings) -> Optional[str]:
     """A GET of a key that should not exist, the one request a worker may make: its answer
     (NoSuchKey, AccessDenied, NoSuchBucket) proves TLS and the signature work."""
     import botocore.exceptions
 
-    from common.cli import message
+    from common.cli import S3_BAD_CREDENTIALS, message
 
     try:
         settings.s3_client().get_object(Bucket=settings.s3_bucket, Key="visionscaling-preflight/absent")
     except (botocore.exceptions.SSLError, botocore.exceptions.NoCredentialsError) as exc:
         return message(exc)
     except botocore.exceptions.ClientError as exc:
+        # AccessDenied may be this probe's key only: a worker needs GetObject alone
         code = exc.response.get("Error", {}).get("Code", "")
-        return message(exc) if code in _BAD_CREDENTIALS else None
+        return message(exc) if code in S3_BAD_CREDENTIALS else None
     except botocore.exceptions.BotoCoreError:
         return None  # unreachable: an outage, waited for
     return None

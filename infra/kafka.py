@@ -24,6 +24,7 @@ from infra.process import (
     spawn,
     wait,
 )
+from settings import Settings
 
 NAME = "kafka"
 
@@ -236,6 +237,22 @@ def admin_config(cfg: StackConfig) -> dict[str, str]:
             "ssl.ca.location": str(cfg.ca_file),
         }
     return config
+
+
+def admin_settings(cfg: StackConfig, **values) -> Settings:
+    """The project's settings as the stack's admin (for common.kafka_admin's topic creation)."""
+    security = (
+        {
+            "kafka_security_protocol": "SASL_SSL",
+            "kafka_sasl_mechanism": "PLAIN",
+            "kafka_sasl_username": "admin",
+            "kafka_sasl_password": cfg.passwords["admin"],
+            "kafka_ssl_cafile": cfg.ca_file,
+        }
+        if cfg.secure
+        else {}
+    )
+    return Settings(_env_file=None, kafka_bootstrap_servers=cfg.kafka_bootstrap, **security, **values)
 
 
 def stop_node(cfg: StackConfig, node: int, hard: bool = False) -> bool:

@@ -57,10 +57,12 @@ def grants(topic: str, dead_letter: str, group: str) -> dict[str, list[tuple[Res
 
 def grant(cfg: StackConfig, topic: str, dead_letter: str, group: str, partitions: int = 3) -> None:
     """Create the pipeline's two topics (as admin) and grant every principal its ACLs."""
-    from infra.kafka import admin_config
+    from common.kafka_admin import ensure_topic
+    from infra.kafka import admin_config, admin_settings
 
+    for name in (topic, dead_letter):  # the project's own topic creation, as admin
+        ensure_topic(admin_settings(cfg, kafka_partitions=partitions), name=name)
     admin = AdminClient(admin_config(cfg))
-    _create_topics(admin, [topic, dead_letter], partitions)
     bindings = [
         AclBinding(kind, name, ResourcePatternType.LITERAL, f"User:{user}", "*", op, AclPermissionType.ALLOW)
         for user, acls in grants(topic, dead_letter, group).items()
@@ -68,19 +70,6 @@ def grant(cfg: StackConfig, topic: str, dead_letter: str, group: str, partitions
     ]
     for future in admin.create_acls(bindings, request_timeout=30).values():
         future.result()
-
-
-def _create_topics(admin: AdminClient, names: list[str], partitions: int) -> None:
-    from confluent_kafka.admin import NewTopic
-
-    existing = admin.list_topics(timeout=30).topics
-    wanted = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
-    for name, future in admin.create_topics(wanted, operation_timeout=30).items() if wanted else []:
-        try:
-            future.result()
-        except KafkaException as exc:
-            if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
-                raise StackError(f"could not create topic {name}: {exc.args[0].str()}") from exc
 
 
 def add_users(cfg: StackConfig) -> None:

@@ -85,9 +85,9 @@ def start_gateway(cfg: StackConfig, gw: Gateway) -> None:
 
 def _ensure_topic(cfg: StackConfig, topic: str) -> None:
     from common.kafka_admin import ensure_topic
-    from settings import Settings
+    from infra.kafka import admin_settings
 
-    ensure_topic(Settings(_env_file=None, kafka_bootstrap_servers=cfg.kafka_bootstrap, kafka_topic=topic))
+    ensure_topic(admin_settings(cfg), name=topic)
 
 
 def _answers(cfg: StackConfig, port: int) -> bool:
