@@ -12,27 +12,50 @@ from infra.services import SERVICES, StackConfig
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: int) -> tuple[int, float]:
-    """(parent pid, user+system CPU seconds) of a live process."""
+def _stat(pid: int) -> tuple[int, float, float]:
+    """(parent pid, user+system CPU seconds, those of its children that exited and it reaped) of
+    a live process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK, (int(fields[13]) + int(fields[14])) / _TICK
+
+
+def own_seconds(pid: int) -> float:
+    """CPU seconds of one process, its children not included."""
+    return _stat(pid)[1]
 
 
 def tree_seconds(root: int) -> float:
-    """CPU seconds of `root` and every live descendant (PostgreSQL's backends, say)."""
+    """CPU seconds of `root` and its descendants (PostgreSQL's backends, Spark's Python workers):
+    the live ones', and those of the ones that exited and were reaped within the tree (a
+    process's children's time, which the kernel adds to the parent's when it reaps them), so
+    that a child ending during a measurement does not take its CPU out of the total."""
     parents, cpu = {}, {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                parents[int(entry.name)], cpu[int(entry.name)] = _stat(int(entry.name))
+                parent, own, reaped = _stat(int(entry.name))
             except (OSError, IndexError, ValueError):
                 continue  # exited while we looked
+            parents[int(entry.name)], cpu[int(entry.name)] = parent, own + reaped
     total, todo = 0.0, [root]
     while todo:
         pid = todo.pop()
         total += cpu.get(pid, 0.0)
         todo += [child for child, parent in parents.items() if parent == pid]
     return total
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) clock ticks of all the machine's cores since boot (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time that was busy between two machine_jiffies()."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else 0.0
 
 
 def service_pids(cfg: StackConfig) -> dict[str, int]:

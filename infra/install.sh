@@ -3,7 +3,8 @@
 # the Kafka jars (Maven Central), versitygw (the S3 server, built from the Go module proxy),
 # and the Python environment (.venv, PyPI).
 # Env: VS_LIBS_DIR (jar directory, default .stack/libs), VS_VENV (default .venv), PYTHON,
-# VS_WITH_BROWSER=1 (also Debian's chromium, for the viewer's browser test; infra/test.sh sets it).
+# VS_WITH_BROWSER=1 (also Debian's chromium, for the viewer's browser test; infra/test.sh sets it),
+# VS_WITH_SPARK=1 (PySpark and the jars of Spark's Kafka source, for the Spark peer benchmark's test).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 libs="${VS_LIBS_DIR:-$repo/.stack/libs}"
@@ -36,6 +37,11 @@ fetch_jars() {  # name, marker jar glob
   fi
 }
 fetch_jars kafka 'kafka_2.13-*.jar'
+extras="test,bench,docs"
+if [ "${VS_WITH_SPARK:-0}" = 1 ]; then
+  fetch_jars spark 'spark-sql-kafka-0-10_2.13-*.jar'  # benchmarks/spark_job.py: spark.jars
+  extras+=",spark"
+fi
 
 # helm, for the chart's offline checks (tests/deploy): built from the Go module proxy once
 # (~3 min on 2 cores), kept in .stack/bin. VS_WITH_HELM=1 (infra/test.sh sets it).
@@ -72,11 +78,11 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "[install] Python venv -> $venv"
   "$python" -m venv "$venv"
 fi
-stamp="$venv/.vs-installed"
+stamp="$venv/.vs-installed-${extras//,/-}"
 if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
-  echo "[install] pip install -e .[test,bench,docs] (torch is a large download the first time)"
+  echo "[install] pip install -e .[$extras] (torch is a large download the first time)"
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -e "$repo[test,bench,docs]"
+  "$venv/bin/pip" install -q -e "$repo[$extras]"
   touch "$stamp"
 fi
 echo "[install] done"
