@@ -23,12 +23,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 IMAGES = Counter("vs_images_classified_total", "Images classified and written")
 ERRORS = Counter("vs_image_errors_total", "Images recorded as errors", ["error_type"])
 BATCH_SIZE = Histogram("vs_batch_size", "Messages per batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
-STAGE_SECONDS = Histogram("vs_stage_seconds", "Seconds per batch and stage", ["stage"], buckets=_STAGE_BUCKETS)
+STAGE_SECONDS = Histogram("vs_stage_seconds", "Seconds per batch and stage", ["stage"], buckets=STAGE_BUCKETS)
 END_TO_END_SECONDS = Histogram(
     "vs_end_to_end_seconds",
     "Key sent to Kafka -> row written, per image",
