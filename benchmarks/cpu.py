@@ -45,17 +45,20 @@ def tree_seconds(root: int) -> float:
     return total
 
 
-def machine_jiffies() -> tuple[int, int]:
-    """(busy, total) clock ticks of all the machine's cores since boot (/proc/stat)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle, iowait
-    return sum(fields) - idle, sum(fields)
+def machine_jiffies() -> tuple[int, int, int]:
+    """(busy, steal, total) clock ticks of all the machine's cores since boot (/proc/stat):
+    user, nice, system, idle, iowait, irq, softirq, steal (guest time is inside user)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return f[0] + f[1] + f[2] + f[5] + f[6], f[7], sum(f)
 
 
-def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
-    """The share of the machine's CPU time that was busy between two machine_jiffies()."""
-    total = after[1] - before[1]
-    return (after[0] - before[0]) / total if total else 0.0
+def busy_fraction(before: tuple[int, int, int], after: tuple[int, int, int]) -> tuple[float, float]:
+    """(busy, stolen by the hypervisor) shares of the machine's CPU time between two
+    machine_jiffies()."""
+    total = after[2] - before[2]
+    if not total:
+        return 0.0, 0.0
+    return (after[0] - before[0]) / total, (after[1] - before[1]) / total
 
 
 def service_pids(cfg: StackConfig) -> dict[str, int]:
@@ -68,7 +71,7 @@ def snapshot(pids: dict[str, int]) -> dict[str, float]:
 
 
 def used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
+    return {name: round(after[name] - before.get(name, 0.0), 3) for name in after}
 
 
 def with_workers(services: dict[str, int], procs: dict) -> dict[str, int]:
@@ -79,7 +82,7 @@ def with_workers(services: dict[str, int], procs: dict) -> dict[str, int]:
 def grouped(used: dict[str, float]) -> dict[str, float]:
     """CPU seconds per service, and the "worker:NAME" entries summed as "workers"."""
     out = {k: v for k, v in used.items() if not k.startswith("worker:")}
-    out["workers"] = round(sum(v for k, v in used.items() if k.startswith("worker:")), 1)
+    out["workers"] = round(sum(v for k, v in used.items() if k.startswith("worker:")), 3)
     return out
 
 

@@ -29,8 +29,7 @@ from pathlib import Path
 
 from benchmarks import cpu
 from benchmarks.local_stack import temporary_stack
-from benchmarks.pipeline import row_times, truncate, variant
-from benchmarks.plot import throughput
+from benchmarks.pipeline import sent_to_written, truncate, variant
 from common.imaging import find_images
 from common.kafka_admin import ensure_topic
 from consumer.metrics import STAGE_BUCKETS
@@ -90,32 +89,34 @@ class WaitSampler(threading.Thread):
 def run_size(settings: Settings, env: dict, cfg, workers: int, images: int) -> dict:
     fleet = Fleet(settings, env, f"w{workers}", command=COMMAND)
     ensure_topic(settings)
+    sampler = WaitSampler(settings)
     try:
         for i in range(workers):
             fleet.start(f"w{workers}-{i + 1}")
         fleet.wait_for(f"{workers} members", lambda: fleet.members() == workers, 600)
         pids = cpu.with_workers(cpu.service_pids(cfg), fleet.procs)
         before, machine = cpu.snapshot(pids), cpu.machine_jiffies()
-        sampler = WaitSampler(settings)
         sampler.start()
         run([sys.executable, "-m", "producer", "--limit", str(images)], env)
         fleet.wait_rows(images, 1800)
-        sampler.stopped.set()
-        sampler.join()
         used = cpu.grouped(cpu.used(before, cpu.snapshot(pids)))
-        busy = cpu.busy_fraction(machine, cpu.machine_jiffies())
+        busy, stolen = cpu.busy_fraction(machine, cpu.machine_jiffies())
         writes = write_seconds(fleet)
         _, error_rows = counts(settings)
     finally:
+        sampler.stopped.set()
+        if sampler.is_alive():
+            sampler.join()
         fleet.stop()
-    times = [t for t, _ in row_times(settings)]
+    rows_s, _ = sent_to_written(settings)
     return {
         "workers": workers,
-        "rows_s": round(throughput(times), 1),
+        "rows_s": round(rows_s, 1),  # from the first key sent to the last row written
         "ideal_rows_s": None,  # filled in by main: workers x 1000 / ms per image
         "cpu_ms_per_row": {k: round(1000 * v / images, 3) for k, v in used.items()},
         "write": writes,
         "machine_busy": round(busy, 2),
+        "machine_stolen": round(stolen, 2),  # CPU time the hypervisor gave to others
         "postgres_active_backends": sampler.result(),
         "error_rows": error_rows,  # 0, or the run measured something else than classification
     }

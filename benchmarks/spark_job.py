@@ -5,7 +5,7 @@ inference: the model built once per Python worker, ONNX Runtime on one thread pe
 the same rows written to PostgreSQL in `foreachBatch` with the project's own db.queries.write_batch.
 Measured against the pipeline by benchmarks/spark_peer.py.
 
-Optional: `pip install 'pyspark==4.2.0'` (Java 17) and the Kafka source's jars, which
+Optional: `pip install -e '.[spark]'` (PySpark 4.2, pandas below 3; Java 17) and the Kafka source's jars, which
 `VS_WITH_SPARK=1 infra/install.sh` fetches from Maven Central into VS_LIBS_DIR/spark (passed as
 spark.jars: nothing is resolved through Ivy at run time).
 """
@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +43,7 @@ def session(libs_dir: Path, cores: int):
     try:
         from pyspark.sql import SparkSession
     except ImportError:
-        raise SystemExit("PySpark is not installed: pip install 'pyspark==4.2.0'") from None
+        raise SystemExit("PySpark is not installed: pip install -e '.[spark]'") from None
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     return (
@@ -88,9 +87,8 @@ def classify_partition(graph: str, settings: Settings, categories: list[str]):
                     ok.append(row)
                 except ImageError as exc:
                     row["error"], row["error_type"] = str(exc), str(exc.error_type)
-                except (
-                    ClientError
-                ) as exc:  # a missing key: a row of its own; S3 failing: the task fails, Spark retries it
+                except ClientError as exc:
+                    # a missing key: a row of its own; S3 failing: the task fails and Spark retries it
                     if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
                         raise
                     row["error"], row["error_type"] = f"no such key: {key}", str(ErrorType.MISSING)
@@ -148,7 +146,9 @@ def write_rows(settings: Settings, model: str, host: str):
     return write
 
 
-def start_query(spark, settings: Settings, graph: str, categories: list[str], max_per_trigger: int, tasks=None):
+def start_query(
+    spark, settings: Settings, graph: str, categories: list[str], max_per_trigger: int, checkpoint: str, tasks=None
+):
     """The streaming query from the topic's first offset: Kafka -> mapInPandas -> foreachBatch.
     `tasks`: the Kafka source's minPartitions (None: one task per Kafka partition, Spark's
     default; more tasks per micro-batch cost more CPU here and gained no throughput)."""
@@ -171,7 +171,7 @@ def start_query(spark, settings: Settings, graph: str, categories: list[str], ma
     classified = keys.mapInPandas(classify_partition(graph, settings, categories), SCHEMA)
     return (
         classified.writeStream.foreachBatch(write_rows(settings, settings.model_name, f"spark-{socket.gethostname()}"))
-        .option("checkpointLocation", tempfile.mkdtemp(prefix="vs-spark-checkpoint-"))
+        .option("checkpointLocation", checkpoint)
         .start()
     )
 

@@ -30,41 +30,50 @@ import json
 import math
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 from benchmarks import cpu
 from benchmarks.local_stack import temporary_stack
-from benchmarks.pipeline import percentile, row_times, run_fleet, truncate, variant
+from benchmarks.pipeline import percentile, run_fleet, sent_to_written, truncate, variant
 from common.imaging import find_images
 from common.kafka_admin import ensure_topic
 from db.connection import connect
-from infra.fleet import counts, fleet_env, run
+from infra.fleet import fleet_env, run
 from settings import Settings
 from upload import upload_dir
 
 HERE = Path(__file__).resolve().parent
 
 
-def sent_to_written(settings: Settings) -> tuple[float, list[float]]:
-    """(images per second from the first key sent to the last row written, every row's latency)."""
-    rows = row_times(settings)
-    first_sent = min(t - lat for t, lat in rows)
-    return (len(rows) / (rows[-1][0] - first_sent) if rows else 0.0), [lat for _, lat in rows]
-
-
 def wait_rows(settings: Settings, n: int, timeout: float, query=None) -> None:
+    """Until `n` rows: polled once a second on one connection, as the pipeline's harness polls
+    (infra.fleet), so that neither system is charged more for being watched."""
     deadline = time.monotonic() + timeout
-    while sum(counts(settings)) < n:
-        if query is not None and query.exception() is not None:
-            raise RuntimeError(f"the Spark query failed: {query.exception()}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{sum(counts(settings))} of {n} rows after {timeout:.0f} s")
-        time.sleep(0.2)
+    conn = connect(settings)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            while True:
+                cur.execute(
+                    "SELECT (SELECT count(*) FROM prediction_results) + (SELECT count(*) FROM prediction_errors)"
+                )
+                done = cur.fetchone()[0]
+                if done >= n:
+                    return
+                if query is not None and query.exception() is not None:
+                    raise RuntimeError(f"the Spark query failed: {query.exception()}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{done} of {n} rows after {timeout:.0f} s")
+                time.sleep(1)
+    finally:
+        conn.close()
 
 
 def own_cpu() -> float:
@@ -72,17 +81,25 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def spark_run(spark, job, settings: Settings, env: dict, keys: int, producer_args, services, **query) -> dict:
-    """One streaming query over a topic of its own: started on the empty topic, then the keys
-    sent by the project's producer; returns the CPU seconds used until every row was written, and
-    Spark's own split of them (its JVM, its Python workers, the driver's foreachBatch)."""
+def spark_run(spark, job, settings: Settings, env: dict, keys: int, producer_args, services, **query):
+    """One streaming query over a topic of its own, warmed with a first micro-batch (Spark stops
+    Python workers idle for a minute, so each run would otherwise import and build its model
+    inside the measurement), then the keys sent by the project's producer. Returns the CPU
+    seconds used until every row was written, and Spark's own split of them (its JVM, its
+    Python workers, the driver's foreachBatch)."""
     ensure_topic(settings)
-    q = job.start_query(spark, settings, **query)
+    checkpoint = tempfile.mkdtemp(prefix="vs-spark-checkpoint-")
+    q = job.start_query(spark, settings, checkpoint=checkpoint, **query)
     try:
+        deadline = time.monotonic() + 300
         while q.lastProgress is None:  # the first trigger has run: the query is up
-            if q.exception() is not None:
-                raise RuntimeError(f"the Spark query failed: {q.exception()}")
+            if q.exception() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Spark query did not start: {q.exception()}")
             time.sleep(0.2)
+        warm = 2 * spark.sparkContext.defaultParallelism * settings.batch_size
+        run([sys.executable, "-m", "producer", "--limit", str(warm)], env)
+        wait_rows(settings, warm, 600, q)
+        truncate(settings)
         jvm = job.java_pid(spark)
         pids = {"spark": jvm, **services}
         before, driver, jvm_before = cpu.snapshot(pids), own_cpu(), cpu.own_seconds(jvm)
@@ -91,10 +108,11 @@ def spark_run(spark, job, settings: Settings, env: dict, keys: int, producer_arg
         used = cpu.used(before, cpu.snapshot(pids))
         jvm_used, driver_used = cpu.own_seconds(jvm) - jvm_before, own_cpu() - driver
         parts = {"jvm": jvm_used, "python_workers": used["spark"] - jvm_used, "driver": driver_used}
-        used["spark"] = round(used.pop("spark") + driver_used, 1)
+        used["spark"] = used.pop("spark") + driver_used
         return used, parts
     finally:
         q.stop()
+        shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 def answers(settings: Settings) -> dict[str, tuple]:
@@ -115,8 +133,8 @@ def agreement(a: dict[str, tuple], b: dict[str, tuple]) -> dict:
     return {"keys": len(a), "other_keys": len(b), "same_rows": len(same)}
 
 
-def ray_run(images: int, photos: int) -> float:
-    """Ray Data's images/s (benchmarks/ray_peer.py: local files, no S3, Kafka or database)."""
+def ray_run(images: int, photos: int) -> dict:
+    """Ray Data's figures (benchmarks/ray_peer.py: local files, no S3, Kafka or database)."""
     copies = max(1, round(images / photos))
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.ray_peer", "--copies", str(copies)],
@@ -125,11 +143,23 @@ def ray_run(images: int, photos: int) -> float:
         check=True,
         cwd=HERE.parent,
     ).stdout
-    return float(json.loads(out)["img_s"])
+    return json.loads(out)
 
 
 def summary(values: list[float]) -> dict:
     return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
+
+
+def record(used: dict, parts: dict, mine: str, images: int) -> dict:
+    """One run's figures: the system's CPU ms per image (and Spark's split), the services'."""
+    ms = {k: 1000 * v / images for k, v in used.items()}
+    out = {
+        "cpu_ms_per_image": round(ms.pop(mine), 2),
+        "services_cpu_ms_per_image": {k: round(v, 2) for k, v in ms.items()},
+    }
+    if parts:
+        out["cpu_ms_per_image_by_part"] = {k: round(1000 * v / images, 2) for k, v in parts.items()}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,18 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=2000, help="images per run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2, help="the pipeline's faust workers")
-    ap.add_argument(
-        "--warmup-images", type=int, default=1000, help="through each system before its first run (0: none)"
-    )
+    ap.add_argument("--warmup-images", type=int, default=1000, help="through each system first (0: none)")
     ap.add_argument("--latency-images", type=int, default=400)
     ap.add_argument("--max-offsets", type=int, default=1000, help="Spark's maxOffsetsPerTrigger")
-    ap.add_argument(
-        "--tasks", type=int, help="Spark's minPartitions (default: Spark's own, one task per Kafka partition)"
-    )
+    ap.add_argument("--tasks", type=int, help="Spark's minPartitions (default: one task per Kafka partition)")
     ap.add_argument("--without-ray", action="store_true", help="skip Ray Data even when it is installed")
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
     from benchmarks import spark_job
+    from benchmarks.plot import draw_peers
     from benchmarks.ray_peer import graph_path
     from consumer.weights import imagenet_categories
 
@@ -171,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = len(find_images(dev))
     with_ray = not args.without_ray and importlib.util.find_spec("ray") is not None
     runs: dict[str, list] = {"pipeline": [], "spark": [], "ray": []}
-    latency, rows = {}, {}
+    latency, rows, ray_version = {}, {}, None
     with temporary_stack() as cfg:
         tag = uuid.uuid4().hex[:6]
         settings = Settings(
@@ -181,56 +208,45 @@ def main(argv: list[str] | None = None) -> int:
             kafka_dead_letter_topic=f"peer-dead-{tag}",
             model_engine="onnxruntime",
         )
-        env = {**fleet_env(settings, {**os.environ}), "MODEL_ENGINE": "onnxruntime"}
+        # the same job for both: Spark stores no embeddings, so neither does the pipeline here
+        env = {**fleet_env(settings, {**os.environ}), "MODEL_ENGINE": "onnxruntime", "EMBEDDINGS": "false"}
         for i in range(math.ceil(max(args.images, args.warmup_images, args.latency_images) / photos)):
             upload_dir(settings, dev, prefix=f"copy{i}")
         print("starting Spark...", file=sys.stderr)
         spark = spark_job.session(cfg.libs_dir, cores)
         try:
 
-            def pipeline(name: str, keys: int, producer_args=()) -> dict:
+            def pipeline(name: str, keys: int, producer_args=()):
                 s, e = variant(settings, env, name)
                 services = cpu.service_pids(cfg)
                 return run_fleet(s, e, name, args.workers, threads, keys, producer_args, services=services)[2], {}
 
-            def spark_(name: str, keys: int, producer_args=()) -> dict:
+            def spark_(name: str, keys: int, producer_args=()):
                 s, e = variant(settings, env, name)
                 return spark_run(spark, spark_job, s, e, keys, producer_args, cpu.service_pids(cfg), **query)
 
             systems = {"pipeline": pipeline, "spark": spark_}
+            mine = {"pipeline": "workers", "spark": "spark"}
             for name, go in systems.items():
                 if args.warmup_images:
                     print(f"warm-up ({name}): {args.warmup_images} images...", file=sys.stderr)
                     go(f"{name}warm", args.warmup_images)
                     truncate(settings)
             for r in range(args.repeats):
-                for name, go in systems.items():
+                order = list(systems) if r % 2 == 0 else list(systems)[::-1]  # neither always first
+                for name in order:
                     print(f"{name}, repeat {r + 1}: {args.images} images...", file=sys.stderr)
-                    used, parts = go(f"{name}{r}", args.images)
+                    used, parts = systems[name](f"{name}{r}", args.images)
                     img_s, _ = sent_to_written(settings)
-                    mine = used.pop("workers" if name == "pipeline" else "spark")
-                    runs[name].append(
-                        {
-                            "img_s": round(img_s, 1),
-                            "cpu_ms_per_image": round(1000 * mine / args.images, 2),
-                            "services_cpu_ms_per_image": {k: round(1000 * v / args.images, 2) for k, v in used.items()},
-                            **(
-                                {
-                                    "cpu_ms_per_image_by_part": {
-                                        k: round(1000 * v / args.images, 2) for k, v in parts.items()
-                                    }
-                                }
-                                if parts
-                                else {}
-                            ),
-                        }
-                    )
+                    runs[name].append({"img_s": round(img_s, 1), **record(used, parts, mine[name], args.images)})
                     if r == 0:
                         rows[name] = answers(settings)
                     truncate(settings)
                 if with_ray:
                     print(f"Ray Data, repeat {r + 1}...", file=sys.stderr)
-                    runs["ray"].append(ray_run(args.images, photos))
+                    ray = ray_run(args.images, photos)
+                    runs["ray"].append(ray["img_s"])
+                    ray_version = ray["ray"]
             for name, go in systems.items():
                 rate = max(1.0, statistics.median(x["img_s"] for x in runs[name]) / 2)
                 print(f"latency ({name}) at {rate:.1f} keys/s...", file=sys.stderr)
@@ -249,10 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{cpu.model_name()}, {cores} cores",
         "images": args.images,
         "repeats": args.repeats,
-        "pipeline_workers": args.workers,
-        "spark": f"pyspark {spark_version} local[{cores}], maxOffsetsPerTrigger {args.max_offsets}"
+        "pipeline_config": f"{args.workers} faust workers x {threads} thread(s), EMBEDDINGS=false",
+        "spark_config": f"pyspark {spark_version} local[{cores}], maxOffsetsPerTrigger {args.max_offsets}"
         + (f", minPartitions {args.tasks}" if args.tasks else ", one task per Kafka partition"),
-        "engine": "onnxruntime, one thread per worker",
+        "engine": "onnxruntime",
         "rows_agree": agreement(rows["pipeline"], rows["spark"]),
     }
     for name in systems:
@@ -266,44 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     figures["pipeline_over_spark_img_s"] = round(p["img_s"]["median"] / s["img_s"]["median"], 2)
     figures["spark_over_pipeline_cpu_ms"] = round(s["cpu_ms_per_image"]["median"] / p["cpu_ms_per_image"]["median"], 2)
     if runs["ray"]:
-        figures["ray_data"] = {"img_s": summary(runs["ray"]), "runs": runs["ray"], "reads": "local files"}
+        figures["ray_data"] = {"img_s": summary(runs["ray"]), "runs": runs["ray"], "ray": ray_version}
         figures["pipeline_over_ray_img_s"] = round(p["img_s"]["median"] / statistics.median(runs["ray"]), 2)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "spark_peer.json").write_text(json.dumps(figures, indent=2) + "\n")
-    draw(args.out_dir / "spark_peer.png", figures)
+    draw_peers(args.out_dir / "spark_peer.png", figures)
     print(json.dumps(figures, indent=2))
     return 0
-
-
-def draw(path: Path, figures: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colours = {"pipeline": "tab:blue", "spark": "tab:orange", "ray_data": "tab:green"}
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
-    for ax, (key, label) in zip(axes, (("img_s", "images/s"), ("cpu_ms_per_image", "CPU ms per image"))):
-        names = [n for n in colours if n in figures and (key == "img_s" or n != "ray_data")]
-        for i, name in enumerate(names):
-            runs = figures[name]["runs"]
-            values = runs if name == "ray_data" else [x[key] for x in runs]
-            ax.bar(i, statistics.median(values), color=colours[name], alpha=0.7)
-            ax.plot([i] * len(values), values, "k.")
-        ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names])
-        ax.set_title(label + " (bar: median, dots: repeats)")
-    ax = axes[2]
-    for i, name in enumerate(("pipeline", "spark")):
-        lat = figures[name]["latency_at_half_rate"]
-        ax.bar([i - 0.2, i + 0.2], [lat["p50_s"], lat["p95_s"]], width=0.35, color=colours[name])
-    ax.set_xticks(range(2), ["pipeline", "spark"])
-    ax.set_title("latency at half rate, s (p50, p95)")
-    fig.suptitle(
-        f"{figures['machine']}: {figures['images']} images, {figures['repeats']} repeats (Ray Data: local files)"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ fetch_jars() {  # name, marker jar glob
 fetch_jars kafka 'kafka_2.13-*.jar'
 extras="test,bench,docs"
 if [ "${VS_WITH_SPARK:-0}" = 1 ]; then
-  fetch_jars spark 'spark-sql-kafka-0-10_2.13-*.jar'  # benchmarks/spark_job.py: spark.jars
+  fetch_jars spark 'spark-sql-kafka-0-10_2.13-4.2.0.jar'  # benchmarks/spark_job.py: spark.jars
   extras+=",spark"
 fi
 

@@ -1,4 +1,4 @@
-"""benchmarks/cpu.py counts the CPU of a process and its live children (no services)."""
+"""benchmarks/cpu.py counts the CPU of a process and its children, live or reaped (no services)."""
 
 import os
 import subprocess
@@ -22,6 +22,36 @@ def test_a_busy_child_counts_towards_its_parent():
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_child_that_exits_keeps_its_cpu_in_the_tree():
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "spin = 'import time\\nt = time.time()\\nwhile time.time() - t < 1.0: pass'\n"
+            "subprocess.run([sys.executable, '-c', spin])\n"
+            "time.sleep(30)",
+        ]
+    )
+    try:
+        before = cpu.snapshot({"parent": parent.pid})
+        time.sleep(2.5)  # the grandchild spins 1 s, exits, and is reaped by the parent
+        used = cpu.used(before, cpu.snapshot({"parent": parent.pid}))["parent"]
+        assert used >= 0.7, used
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_the_machine_is_busier_while_a_process_spins():
+    before = cpu.machine_jiffies()
+    t = time.time()
+    while time.time() - t < 0.5:
+        pass
+    busy, stolen = cpu.busy_fraction(before, cpu.machine_jiffies())
+    assert 0.3 <= busy <= 1.0 and 0.0 <= stolen <= 1.0
 
 
 def test_workers_are_summed_and_services_kept_apart():

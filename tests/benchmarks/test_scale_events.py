@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_longest_gap_counts_from_the_last_write_before_the_event():
     assert longest_gap([1.0, 2.0, 5.5, 6.0], start=3.0, end=7.0) == 3.5
     assert longest_gap([1.0, 2.0], start=3.0, end=7.0) == 5.0  # nothing written since
+    assert longest_gap([3.5, 4.0], start=3.0, end=10.0) == 6.0  # nothing written after 4.0
 
 
 def test_a_message_written_again_counts_in_the_span_of_its_second_write():
@@ -37,7 +38,7 @@ def test_every_message_is_written_while_workers_come_and_go(stack_libs, shared_d
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads((tmp_path / "scale_events.json").read_text())
     assert json.loads(proc.stdout) == figures
-    assert figures["producer_ok"] and figures["messages_sent"] == 40 * 15 * 3 + 1
+    assert figures["stream_s"] >= 45 and figures["messages_sent"] >= 40 * 40  # 40 keys/s while it ran
     assert figures["messages_written"] == figures["messages_sent"]  # nothing lost
     assert [(e["from"], e["to"]) for e in figures["events"]] == [(1, 3), (3, 1)]
     for event in figures["events"]:
