@@ -79,7 +79,7 @@ def _build_processor():
         embed="fixed-answer" if settings.embeddings else None,
     )
     images = S3Images.from_settings(settings)
-    processor = BatchProcessor(
+    return BatchProcessor(
         settings,
         models,
         images,
@@ -87,9 +87,8 @@ def _build_processor():
         if LOG_DIR
         else RowWriter(lambda: connect(settings)),
         dead_letter_sender(worker.dead_letters) if worker.dead_letters is not None else None,
+        stages=FixedAnswerStages(settings, images),
     )
-    processor.stages = FixedAnswerStages(settings, images)
-    return processor
 
 
 app = worker.app

@@ -23,20 +23,17 @@ import os
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 from benchmarks import cpu
-from benchmarks.local_stack import temporary_stack
+from benchmarks.local_stack import bench_settings, dev_photos, temporary_stack, upload_copies
 from benchmarks.pipeline import sent_to_written, truncate, variant
-from common.imaging import find_images
 from common.kafka_admin import ensure_topic
 from consumer.metrics import STAGE_BUCKETS
 from db.connection import connect
 from infra.fleet import BIN, Fleet, counts, fleet_env, run
 from settings import Settings
-from upload import upload_dir
 
 HERE = Path(__file__).resolve().parent
 COMMAND = (str(BIN / "faust"), "-A", "benchmarks.fixed_answer_app", "worker", "-l", "warn")
@@ -47,10 +44,11 @@ def write_seconds(fleet: Fleet) -> dict:
     total = count = 0.0
     buckets = {le: 0.0 for le in STAGE_BUCKETS}
     for name in fleet.procs:
-        total += fleet.metric(name, "vs_stage_seconds_sum", stage="write")
-        count += fleet.metric(name, "vs_stage_seconds_count", stage="write")
+        samples = fleet.samples(name)  # one scrape per worker for all its figures
+        total += fleet.metric(name, "vs_stage_seconds_sum", samples, stage="write")
+        count += fleet.metric(name, "vs_stage_seconds_count", samples, stage="write")
         for le in STAGE_BUCKETS:
-            buckets[le] += fleet.metric(name, "vs_stage_seconds_bucket", stage="write", le=str(float(le)))
+            buckets[le] += fleet.metric(name, "vs_stage_seconds_bucket", samples, stage="write", le=str(float(le)))
     p95 = next((le for le in STAGE_BUCKETS if count and buckets[le] >= 0.95 * count), None)
     return {"batches": int(count), "mean_ms": round(1000 * total / count, 1) if count else None, "p95_le_s": p95}
 
@@ -153,28 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(w) for w in args.workers.split(",")]
     cores = os.cpu_count() or 1
     base = Settings()
-    dev = base.shared_dir / "images" / "dev"
-    if not dev.is_dir():
-        sys.exit(f"no photos at {dev}: set SHARED_DIR")
+    dev = dev_photos(base)
     results = []
     with temporary_stack() as cfg:
-        tag = uuid.uuid4().hex[:6]
-        settings = Settings(
-            kafka_topic=f"fleet-{tag}",
-            faust_app_id=f"fleet-{tag}",
-            s3_bucket="bench",
-            kafka_dead_letter_topic=f"fleet-dead-{tag}",
-            kafka_partitions=args.partitions,
-        )
+        settings = bench_settings("fleet", kafka_partitions=args.partitions)
         env = {
             **fleet_env(settings, {**os.environ}),
             "KAFKA_PARTITIONS": str(args.partitions),
             "FIXED_ANSWER_MS_PER_IMAGE": str(args.ms_per_image),
         }
         started = time.monotonic()
-        photos = len(find_images(dev))
-        for i in range(math.ceil(args.images / photos)):
-            upload_dir(settings, dev, prefix=f"copy{i}")
+        upload_copies(settings, dev, args.images)
         print(f"uploaded in {time.monotonic() - started:.0f} s", file=sys.stderr)
         for workers in sizes:
             print(f"{workers} workers, {args.images} images...", file=sys.stderr)

@@ -5,19 +5,23 @@ when the benchmark is stopped with SIGTERM (whose default action skips `finally`
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from common.imaging import find_images
 from db.connection import connect
 from db.migrate import migrate
 from infra import stack
 from infra.process import StackConfig
 from settings import Settings
+from upload import upload_dir
 
 
 @contextmanager
@@ -41,3 +45,31 @@ def temporary_stack(prefix: str = "vs-bench-", secure: bool = False) -> Iterator
             stack.discard(cfg)
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def bench_settings(name: str, **fields) -> Settings:
+    """A benchmark's settings on the stack of os.environ: a topic, consumer group and dead-letter
+    topic of its own (`name` and a random tag), the bucket "bench"; `fields` override the rest."""
+    tag = uuid.uuid4().hex[:6]
+    return Settings(
+        kafka_topic=f"{name}-{tag}",
+        faust_app_id=f"{name}-{tag}",
+        s3_bucket="bench",
+        kafka_dead_letter_topic=f"{name}-dead-{tag}",
+        **fields,
+    )
+
+
+def dev_photos(settings: Settings) -> Path:
+    """../shared's labelled dev photos, or exit with a line saying where they were looked for."""
+    dev = settings.shared_dir / "images" / "dev"
+    if not dev.is_dir():
+        sys.exit(f"no photos at {dev}: set SHARED_DIR")
+    return dev
+
+
+def upload_copies(settings: Settings, dev: Path, keys: int) -> None:
+    """The dev photos uploaded under prefixes copy0, copy1, ... until there are at least `keys`
+    distinct keys (every run sends keys of its own)."""
+    for i in range(math.ceil(keys / len(find_images(dev)))):
+        upload_dir(settings, dev, prefix=f"copy{i}")

@@ -28,12 +28,11 @@ import os
 import platform
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from benchmarks import cpu
 from benchmarks.inference import limit_rates
-from benchmarks.local_stack import temporary_stack
+from benchmarks.local_stack import bench_settings, dev_photos, temporary_stack, upload_copies
 from benchmarks.plot import draw, throughput
 from benchmarks.wal import wal_position, wal_since
 from common.imaging import find_images
@@ -41,7 +40,6 @@ from common.kafka_admin import ensure_topic
 from db.connection import connect
 from infra.fleet import Fleet, fleet_env, run
 from settings import Settings
-from upload import upload_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -127,11 +125,14 @@ def run_fleet(
         stages = {}
         if command is None:
             for name in fleet.procs:
+                samples = fleet.samples(name)
                 for stage in ("download", "decode", "infer", "write"):
-                    stages[stage] = stages.get(stage, 0.0) + fleet.metric(name, "vs_stage_seconds_sum", stage=stage)
+                    busy = fleet.metric(name, "vs_stage_seconds_sum", samples, stage=stage)
+                    stages[stage] = stages.get(stage, 0.0) + busy
                 for stage in ("decode", "infer"):  # thread CPU, not busy time (threads wait for cores)
                     key = f"{stage}_cpu"
-                    stages[key] = stages.get(key, 0.0) + fleet.metric(name, "vs_stage_cpu_seconds_total", stage=stage)
+                    used = fleet.metric(name, "vs_stage_cpu_seconds_total", samples, stage=stage)
+                    stages[key] = stages.get(key, 0.0) + used
         return sent_s, stages, cpu_seconds
     finally:
         fleet.stop()
@@ -195,9 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Settings()
     engines = args.engine or [base.model_engine]
     partitions = args.partitions or base.kafka_partitions
-    dev = base.shared_dir / "images" / "dev"
-    if not dev.is_dir():
-        sys.exit(f"no photos at {dev}: set SHARED_DIR")
+    dev = dev_photos(base)
     blobs = [p.read_bytes() for p in find_images(dev)]
     # Measured before and after the stack runs; the higher figure is the limit, so that a noisy
     # neighbour during one measurement cannot flatter the ratio. (Also builds the int8 graph
@@ -212,20 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     upload_s = cold_img_s = None
     print("starting the local stack...", file=sys.stderr)
     with temporary_stack() as cfg:
-        tag = uuid.uuid4().hex[:6]
-        settings = Settings(
-            kafka_topic=f"bench-{tag}",
-            faust_app_id=f"bench-{tag}",
-            s3_bucket="bench",
-            kafka_dead_letter_topic=f"bench-dead-{tag}",
-            kafka_partitions=partitions,
-        )
+        settings = bench_settings("bench", kafka_partitions=partitions)
         env = {**fleet_env(settings, {**os.environ}), "KAFKA_PARTITIONS": str(partitions)}
         started = time.monotonic()
         # every run sends distinct keys: as many as the largest one needs
-        needed = max(args.images, args.warmup_images, args.latency_images, args.baseline_images)
-        for i in range(math.ceil(needed / len(blobs))):
-            upload_dir(settings, dev, prefix=f"copy{i}")
+        upload_copies(settings, dev, max(args.images, args.warmup_images, args.latency_images, args.baseline_images))
         upload_s = round(time.monotonic() - started, 1)
 
         for engine in engines:

@@ -25,19 +25,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 from benchmarks import cpu
 from benchmarks.fleet_scale import COMMAND
-from benchmarks.local_stack import temporary_stack
+from benchmarks.local_stack import bench_settings, dev_photos, temporary_stack, upload_copies
 from benchmarks.pipeline import percentile
 from common.kafka_admin import ensure_topic, kafka_status
 from db.connection import connect
 from infra.fleet import REPO, Fleet, fleet_env
 from settings import Settings
-from upload import upload_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -152,27 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     base = Settings()
-    dev = base.shared_dir / "images" / "dev"
-    if not dev.is_dir():
-        sys.exit(f"no photos at {dev}: set SHARED_DIR")
+    dev = dev_photos(base)
     logs = Path(tempfile.mkdtemp(prefix="vs-scale-"))
     events: list[dict] = []
     with temporary_stack():
-        tag = uuid.uuid4().hex[:6]
-        settings = Settings(
-            kafka_topic=f"scale-{tag}",
-            faust_app_id=f"scale-{tag}",
-            s3_bucket="bench",
-            kafka_dead_letter_topic=f"scale-dead-{tag}",
-            kafka_partitions=args.partitions,
-        )
+        settings = bench_settings("scale", kafka_partitions=args.partitions)
         env = {
             **fleet_env(settings, {**os.environ}),
             "KAFKA_PARTITIONS": str(args.partitions),
             "FIXED_ANSWER_MS_PER_IMAGE": str(args.ms_per_image),
             "FIXED_ANSWER_LOG_DIR": str(logs),
         }
-        upload_dir(settings, dev, prefix="copy0")
+        upload_copies(settings, dev, 1)
         ensure_topic(settings)
         fleet = Fleet(settings, env, "scale", command=COMMAND)
         names: list[str] = []

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import os
 import resource
 import shutil
@@ -36,18 +35,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from benchmarks import cpu
-from benchmarks.local_stack import temporary_stack
+from benchmarks.local_stack import bench_settings, dev_photos, temporary_stack, upload_copies
 from benchmarks.pipeline import percentile, run_fleet, sent_to_written, truncate, variant
 from common.imaging import find_images
 from common.kafka_admin import ensure_topic
 from db.connection import connect
 from infra.fleet import fleet_env, run
 from settings import Settings
-from upload import upload_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -186,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     threads = max(1, cores // args.workers)
     base = Settings()
-    dev = base.shared_dir / "images" / "dev"
-    if not dev.is_dir():
-        sys.exit(f"no photos at {dev}: set SHARED_DIR")
+    dev = dev_photos(base)
     query = {
         "graph": str(graph_path(base)),
         "categories": imagenet_categories(base.model_name),
@@ -200,18 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list] = {"pipeline": [], "spark": [], "ray": []}
     latency, rows, ray_version = {}, {}, None
     with temporary_stack() as cfg:
-        tag = uuid.uuid4().hex[:6]
-        settings = Settings(
-            kafka_topic=f"peer-{tag}",
-            faust_app_id=f"peer-{tag}",
-            s3_bucket="bench",
-            kafka_dead_letter_topic=f"peer-dead-{tag}",
-            model_engine="onnxruntime",
-        )
+        settings = bench_settings("peer", model_engine="onnxruntime")
         # the same job for both: Spark stores no embeddings, so neither does the pipeline here
         env = {**fleet_env(settings, {**os.environ}), "MODEL_ENGINE": "onnxruntime", "EMBEDDINGS": "false"}
-        for i in range(math.ceil(max(args.images, args.warmup_images, args.latency_images) / photos)):
-            upload_dir(settings, dev, prefix=f"copy{i}")
+        upload_copies(settings, dev, max(args.images, args.warmup_images, args.latency_images))
         print("starting Spark...", file=sys.stderr)
         spark = spark_job.session(cfg.libs_dir, cores)
         try:

@@ -58,6 +58,7 @@ class BatchProcessor:
         dead_letter: Optional[DeadLetterSink] = None,
         on_retry: Optional[Callable[[str], None]] = None,
         loader: Optional[Loader] = None,
+        stages: Optional[ImageStages] = None,
     ):
         self.settings = settings
         self.loader = loader  # builds new versions' heads on the same trunks (consumer/rollout.py)
@@ -67,7 +68,7 @@ class BatchProcessor:
         self.on_retry = on_retry or (lambda reason: None)
         self.stopping = False  # set by the worker's stop: retries end, the batch is abandoned
         self.retrying = False  # the batch in flight is waiting out a failure
-        self.stages = ImageStages(settings, images)
+        self.stages = stages or ImageStages(settings, images)  # download -> decode -> the model
         self._db = ThreadPoolExecutor(1, thread_name_prefix="db")
 
     # ------------------------------------------------------------ the batch

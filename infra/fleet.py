@@ -104,14 +104,18 @@ class Fleet:
         del self.procs[name]  # stopped on purpose: not a worker that died (start() brings it back)
         return time.monotonic() - started, code
 
-    def metric(self, name: str, metric: str, **labels: str) -> float:
-        """Sum of a metric's samples whose labels match, scraped from a worker's /metrics."""
+    def samples(self, name: str) -> list:
+        """Every sample of a worker's /metrics, scraped once."""
         address = self.placement.get(name, ([], "127.0.0.1"))[1]
         text = urllib.request.urlopen(f"http://{address}:{self.metrics_ports[name]}/metrics", timeout=5).read()
+        return [sample for family in text_string_to_metric_families(text.decode()) for sample in family.samples]
+
+    def metric(self, name: str, metric: str, samples: list | None = None, **labels: str) -> float:
+        """Sum of a metric's samples whose labels match, from `samples` (Fleet.samples) or
+        scraped from a worker's /metrics."""
         return sum(
             sample.value
-            for family in text_string_to_metric_families(text.decode())
-            for sample in family.samples
+            for sample in (self.samples(name) if samples is None else samples)
             if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items())
         )
 
