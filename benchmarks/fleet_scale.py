@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from benchmarks import cpu
-from benchmarks.local_stack import bench_settings, dev_photos, temporary_stack, upload_copies
+from benchmarks.local_stack import bench_settings, dev_photos, temporary_stack, upload_copies, worker_counts
 from benchmarks.pipeline import sent_to_written, truncate, variant
 from common.kafka_admin import ensure_topic
 from consumer.metrics import STAGE_BUCKETS
@@ -141,14 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--workers", default="4,8,16,24", help="fleet sizes, comma-separated")
+    ap.add_argument("--workers", type=worker_counts, default="4,8,16,24", help="fleet sizes, comma-separated")
     ap.add_argument("--partitions", type=int, default=48)
     ap.add_argument("--images", type=int, default=12000, help="keys sent per fleet size")
     ap.add_argument("--ms-per-image", type=float, default=20.0, help="the fixed answer's sleep per image")
     ap.add_argument("--machine-img-s", type=float, default=140.0, help="one machine's pipeline throughput")
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
-    sizes = [int(w) for w in args.workers.split(",")]
+    sizes = args.workers
     cores = os.cpu_count() or 1
     base = Settings()
     dev = dev_photos(base)

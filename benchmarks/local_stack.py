@@ -5,6 +5,7 @@ when the benchmark is stopped with SIGTERM (whose default action skips `finally`
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import signal
@@ -73,3 +74,14 @@ def upload_copies(settings: Settings, dev: Path, keys: int) -> None:
     distinct keys (every run sends keys of its own)."""
     for i in range(math.ceil(keys / len(find_images(dev)))):
         upload_dir(settings, dev, prefix=f"copy{i}")
+
+
+def worker_counts(text: str) -> list[int]:
+    """argparse type for "4,8,16": fleet sizes, each at least 1."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of worker counts: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"worker counts must be 1 or more: {text!r}")
+    return sizes

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from benchmarks import cpu
 from benchmarks.fleet_scale import COMMAND
-from benchmarks.local_stack import bench_settings, dev_photos, temporary_stack, upload_copies
+from benchmarks.local_stack import bench_settings, dev_photos, temporary_stack, upload_copies, worker_counts
 from benchmarks.pipeline import percentile
 from common.kafka_admin import ensure_topic, kafka_status
 from db.connection import connect
@@ -141,14 +141,19 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--sizes", default="4,8,16,24,12,4", help="fleet sizes in turn (the first: before any event)")
+    ap.add_argument(
+        "--sizes",
+        type=worker_counts,
+        default="4,8,16,24,12,4",
+        help="fleet sizes in turn (the first: before any event)",
+    )
     ap.add_argument("--partitions", type=int, default=48)
     ap.add_argument("--rate", type=float, default=120.0, help="keys per second, steady")
     ap.add_argument("--interval", type=float, default=40.0, help="seconds between events")
     ap.add_argument("--ms-per-image", type=float, default=20.0, help="the fixed answer's sleep per image")
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = args.sizes
     base = Settings()
     dev = dev_photos(base)
     logs = Path(tempfile.mkdtemp(prefix="vs-scale-"))

@@ -2,13 +2,17 @@
 app, benchmarks/fixed_answer_app.py) write every key's row through the real services, and the
 benchmark reports what each service spent per row (the figures come from the full run)."""
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.fleet_scale import capacity
+from benchmarks.local_stack import worker_counts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,6 +26,13 @@ def test_capacity_is_set_by_the_highest_cpu_per_row_measured():
     assert out["postgres"] == {"cpu_ms_per_row": 0.25, "rows_s_per_core": 4000, "machines_per_2_core_server": 80}
     assert out["s3"]["machines_per_2_core_server"] == 40
     assert out["kafka"]["cpu_ms_per_row"] == 0.1
+
+
+def test_fleet_sizes_are_parsed_or_refused_in_one_line():
+    assert worker_counts("4,8,16,24") == [4, 8, 16, 24]
+    for bad in ("4,x", "0,2", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            worker_counts(bad)
 
 
 def test_a_small_fleet_writes_every_keys_row_and_reports_what_it_cost(stack_libs, shared_dir, tmp_path):
