@@ -4,6 +4,7 @@
 # and the Python environment (.venv, PyPI).
 # Env: VS_LIBS_DIR (jar directory, default .stack/libs), VS_VENV (default .venv), PYTHON,
 # VS_WITH_BROWSER=1 (also Debian's chromium, for the viewer's browser test; infra/test.sh sets it),
+# VS_WITH_CONTAINERS=1 (podman, podman-compose, debootstrap and runc, for the container tests),
 # VS_WITH_SPARK=1 (PySpark and the jars of Spark's Kafka source, for the Spark peer benchmark's test).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,6 +20,11 @@ command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 if [ "${VS_WITH_BROWSER:-0}" = 1 ]; then
   command -v chromium >/dev/null || need_apt+=(chromium)
+fi
+if [ "${VS_WITH_CONTAINERS:-0}" = 1 ]; then  # the Dockerfile and compose file's tests (infra/images.py)
+  for tool in podman podman-compose debootstrap runc; do
+    command -v "$tool" >/dev/null || need_apt+=("$tool")
+  done
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[install] apt: ${need_apt[*]}"
@@ -36,7 +42,7 @@ fetch_jars() {  # name, marker jar glob
     rm -rf "$libs/$name"; mv "$libs/$name.tmp" "$libs/$name"
   fi
 }
-fetch_jars kafka 'kafka_2.13-*.jar'
+fetch_jars kafka 'kafka-tools-4.1.1.jar'
 extras="test,bench,docs"
 if [ "${VS_WITH_SPARK:-0}" = 1 ]; then
   fetch_jars spark 'spark-sql-kafka-0-10_2.13-4.2.0.jar'  # benchmarks/spark_job.py: spark.jars

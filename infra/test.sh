@@ -5,7 +5,7 @@
 # Extra arguments go to pytest (e.g. `infra/test.sh -m "not e2e"`).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-VS_WITH_BROWSER=1 VS_WITH_HELM=1 VS_WITH_TOXIPROXY=1 VS_WITH_SPARK=1 "$repo/infra/install.sh"
+VS_WITH_BROWSER=1 VS_WITH_CONTAINERS=1 VS_WITH_HELM=1 VS_WITH_TOXIPROXY=1 VS_WITH_SPARK=1 "$repo/infra/install.sh"
 cd "$repo"
 venv="${VS_VENV:-$repo/.venv}"
 # style and lint first: seconds, and a failure here needs no service to explain it

@@ -98,6 +98,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--only-missing, the reconciliation to run on a schedule and after an outage",
     )
     ap.add_argument("--prefix", default="", help="with --from-bucket: only keys under this prefix")
+    ap.add_argument(
+        "--create-topic",
+        action="store_true",
+        help="create KAFKA_TOPIC (KAFKA_PARTITIONS partitions) if missing and send nothing: for a "
+        "deployment's set-up, before an S3 server publishes its events to the topic",
+    )
     args = ap.parse_args(argv)
     if args.prefix and not args.from_bucket:
         ap.error("--prefix needs --from-bucket")
@@ -109,6 +115,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     partitions = ensure_topic(settings)
+    if args.create_topic:
+        print(f"topic {settings.kafka_topic}: {partitions} partitions")
+        return 0
     total: Optional[int] = None
     conn = None
     skipped = SkippedLines()

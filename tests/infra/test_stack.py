@@ -66,7 +66,7 @@ def test_docker_compose_is_valid_and_pinned():
     assert {"kafka", "postgres", "s3", "producer", "worker-1", "worker-2", "viewer"} <= set(svc)
     for name, spec in svc.items():
         image = spec["image"]
-        assert re.fullmatch(r"[\w./-]+:\d[\w.-]*", image), f"{name}: image {image!r} is not pinned to a version"
+        assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", image), f"{name}: image {image!r} is not pinned to a version"
         assert spec.get("command") or name in ("kafka", "postgres", "s3")
     assert (REPO / svc["worker-1"]["build"] / "Dockerfile").is_file()
     assert svc["worker-1"]["command"][:3] == ["faust", "-A", "consumer.app"]

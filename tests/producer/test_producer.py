@@ -44,6 +44,13 @@ def test_topic_is_created_with_the_configured_partitions(stack_settings):
     assert len(md.topics[stack_settings.kafka_topic].partitions) == 3
 
 
+def test_create_topic_creates_it_and_sends_nothing(stack_settings, db_conn, capsys):
+    register_images(db_conn, [("photos/0001.jpg", 1)])
+    assert producer_cli.main(["--create-topic"]) == 0
+    assert capsys.readouterr().out == f"topic {stack_settings.kafka_topic}: 3 partitions\n"
+    assert consume_all(stack_settings, 1, timeout=3) == []
+
+
 def test_every_registered_key_is_sent_once_keyed_by_itself(stack_settings, db_conn, capsys):
     keys = [f"photos/{i:04d}.jpg" for i in range(300)]
     register_images(db_conn, [(k, 1) for k in keys])

@@ -1,0 +1,45 @@
+"""The container images' names and pins, without podman: every image the Dockerfile and
+docker-compose.yml name is one that infra/images.py builds for the container tests, and the
+Dockerfile installs the torch that pyproject.toml pins."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from infra import images
+from infra.fleet import REPO
+
+
+def _qualified(name: str) -> str:
+    """A short image name as podman and Docker resolve it: Docker Hub, `library/` for one word."""
+    if "/" not in name.split(":")[0]:
+        name = f"library/{name}"
+    return name if name.split("/")[0] in ("docker.io", "localhost") else f"docker.io/{name}"
+
+
+def test_every_image_the_files_name_is_one_the_container_tests_build():
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    named = {spec["image"] for spec in compose["services"].values()}
+    named |= set(re.findall(r"^FROM (\S+)", (REPO / "Dockerfile").read_text(), re.M))
+    built = set(images.STAND_INS.values())
+    for name in named:
+        assert _qualified(name) in built or f"localhost/{name}" == images.PROJECT, name
+
+
+def test_the_dockerfile_installs_the_torch_pyproject_pins():
+    pyproject = (REPO / "pyproject.toml").read_text()
+    dockerfile = (REPO / "Dockerfile").read_text()
+    for package in ("torch", "torchvision"):
+        pin = re.search(rf'"{package}==([\d.]+)"', pyproject).group(1)
+        assert f"{package}=={pin}" in dockerfile, package
+
+
+def test_the_app_services_run_the_image_the_dockerfile_builds_read_only():
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    apps = {name: spec for name, spec in services.items() if spec.get("build")}
+    assert {"topics", "migrate", "upload", "producer", "worker-1", "worker-2", "viewer"} == set(apps)
+    for name, spec in apps.items():
+        assert f"localhost/{spec['image']}" == images.PROJECT, name
+        assert spec["read_only"] is True and spec["tmpfs"] == ["/tmp"], name
