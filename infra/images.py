@@ -8,9 +8,9 @@ machine because no registry of container images is reachable from it.
    (infra/containers/<name>/Containerfile says what each keeps of the original's contract);
 3. the project's image from its own Dockerfile.
 
-The base and the stand-ins are built when podman does not have them yet; the project's image
-every time, as a user would after a change (podman's layer cache keeps that to seconds while
-pyproject.toml is unchanged). podman runs with infra/containers/
+The base is built when podman does not have it yet; the stand-ins and the project's image every
+time, as a user would after a change (podman's layer cache keeps that to seconds when nothing
+changed, and to the layers after the change otherwise). podman runs with infra/containers/
 containers.conf (runc, lower ulimits) through CONTAINERS_CONF: nothing in /etc changes.
 
     python -m infra.images            # build what is missing, print the tags
@@ -23,6 +23,8 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from infra.process import StackError
 
 REPO = Path(__file__).resolve().parent.parent
 HERE = REPO / "infra" / "containers"
@@ -44,8 +46,12 @@ def podman_env() -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(HERE / "containers.conf")}
 
 
-def podman(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["podman", *args], env=podman_env(), check=check, capture_output=capture, text=True)
+class BuildError(StackError):
+    """An image did not build; the message ends with podman's last lines."""
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], env=podman_env(), check=check, capture_output=True, text=True)
 
 
 def exists(tag: str) -> bool:
@@ -67,7 +73,7 @@ def build_base() -> None:
         subprocess.run(["podman", "import", "-q", "-", BASE], stdin=tar.stdout, env=podman_env(), check=True)
         tar.stdout.close()
         if tar.wait() != 0:
-            raise RuntimeError("tar of the bookworm root failed")
+            raise BuildError("tar of the bookworm root failed")
 
 
 def _context(name: str, libs_dir: Path) -> Path:
@@ -88,7 +94,9 @@ def _context(name: str, libs_dir: Path) -> Path:
 def build_stand_in(name: str, libs_dir: Path) -> None:
     ctx = _context(name, libs_dir)
     try:
-        podman("build", "-q", "-f", str(ctx / "Containerfile"), "-t", STAND_INS[name], str(ctx))
+        res = podman("build", "-q", "-f", str(ctx / "Containerfile"), "-t", STAND_INS[name], str(ctx), check=False)
+        if res.returncode != 0:
+            raise BuildError(f"podman build of the {name} stand-in failed:\n{res.stderr[-3000:]}")
     finally:
         shutil.rmtree(ctx)
 
@@ -99,19 +107,18 @@ def build_project(log: Path | None = None) -> None:
     with open(log or os.devnull, "w") as out:
         res = subprocess.run(cmd, env=podman_env(), stdout=out, stderr=subprocess.STDOUT)
     if res.returncode != 0:
-        raise RuntimeError(f"podman build of the Dockerfile failed (exit {res.returncode}); log: {log}")
+        raise BuildError(f"podman build of the Dockerfile failed (exit {res.returncode}); log: {log}")
 
 
 def ensure_all(libs_dir: Path, log: Path | None = None) -> dict[str, str]:
     """Every image the container tests need; name -> tag."""
     missing = [tool for tool in ("podman", "podman-compose", "debootstrap") if shutil.which(tool) is None]
     if missing:
-        raise RuntimeError(f"{', '.join(missing)} not installed: run VS_WITH_CONTAINERS=1 infra/install.sh")
+        raise BuildError(f"{', '.join(missing)} not installed: run VS_WITH_CONTAINERS=1 infra/install.sh")
     if not exists(BASE):
         build_base()
-    for name, tag in STAND_INS.items():
-        if not exists(tag):
-            build_stand_in(name, libs_dir)
+    for name in STAND_INS:
+        build_stand_in(name, libs_dir)
     build_project(log)
     return {**STAND_INS, "project": PROJECT}
 

@@ -107,6 +107,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
     if args.prefix and not args.from_bucket:
         ap.error("--prefix needs --from-bucket")
+    sending = [args.only_missing, args.limit is not None, args.rate is not None, args.stdin, args.from_bucket]
+    if args.create_topic and any(sending):
+        ap.error("--create-topic sends nothing: it takes none of the options that choose what to send")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     try:

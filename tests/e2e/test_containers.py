@@ -7,6 +7,7 @@ of container images is reachable from this machine.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -17,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from infra import images
 from infra.fleet import ARTIFACTS, REPO, counts, fleet_env, run
@@ -49,8 +51,8 @@ def test_the_image_runs_a_worker_as_nobody_on_a_read_only_root(
     photos = _photos(dev_images, tmp_path / "photos", 24)
     run([sys.executable, "upload.py", str(photos[0].parent)], env)
     env_file = tmp_path / "worker.env"  # secrets in a file, not on a command line ps shows
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items() if k.startswith(PIPELINE_VARS)))
-    env_file.chmod(0o600)
+    with open(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write("".join(f"{k}={v}\n" for k, v in env.items() if k.startswith(PIPELINE_VARS)))
     name = f"vs-test-worker-{secrets.token_hex(4)}"
     podman(
         "run", "-d", "--name", name, "--network", "host",
@@ -68,7 +70,8 @@ def test_the_image_runs_a_worker_as_nobody_on_a_read_only_root(
         assert counts(stack_settings) == (24, 0), _logs(name)
         assert podman("exec", name, "id", "-u").stdout.strip() == str(NOBODY)
         assert podman("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", name).stdout.strip() == "true"
-        for place in ("/app", "/usr/local/python", "/var/tmp", "/"):
+        purelib = podman("exec", name, "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+        for place in ("/app", purelib.stdout.strip(), "/var/tmp", "/"):  # the code, the Python packages
             probe = podman("exec", name, "touch", f"{place}/.vs-probe", check=False)
             assert probe.returncode != 0 and "Read-only file system" in probe.stderr, (place, probe)
         podman("exec", name, "touch", "/tmp/.vs-probe")
@@ -88,7 +91,8 @@ def test_the_image_runs_a_worker_as_nobody_on_a_read_only_root(
 
 def test_compose_brings_up_the_whole_stack_and_down_leaves_nothing(built, dev_images, weights_path, tmp_path):
     project = f"vstest{secrets.token_hex(3)}"
-    photos = _photos(dev_images, tmp_path / "photos", 30)
+    photos = _photos(dev_images, tmp_path / "photos", 31)
+    late = Path(shutil.move(photos.pop(), tmp_path))  # put into the bucket later, with no producer run
     env = {
         **images.podman_env(),
         "POSTGRES_PASSWORD": secrets.token_urlsafe(12),
@@ -99,36 +103,71 @@ def test_compose_brings_up_the_whole_stack_and_down_leaves_nothing(built, dev_im
         "MODELS_DIR": str(weights_path.parent),
         "VIEWER_PORT": str(_free_port()),
     }
-    compose = ["podman-compose", "-p", project, "-f", str(REPO / "docker-compose.yml")]
-    log = ARTIFACTS / "compose.log"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    hidden = [env[k] for k in ("POSTGRES_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY", "VIEWER_ADMIN_PASSWORD")]
+    files = ["-f", str(REPO / "docker-compose.yml"), "-f", str(REPO / "docker-compose.podman.yml")]
+    compose = ["podman-compose", "-p", project, *files]
+    spec = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    (ARTIFACTS / "compose.log").unlink(missing_ok=True)
     try:
-        with open(log, "w") as out:
-            subprocess.run([*compose, "up", "-d"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, check=True)
-        deadline = time.monotonic() + 420
-        rows: list[str] = []
-        while len(rows) < len(photos) and time.monotonic() < deadline:
-            time.sleep(3)
-            rows = _psql(project, "SELECT image_key || ' ' || hostname FROM prediction_results").splitlines()
-        assert sorted(r.split()[0] for r in rows) == sorted(p.name for p in photos), _all_logs(project)
-        assert {r.split()[1] for r in rows} <= {"worker-1", "worker-2"}
+        _compose([*compose, "up", "-d"], env, hidden)
+        keys = _wait_for_rows(project, len(photos))
+        assert sorted(k for k, _ in keys) == sorted(p.name for p in photos), _all_logs(project)
+        assert {host for _, host in keys} <= {"worker-1", "worker-2"}
         assert _psql(project, "SELECT count(*) FROM prediction_errors") == "0"
         assert _state(f"{project}_worker-1_1") == _state(f"{project}_worker-2_1") == "running"
         login = urllib.request.urlopen(f"http://127.0.0.1:{env['VIEWER_PORT']}/login", timeout=10)
         assert login.status == 200
         assert _psql(project, "SELECT name || ' ' || role FROM viewer_users") == "admin admin"
+        for service in ("kafka", "postgres"):  # the health checks Docker runs and podman-compose 1.0.3 does not
+            kind, *test = spec[service]["healthcheck"]["test"]
+            cmd = ["sh", "-c", test[0]] if kind == "CMD-SHELL" else test
+            assert podman("exec", f"{project}_{service}_1", *cmd, check=False).returncode == 0, service
+        for service in ("worker-1", "viewer"):  # read_only: the code and / (podman adds tmpfs on /run, /var/tmp)
+            for place in ("/app", "/"):
+                probe = podman("exec", f"{project}_{service}_1", "touch", f"{place}/.vs-probe", check=False)
+                assert probe.returncode != 0 and "Read-only file system" in probe.stderr, (service, place)
+        # live: one more photo uploaded; only the S3 server's event can bring it to a worker
+        shutil.copy(late, photos[0].parent)
+        podman("start", "-a", f"{project}_upload_1")
+        assert late.name in [k for k, _ in _wait_for_rows(project, len(photos) + 1)], _all_logs(project)
+        assert _logs(f"{project}_producer_1").count("sent ") == 1  # it ran once, before the late photo
     finally:
-        (ARTIFACTS / "compose-containers.log").write_text(_all_logs(project))
-        with open(log, "a") as out:
-            subprocess.run([*compose, "down", "-v"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        (ARTIFACTS / "compose-containers.log").write_text(_redacted(_all_logs(project), hidden))
+        _compose([*compose, "down", "-v"], env, hidden, check=False)
+        # podman-compose 1.0.3's `down` keeps the project's network, which `docker compose down` removes
+        networks = [n for n in podman("network", "ls", "--format", "{{.Name}}").stdout.split() if project in n]
+        for network in networks:
+            podman("network", "rm", network, check=False)
     label = f"label=io.podman.compose.project={project}"
     assert podman("ps", "-a", "-q", "--filter", label).stdout.strip() == ""
     assert podman("volume", "ls", "-q", "--filter", label).stdout.strip() == ""
     assert project not in podman("pod", "ls", "--format", "{{.Name}}").stdout
-    # podman-compose 1.0.3's `down` keeps the project's network, which `docker compose down` removes
-    networks = [n for n in podman("network", "ls", "--format", "{{.Name}}").stdout.split() if project in n]
     assert networks == [f"{project}_default"]
-    podman("network", "rm", networks[0])
+
+
+def _compose(cmd: list[str], env: dict, hidden: list[str], check: bool = True) -> None:
+    """podman-compose prints each podman command with its `-e` values: the log gets them hidden."""
+    res = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    with open(ARTIFACTS / "compose.log", "a") as log:
+        log.write(_redacted(res.stdout + res.stderr, hidden))
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd[3:])} exited {res.returncode}; see {ARTIFACTS / 'compose.log'}")
+
+
+def _redacted(text: str, hidden: list[str]) -> str:
+    for value in hidden:
+        text = text.replace(value, "***")
+    return text
+
+
+def _wait_for_rows(project: str, n: int, timeout: float = 420) -> list[tuple[str, str]]:
+    """(image key, hostname) of prediction_results once it has n rows, or at the deadline."""
+    deadline = time.monotonic() + timeout
+    rows: list[str] = []
+    while len(rows) < n and time.monotonic() < deadline:
+        time.sleep(2)
+        rows = _psql(project, "SELECT image_key || ' ' || hostname FROM prediction_results").splitlines()
+    return [tuple(r.split(" ", 1)) for r in rows]
 
 
 def _psql(project: str, sql: str) -> str:

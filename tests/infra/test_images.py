@@ -43,3 +43,26 @@ def test_the_app_services_run_the_image_the_dockerfile_builds_read_only():
     for name, spec in apps.items():
         assert f"localhost/{spec['image']}" == images.PROJECT, name
         assert spec["read_only"] is True and spec["tmpfs"] == ["/tmp"], name
+
+
+def test_a_failing_one_shot_stops_docker_compose_instead_of_restarting_forever():
+    """Docker waits for `service_completed_successfully` until the container has exited: a
+    one-shot restarted without a bound would keep `docker compose up` waiting on a setup error."""
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    awaited = {
+        dep
+        for spec in services.values()
+        for dep, cond in (spec.get("depends_on") or {}).items()
+        if cond.get("condition") == "service_completed_successfully"
+    }
+    assert awaited == {"topics", "migrate", "upload"}
+    for name in awaited:
+        restart = services[name].get("restart", "no")
+        assert restart == "no" or re.fullmatch(r"on-failure:\d+", restart), name
+
+
+def test_the_podman_file_only_adds_restarts_to_services_of_the_compose_file():
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    podman = yaml.safe_load((REPO / "docker-compose.podman.yml").read_text())["services"]
+    assert set(podman) <= set(services)
+    assert all(spec == {"restart": "on-failure"} for spec in podman.values())

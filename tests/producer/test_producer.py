@@ -3,6 +3,7 @@
 import io
 import uuid
 
+import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
@@ -49,6 +50,13 @@ def test_create_topic_creates_it_and_sends_nothing(stack_settings, db_conn, caps
     assert producer_cli.main(["--create-topic"]) == 0
     assert capsys.readouterr().out == f"topic {stack_settings.kafka_topic}: 3 partitions\n"
     assert consume_all(stack_settings, 1, timeout=3) == []
+
+
+def test_create_topic_refuses_the_options_that_choose_what_to_send(capsys):
+    with pytest.raises(SystemExit) as exc:
+        producer_cli.main(["--create-topic", "--only-missing"])
+    assert exc.value.code == 2
+    assert "--create-topic sends nothing" in capsys.readouterr().err
 
 
 def test_every_registered_key_is_sent_once_keyed_by_itself(stack_settings, db_conn, capsys):

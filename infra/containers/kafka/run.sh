@@ -27,13 +27,17 @@ props=/opt/kafka/config/server.properties
 for var in $(compgen -e); do
   case "$var" in
     KAFKA_HEAP_OPTS | KAFKA_OPTS | KAFKA_JMX_OPTS | KAFKA_LOG4J_OPTS | KAFKA_JVM_PERFORMANCE_OPTS | KAFKA_GC_LOG_OPTS) ;;
+    KAFKA_VERSION | KAFKA_LOG4J_ROOT_LOGLEVEL | KAFKA_LOG4J_LOGGERS | KAFKA_TOOLS_LOG4J_LOGLEVEL) ;;
     KAFKA_*)
       name="${var#KAFKA_}"; name="${name,,}"
       name="${name//___/-}"; name="${name//__/@}"; name="${name//_/.}"; name="${name//@/_}"
       printf '%s=%s\n' "$name" "${!var}" >> "$props" ;;
   esac
 done
-jvm=(java ${KAFKA_HEAP_OPTS:--Xmx512m -Xms512m} -XX:+UseG1GC -Djava.awt.headless=true
-     -Dlog4j2.configurationFile=/opt/kafka/config/log4j2.properties -cp '/opt/kafka/libs/*')
+# the JVM's own variables go to the JVM, as kafka-run-class.sh passes them (KAFKA_OPTS: a JAAS file, say)
+# shellcheck disable=SC2206
+jvm=(java ${KAFKA_HEAP_OPTS:--Xmx1G -Xms1G} ${KAFKA_JVM_PERFORMANCE_OPTS:--XX:+UseG1GC -Djava.awt.headless=true}
+     ${KAFKA_GC_LOG_OPTS:-} ${KAFKA_JMX_OPTS:-} ${KAFKA_OPTS:-}
+     ${KAFKA_LOG4J_OPTS:--Dlog4j2.configurationFile=/opt/kafka/config/log4j2.properties} -cp '/opt/kafka/libs/*')
 "${jvm[@]}" kafka.tools.StorageTool format --cluster-id "$CLUSTER_ID" --config "$props" --ignore-formatted
 exec "${jvm[@]}" kafka.Kafka "$props"
