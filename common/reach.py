@@ -92,7 +92,11 @@ def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
     silent.propagate = False  # the check's own retries are summed up in its one message
     silent.addHandler(lines)
     config = {**settings.kafka_client_config(), "logger": silent, "error_cb": errors.append}
-    admin = AdminClient(config)
+    try:
+        admin = AdminClient(config)
+    except KafkaException as exc:  # librdkafka refused its settings, e.g. a CA file it cannot read
+        silent.removeHandler(lines)
+        raise Unreachable(refused_settings(settings, exc.args[0])) from None
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:
@@ -101,6 +105,16 @@ def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
         raise Unreachable(describe(settings, errors, lines.seen)) from None
     finally:
         silent.removeHandler(lines)
+
+
+def refused_settings(settings: Settings, error: KafkaError) -> str:
+    text = error.str()
+    if "ssl.ca.location" in text:
+        return (
+            f"cannot use KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile}: {text.split(': ', 1)[-1]}; is it a PEM "
+            "certificate this user may read?"
+        )
+    return f"the Kafka client refused its settings: {text}; check the KAFKA_* settings"
 
 
 class _Lines(logging.Handler):

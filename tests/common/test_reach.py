@@ -47,6 +47,26 @@ def test_a_command_says_once_that_kafka_is_out_of_reach_and_exits_2(command, add
     assert seconds < 30  # a bound for the test, not a speed figure: it was minutes of retries
 
 
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_ca_file_the_kafka_client_cannot_use_is_one_line_and_exit_2(command, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate\n")
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "KAFKA_SECURITY_PROTOCOL": "SSL",
+        "KAFKA_SSL_CAFILE": str(ca),
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "HOME": str(tmp_path),
+    }
+    done = subprocess.run(COMMANDS[command], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines[:5]
+    assert lines[0].startswith(f"error: cannot use KAFKA_SSL_CAFILE={ca}: "), lines[0]
+    assert lines[0].endswith("is it a PEM certificate this user may read?")
+
+
 def test_a_repeated_line_is_logged_once_per_interval_with_a_count_of_the_rest(caplog):
     logger = logging.getLogger("test.reach.once")
     logger.addFilter(OncePerInterval(interval=0.3))

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra import images
+from infra import images, secure
 from infra.fleet import ARTIFACTS, REPO, counts, fleet_env, run
 
 NOBODY = 65534
@@ -50,17 +50,7 @@ def test_the_image_runs_a_worker_as_nobody_on_a_read_only_root(
     env = fleet_env(stack_settings, stack_env)
     photos = _photos(dev_images, tmp_path / "photos", 24)
     run([sys.executable, "upload.py", str(photos[0].parent)], env)
-    env_file = tmp_path / "worker.env"  # secrets in a file, not on a command line ps shows
-    with open(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-        f.write("".join(f"{k}={v}\n" for k, v in env.items() if k.startswith(PIPELINE_VARS)))
-    name = f"vs-test-worker-{secrets.token_hex(4)}"
-    podman(
-        "run", "-d", "--name", name, "--network", "host",
-        "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp",
-        "--env-file", str(env_file), "-e", "TORCH_THREADS=1", "-e", "DECODE_WORKERS=1",
-        "-e", f"MODEL_WEIGHTS=/models/{weights_path.name}", "-v", f"{weights_path.parent}:/models:ro",
-        built["project"],
-    )  # fmt: skip
+    name = _run_worker(tmp_path, env, weights_path)
     try:
         assert "sent 24 of 24 keys" in run([sys.executable, "-m", "producer"], env).stdout
         deadline = time.monotonic() + 300
@@ -87,6 +77,60 @@ def test_the_image_runs_a_worker_as_nobody_on_a_read_only_root(
     with db_conn, db_conn.cursor() as cur:
         cur.execute("SELECT DISTINCT model FROM prediction_results")
         assert cur.fetchall() == [(stack_settings.model_name,)]
+
+
+def test_the_image_runs_a_worker_on_the_locked_down_stack(built, secure_stack, dev_images, weights_path, tmp_path):
+    """The image with the secured stack's settings: Kafka over SASL_SSL as the `worker` principal,
+    PostgreSQL over verified TLS as a vs_worker login, S3 over HTTPS; the CA mounted read-only."""
+    tag = secrets.token_hex(3)
+    names = {"KAFKA_TOPIC": f"img-{tag}", "KAFKA_DEAD_LETTER_TOPIC": f"img-{tag}-dead", "FAUST_APP_ID": f"img-{tag}"}
+    secure.grant(secure_stack.cfg, names["KAFKA_TOPIC"], names["KAFKA_DEAD_LETTER_TOPIC"], names["FAUST_APP_ID"])
+    names["S3_BUCKET"] = f"img-{tag}"
+    settings = secure_stack.settings("admin", None, **names)
+    photos = _photos(dev_images, tmp_path / "photos", 12)
+    run([sys.executable, "upload.py", str(photos[0].parent)], secure_stack.env("admin", None, **names))
+    worker = fleet_env(settings, secure_stack.env("worker", "worker", **names))
+    # the CA certificate alone (no key), at the path of KAFKA_SSL_CAFILE, S3_CA_BUNDLE and DATABASE_URL's
+    # sslrootcert; a copy others may read, since the stack keeps its files 0600 and the image runs as nobody
+    ca = worker["KAFKA_SSL_CAFILE"]
+    readable = Path(shutil.copy(ca, tmp_path / "ca.pem"))
+    readable.chmod(0o644)
+    name = _run_worker(tmp_path, worker, weights_path, "-v", f"{readable}:{ca}:ro")
+    try:
+        assert (
+            "sent 12 of 12 keys"
+            in run([sys.executable, "-m", "producer"], secure_stack.env("producer", "viewer", **names)).stdout
+        )
+        deadline = time.monotonic() + 300
+        while sum(counts(settings)) < 12 and time.monotonic() < deadline:
+            assert _state(name) == "running", _logs(name)
+            time.sleep(1)
+        assert counts(settings) == (12, 0), _logs(name)
+        podman("stop", "-t", "60", name)
+        assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0", _logs(name)
+    finally:
+        text = _logs(name)
+        (ARTIFACTS / "container-worker-secure.log").write_text(text)
+        podman("rm", "-f", name, check=False)
+    leaked = [what for what, value in secure_stack.named_secrets().items() if value in text]
+    assert not leaked, f"secrets in the worker's log: {leaked}"
+
+
+def _run_worker(tmp_path: Path, env: dict, weights_path: Path, *extra: str) -> str:
+    """A worker from the image, detached, as the image runs it: its user, a read-only root, /tmp
+    the only writable place; the pipeline's settings from an env file (secrets off the command line)."""
+    env_file = tmp_path / f"worker-{secrets.token_hex(3)}.env"
+    with open(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write("".join(f"{k}={v}\n" for k, v in env.items() if k.startswith(PIPELINE_VARS)))
+    name = f"vs-test-worker-{secrets.token_hex(4)}"
+    podman(
+        "run", "-d", "--name", name, "--network", "host",
+        "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp",
+        "--env-file", str(env_file), "-e", "TORCH_THREADS=1", "-e", "DECODE_WORKERS=1",
+        "-e", f"MODEL_WEIGHTS=/models/{weights_path.name}", "-v", f"{weights_path.parent}:/models:ro",
+        *extra, images.PROJECT,
+    )  # fmt: skip
+    return name
 
 
 def test_compose_brings_up_the_whole_stack_and_down_leaves_nothing(built, dev_images, weights_path, tmp_path):
