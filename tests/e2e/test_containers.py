@@ -68,12 +68,9 @@ def test_the_image_runs_a_worker_as_nobody_on_a_read_only_root(
         podman("exec", name, "touch", "/tmp/.vs-probe")
         cache = podman("exec", name, "sh", "-c", "ls /tmp/visionscaling-cache").stdout
         assert ".onnx" in cache  # the ONNX export went where the image's ENV says
-        podman("stop", "-t", "60", name)
-        assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0", _logs(name)
+        _stop_cleanly(name)
     finally:
-        text = _logs(name)
-        (ARTIFACTS / "container-worker.log").write_text(text)
-        podman("rm", "-f", name, check=False)
+        text = _remove(name, "container-worker.log")
     assert "PermissionError" not in text and "Read-only file system" not in text, text[-4000:]
     with db_conn, db_conn.cursor() as cur:
         cur.execute("SELECT DISTINCT model FROM prediction_results")
@@ -107,15 +104,26 @@ def test_the_image_runs_a_worker_on_the_locked_down_stack(built, secure_stack, d
             assert _state(name) == "running", _logs(name)
             time.sleep(1)
         assert counts(settings) == (12, 0), _logs(name)
-        podman("stop", "-t", "60", name)
-        assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0", _logs(name)
+        _stop_cleanly(name)
     finally:
-        text = _logs(name)
-        (ARTIFACTS / "container-worker-secure.log").write_text(text)
-        podman("rm", "-f", name, check=False)
+        text = _remove(name, "container-worker-secure.log")
         _empty_pipeline_tables(settings)  # the secure stack is the session's: later tests count every key
     leaked = [what for what, value in secure_stack.named_secrets().items() if value in text]
     assert not leaked, f"secrets in the worker's log: {leaked}"
+
+
+def _stop_cleanly(name: str) -> None:
+    """`podman stop`: SIGTERM, then the worker's own shutdown, which must end with exit 0."""
+    podman("stop", "-t", "60", name)
+    assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0", _logs(name)
+
+
+def _remove(name: str, artifact: str) -> str:
+    """The container's log, kept as a test artifact; then the container removed."""
+    text = _logs(name)
+    (ARTIFACTS / artifact).write_text(text)
+    podman("rm", "-f", name, check=False)
+    return text
 
 
 def _empty_pipeline_tables(settings) -> None:
