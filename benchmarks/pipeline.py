@@ -38,7 +38,7 @@ from benchmarks.wal import wal_position, wal_since
 from common.imaging import find_images
 from common.kafka_admin import ensure_topic
 from db.connection import connect
-from infra.fleet import Fleet, fleet_env, run
+from infra.fleet import Fleet, fleet_env, run, truncate
 from settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -64,15 +64,6 @@ def sent_to_written(settings: Settings) -> tuple[float, list[float]]:
         return 0.0, []
     first_sent = min(t - lat for t, lat in rows)
     return len(rows) / (rows[-1][0] - first_sent), [lat for _, lat in rows]
-
-
-def truncate(settings: Settings) -> None:
-    conn = connect(settings)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("TRUNCATE prediction_results, prediction_errors")
-    finally:
-        conn.close()
 
 
 def percentile(values: list[float], q: float) -> float:

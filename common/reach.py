@@ -93,11 +93,10 @@ def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
     silent.addHandler(lines)
     config = {**settings.kafka_client_config(), "logger": silent, "error_cb": errors.append}
     try:
-        admin = AdminClient(config)
-    except KafkaException as exc:  # librdkafka refused its settings, e.g. a CA file it cannot read
-        silent.removeHandler(lines)
-        raise Unreachable(refused_settings(settings, exc.args[0])) from None
-    try:
+        try:
+            admin = AdminClient(config)
+        except KafkaException as exc:  # librdkafka refused its settings, e.g. a CA file it cannot read
+            raise Unreachable(refused_settings(settings, exc.args[0])) from None
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         errors.append(exc.args[0])

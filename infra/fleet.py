@@ -33,6 +33,20 @@ def run(cmd: list[str], env: dict, **kw) -> subprocess.CompletedProcess:
     return res
 
 
+# every table a run writes to; a benchmark's repeat empties only the rows (truncate's default)
+PIPELINE_TABLES = ("image_info", "prediction_results", "prediction_errors", "image_embeddings")
+
+
+def truncate(settings: Settings, tables: tuple[str, ...] = ("prediction_results", "prediction_errors")) -> None:
+    """Empty `tables` (names from this module, never user input) in one statement."""
+    conn = connect(settings)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(f"TRUNCATE {', '.join(tables)}")
+    finally:
+        conn.close()
+
+
 def counts(settings: Settings) -> tuple[int, int]:
     """(result rows, error rows) of the current model."""
     conn = connect(settings)

@@ -153,10 +153,11 @@ def stack_settings(migrated, weights_path, monkeypatch, tmp_path) -> Settings:
 def db_conn(stack_settings):
     """A connection to the test database, with the pipeline's tables emptied first."""
     from db.connection import connect
+    from infra.fleet import PIPELINE_TABLES
 
     conn = connect(stack_settings)
     with conn, conn.cursor() as cur:
-        cur.execute("TRUNCATE image_info, prediction_results, prediction_errors, image_embeddings")
+        cur.execute(f"TRUNCATE {', '.join(PIPELINE_TABLES)}")
     yield conn
     conn.close()
 

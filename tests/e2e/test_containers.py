@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from db.connection import connect
 from infra import images, secure
-from infra.fleet import ARTIFACTS, REPO, counts, fleet_env, run
+from infra.fleet import ARTIFACTS, PIPELINE_TABLES, REPO, counts, fleet_env, run, truncate
 
 NOBODY = 65534
 PIPELINE_VARS = ("KAFKA_", "S3_", "AWS_", "DATABASE_", "FAUST_", "BROKER_", "RETRY_")
@@ -107,7 +106,7 @@ def test_the_image_runs_a_worker_on_the_locked_down_stack(built, secure_stack, d
         _stop_cleanly(name)
     finally:
         text = _remove(name, "container-worker-secure.log")
-        _empty_pipeline_tables(settings)  # the secure stack is the session's: later tests count every key
+        truncate(settings, PIPELINE_TABLES)  # the secure stack is the session's: later tests count every key
     leaked = [what for what, value in secure_stack.named_secrets().items() if value in text]
     assert not leaked, f"secrets in the worker's log: {leaked}"
 
@@ -124,15 +123,6 @@ def _remove(name: str, artifact: str) -> str:
     (ARTIFACTS / artifact).write_text(text)
     podman("rm", "-f", name, check=False)
     return text
-
-
-def _empty_pipeline_tables(settings) -> None:
-    conn = connect(settings)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("TRUNCATE image_info, prediction_results, prediction_errors, image_embeddings")
-    finally:
-        conn.close()
 
 
 def _run_worker(tmp_path: Path, env: dict, weights_path: Path, *extra: str) -> str:
