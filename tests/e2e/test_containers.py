@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import yaml
 
 from infra import images, secure
 from infra.fleet import ARTIFACTS, PIPELINE_TABLES, REPO, counts, fleet_env, run, truncate
+from infra.process import free_port
 
 NOBODY = 65534
 PIPELINE_VARS = ("KAFKA_", "S3_", "AWS_", "DATABASE_", "FAUST_", "BROKER_", "RETRY_")
@@ -154,7 +154,7 @@ def test_compose_brings_up_the_whole_stack_and_down_leaves_nothing(built, dev_im
         "VIEWER_ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "IMAGES_DIR": str(photos[0].parent),
         "MODELS_DIR": str(weights_path.parent),
-        "VIEWER_PORT": str(_free_port()),
+        "VIEWER_PORT": str(free_port()),
     }
     hidden = [env[k] for k in ("POSTGRES_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY", "VIEWER_ADMIN_PASSWORD")]
     files = ["-f", str(REPO / "docker-compose.yml"), "-f", str(REPO / "docker-compose.podman.yml")]
@@ -246,9 +246,3 @@ def _all_logs(project: str) -> str:
 
 def _restarts(name: str) -> str:
     return podman("inspect", "--format", "{{.RestartCount}}", name, check=False).stdout.strip()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
